@@ -1,0 +1,37 @@
+# One command file for people and CI: install, run, test, bench, lint.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+
+.PHONY: install run test test-fast bench lint clean
+
+# A venv with the project (editable, path-based: no import hook on the CLI's startup path)
+# and its dev tools. Bytecode is compiled up front so the CLI starts fast even where
+# PYTHONDONTWRITEBYTECODE is set.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+	touch $@
+
+install: $(BIN)/.installed
+	@$(BIN)/python -m compileall -q chantlib chant_cli
+
+# The main job on a demo repository: generate it, then list, search, lock and claim.
+run: install
+	@$(BIN)/python scripts/demo.py $(DEMO)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/run.py --write docs/benchmarks.md
+
+lint: install
+	$(BIN)/ruff check chantlib chant_cli tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,1 @@
+"""The ``chant`` command-line front end (argparse, one renderer per command)."""

@@ -1,0 +1,359 @@
+"""The ``chant`` command: parse arguments, run the operation, render the result.
+
+Every command except ``init`` is one operation of :mod:`chantlib.ops`. The backend that runs
+it is picked here (today: direct mode, in process; ``--direct`` is accepted before or after
+the subcommand and will force it once a daemon exists). Exit codes are mapped in one place,
+:func:`main`: 0 ok, 1 error, 2 usage, 3 conflict (already locked, stale token), 4 not found,
+5 nothing ready. Errors are one line on stderr, never a traceback (``CHANT_DEBUG=1`` shows it).
+
+Kept light: argparse and json at import; the library's heavier parts load only when the
+operation needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import render
+
+__all__ = ["main", "build_parser"]
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    # argparse would import shutil (and with it bz2 and lzma) on every run just to learn
+    # the terminal width; the os call answers the same question.
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        width = int(os.environ.get("COLUMNS", "80") or 80)
+    return argparse.HelpFormatter(prog, width=max(40, width - 2))
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    # default=SUPPRESS: the option may be given before the subcommand as well
+    p.add_argument("--direct", action="store_true", default=argparse.SUPPRESS, help="never use a daemon")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_init(sub):
+    p = sub.add_parser("init", help="create .chant/ in the current folder")
+    p.add_argument("--name", help="project name for config.md (default: the folder name)")
+    _common(p, json_flag=False)
+
+
+def _add_add(sub):
+    p = sub.add_parser("add", help="create a spec")
+    p.add_argument("title")
+    p.add_argument("--type", default="code")
+    p.add_argument("--label", action="append", help="a label (repeatable)")
+    p.add_argument("--depends-on", action="append", metavar="ID", help="a dependency (repeatable)")
+    p.add_argument("--priority", help="low, normal, high, critical or an integer")
+    p.add_argument("--project", help="project prefix for the ID (default: project.prefix)")
+    p.add_argument("--criterion", action="append", metavar="TEXT", help="an acceptance criterion (repeatable)")
+    p.add_argument("--description", help="a paragraph under the title")
+    _common(p)
+
+
+def _add_list(sub):
+    p = sub.add_parser("list", help="list active specs")
+    p.add_argument("--ready", action="store_true", help="only ready specs")
+    p.add_argument("--status", help="pending, ready, blocked, in_progress, completed, failed, ...")
+    p.add_argument("--label", action="append", help="only specs with this label (repeatable: any of them)")
+    p.add_argument("--type", help="only this type")
+    p.add_argument("--project", help="only this project")
+    p.add_argument("--count", action="store_true", help="print only the number of specs")
+    _common(p)
+
+
+def _add_show(sub):
+    p = sub.add_parser("show", help="show one spec")
+    p.add_argument("id", help="spec ID (a unique part is enough)")
+    _common(p)
+
+
+def _add_search(sub):
+    p = sub.add_parser("search", help="search specs (see the query language in docs/cli.md)")
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=100, help="at most this many results (default 100)")
+    _common(p)
+
+
+def _add_lint(sub):
+    p = sub.add_parser("lint", help="validate specs (exit 1 on errors)")
+    p.add_argument("--archive", action="store_true", help="lint archived specs too")
+    _common(p)
+
+
+def _add_status(sub):
+    p = sub.add_parser("status", help="counts by status, attention, ready queue")
+    p.add_argument("--brief", action="store_true", help="one line")
+    _common(p)
+
+
+def _add_complete(sub):
+    p = sub.add_parser("complete", help="mark a spec completed (and release its lease)")
+    p.add_argument("id")
+    p.add_argument("--token", type=int, help="the lease token (fencing)")
+    p.add_argument("--owner")
+    p.add_argument("--force", action="store_true", help="even if someone else holds the lease")
+    _common(p)
+
+
+_LOCK_ACTIONS = {
+    "acquire": "take the lease on a spec",
+    "release": "give up a lease",
+    "renew": "extend a lease",
+    "status": "show the lease on a spec",
+    "list": "list live leases",
+}
+
+
+def _add_lock(sub, action=None):
+    p = sub.add_parser("lock", help="leases on specs")
+    lock = p.add_subparsers(dest="lock_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, text in _LOCK_ACTIONS.items():
+        if action is not None and name != action:
+            continue
+        q = lock.add_parser(name, help=text)
+        if name != "list":
+            q.add_argument("id")
+        if name in ("acquire", "release", "renew"):
+            q.add_argument("--owner", help="lease owner (default: CHANT_OWNER, else user@host)")
+        if name in ("acquire", "renew"):
+            q.add_argument("--ttl", type=float, help="seconds (default: scale.locks.ttl, 3600)")
+        if name in ("release", "renew"):
+            q.add_argument("--token", type=int, help="the lease's fencing token")
+        if name in ("acquire", "release"):
+            q.add_argument("--force", action="store_true", help="even if someone else holds it")
+        _common(q)
+
+
+_QUEUE_ACTIONS = {"next": "the next spec (--claim takes it)", "list": "the queue in order"}
+
+
+def _add_queue(sub, action=None):
+    p = sub.add_parser("queue", help="the queue of ready work")
+    queue = p.add_subparsers(dest="queue_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, text in _QUEUE_ACTIONS.items():
+        if action is not None and name != action:
+            continue
+        q = queue.add_parser(name, help=text)
+        q.add_argument("--project", help="only this project")
+        q.add_argument("--label", action="append", help="only specs with this label (repeatable: any of them)")
+        if name == "next":
+            q.add_argument("--claim", action="store_true", help="take it with a lease")
+            q.add_argument("--owner", help="lease owner (default: CHANT_OWNER, else user@host)")
+            q.add_argument("--ttl", type=float, help="lease seconds (default: scale.locks.ttl)")
+        else:
+            q.add_argument("--limit", type=int, help="show at most this many")
+        _common(q)
+
+
+_INDEX_ACTIONS = {"rebuild": "rebuild from the files", "status": "size and freshness"}
+
+
+def _add_index(sub, action=None):
+    p = sub.add_parser("index", help="the search index")
+    index = p.add_subparsers(dest="index_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, text in _INDEX_ACTIONS.items():
+        if action is None or name == action:
+            _common(index.add_parser(name, help=text))
+
+
+_BUILDERS = {
+    "init": _add_init,
+    "add": _add_add,
+    "list": _add_list,
+    "show": _add_show,
+    "search": _add_search,
+    "lint": _add_lint,
+    "status": _add_status,
+    "complete": _add_complete,
+    "lock": _add_lock,
+    "queue": _add_queue,
+    "index": _add_index,
+}
+_ACTIONS = {"lock": _LOCK_ACTIONS, "queue": _QUEUE_ACTIONS, "index": _INDEX_ACTIONS}
+
+
+def _selected(argv: list[str]) -> tuple[str | None, str | None]:
+    """The command (and action) named in ``argv``, if it can be told without parsing.
+
+    Building every subparser costs milliseconds on each run, so only the one in use is
+    built; help, errors and anything unclear build them all.
+    """
+    if any(a in ("-h", "--help") for a in argv):
+        return None, None
+    words = iter(argv)
+    for word in words:
+        if word == "-C":
+            next(words, None)
+            continue
+        if word.startswith("-"):
+            continue
+        if word not in _BUILDERS:
+            return None, None
+        actions = _ACTIONS.get(word)
+        if actions is None:
+            return word, None
+        nxt = next(words, None)
+        return (word, nxt) if nxt in actions else (None, None)
+    return None, None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="chant",
+        description="Specs for coding agents: list, search, lock and queue the work in .chant/specs/.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 conflict, 4 not found, 5 nothing ready.",
+    )
+    parser.add_argument("--direct", action="store_true", default=False, help="never use a daemon")
+    parser.add_argument("-C", dest="chdir", metavar="DIR", help="run as if started in DIR")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
+    command, action = _selected(argv) if argv is not None else (None, None)
+    for name, builder in _BUILDERS.items():
+        if command is None:
+            builder(sub)
+        elif name == command:
+            builder(sub, action) if name in _ACTIONS else builder(sub)
+    return parser
+
+
+def _operation(args) -> tuple[str, dict, object]:
+    """The operation, its parameters and the renderer for parsed ``args``."""
+    cmd = args.command
+    if cmd == "list":
+        return "list", {
+            "ready": args.ready, "status": args.status, "labels": args.label, "type": args.type,
+            "project": args.project,
+        }, render.render_list
+    if cmd == "show":
+        return "show", {"spec": args.id}, render.render_show
+    if cmd == "search":
+        return "search", {"q": args.query, "limit": args.limit}, render.render_search
+    if cmd == "lint":
+        return "lint", {"archive": args.archive}, render.render_lint
+    if cmd == "status":
+        return "status", {}, render.render_status
+    if cmd == "add":
+        return "add", {
+            "title": args.title, "type": args.type, "labels": args.label, "depends_on": args.depends_on,
+            "priority": args.priority, "project": args.project, "criteria": args.criterion,
+            "description": args.description,
+        }, render.render_add
+    if cmd == "complete":
+        return "complete", {"spec": args.id, "token": args.token, "owner": args.owner, "force": args.force}, (
+            render.render_complete
+        )
+    if cmd == "lock":
+        a = args.lock_action
+        params = {} if a == "list" else {"spec": args.id}
+        for name in ("owner", "ttl", "token", "force"):
+            if hasattr(args, name):
+                params[name] = getattr(args, name)
+        return f"lock_{a}", params, render.render_lock
+    if cmd == "queue":
+        params = {"project": args.project, "labels": args.label}
+        if args.queue_action == "list":
+            params["limit"] = args.limit
+            return "queue_list", params, render.render_queue
+        if args.claim:
+            params.update(owner=args.owner, ttl=args.ttl)
+            return "queue_claim", params, render.render_queue
+        return "queue_next", params, render.render_queue
+    if cmd == "index":
+        return f"index_{args.index_action}", {}, render.render_index
+    raise AssertionError(cmd)
+
+
+class DirectBackend:
+    """Runs operations in this process on a :class:`~chantlib.workspace.Workspace`."""
+
+    mode = "direct"
+
+    def __init__(self) -> None:
+        from chantlib.workspace import Workspace
+
+        self.workspace = Workspace()
+
+    def call(self, op: str, params: dict):
+        from chantlib.ops import dispatch
+
+        return dispatch(self.workspace, op, {k: v for k, v in params.items() if v is not None})
+
+
+def _init(args, out: render.Out) -> int:
+    from chantlib.store import SpecStore
+
+    store = SpecStore(os.getcwd())
+    created = store.init(args.name)
+    if created:
+        out.line(f"Initialized {store.chant_dir}")
+    else:
+        out.note(f"{store.chant_dir} already exists; added anything missing")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = render.Out()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if args.chdir:
+            try:
+                os.chdir(args.chdir)
+            except OSError as exc:
+                out.note(f"error: cannot change to {args.chdir}: {exc.strerror}")
+                return 2
+        if args.command == "init":
+            return _init(args, out)
+        op, params, renderer = _operation(args)
+        result = DirectBackend().call(op, params)
+        render.warnings(out, result)
+        code = renderer(out, result, args)
+        out.stdout.flush()
+        return code
+    except KeyboardInterrupt:
+        out.note("interrupted")
+        return 130
+    except BrokenPipeError:
+        # the reader went away (`chant list | head`): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
+    except Exception as exc:  # the one place errors become exit codes
+        from chantlib.errors import ChantError, error_envelope
+
+        if os.environ.get("CHANT_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, ChantError):
+            out.note(f"error: {exc.message}")
+            return exc.exit_code
+        out.note(f"error: {error_envelope(exc)['message']}")
+        return 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""Turning operation results into text. One renderer per command, shared by every backend.
+
+The result of an operation is the same JSON-able data in direct and daemon mode, and this
+module is the only place that turns it into lines, so both modes print the same bytes.
+stdout carries data; warnings and notes go to stderr. Import-light by design.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ICONS = {
+    "pending": "○",
+    "in_progress": "◐",
+    "paused": "◑",
+    "completed": "●",
+    "failed": "✗",
+    "needs_attention": "⚠",
+    "ready": "◕",
+    "blocked": "⊗",
+    "cancelled": "✓",
+}
+
+_COLORS = {
+    "pending": "37",
+    "in_progress": "33",
+    "paused": "36",
+    "completed": "32",
+    "failed": "31",
+    "needs_attention": "33",
+    "ready": "36",
+    "blocked": "31",
+    "cancelled": "2",
+}
+
+
+class Out:
+    """Where rendered text goes, and whether it may be coloured."""
+
+    def __init__(self, stdout=None, stderr=None, color: bool | None = None) -> None:
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        if color is None:
+            color = (
+                not os.environ.get("NO_COLOR")
+                and os.environ.get("TERM") != "dumb"
+                and hasattr(self.stdout, "isatty")
+                and self.stdout.isatty()
+            )
+        self.color = bool(color)
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(text + "\n")
+
+    def note(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        self.stderr.write(f"warning: {text}\n")
+
+    def json(self, data) -> None:
+        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _display_status(spec: dict) -> str:
+    if spec.get("blocked") and spec["status"] == "pending":
+        return "blocked"
+    return spec["status"]
+
+
+def spec_line(out: Out, spec: dict) -> str:
+    """``<id> <icon> <title>[ marker]``, as upstream's ``chant list``."""
+    status = _display_status(spec)
+    icon = "⚡" if spec.get("type") == "conflict" else ICONS.get(status, "?")
+    icon = out.paint(icon, _COLORS.get(status, "0"))
+    marker = ""
+    approval = spec.get("approval")
+    if approval:
+        if approval.get("status") == "rejected":
+            marker = " " + out.paint("[rejected]", "31")
+        elif approval.get("status") == "approved":
+            marker = " " + out.paint("[approved]", "32")
+        elif approval.get("required"):
+            marker = " " + out.paint("[needs approval]", "33")
+    title = spec.get("title") or "(no title)"
+    return f"{out.paint(spec['id'], '36')} {icon} {title}{marker}"
+
+
+def warnings(out: Out, result) -> None:
+    if isinstance(result, dict):
+        for text in result.get("warnings") or ():
+            out.warn(text)
+
+
+def _strip(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "warnings"}
+
+
+# --- one renderer per command -----------------------------------------------------------------
+
+
+def render_list(out: Out, result: dict, args) -> int:
+    specs = result["specs"]
+    if args.count:
+        out.line(str(len(specs)))
+        return 0
+    if args.json:
+        out.json(specs)
+        return 0
+    if not specs:
+        if args.ready and args.label:
+            out.note("No ready specs with specified labels.")
+        elif args.ready:
+            out.note("No ready specs.")
+        elif args.label:
+            out.note("No specs with specified labels.")
+        elif args.status or args.type or args.project:
+            out.note("No specs match.")
+        else:
+            out.note('No specs. Create one with `chant add "description"`')
+        return 0
+    for spec in specs:
+        out.line(spec_line(out, spec))
+    return 0
+
+
+def render_search(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+        return 0
+    total = result["total"]
+    shown = len(result["specs"])
+    more = f" (showing {shown}; use --limit for more)" if shown < total else ""
+    out.note(f'Found {total} spec(s) matching "{result["query"]}"{more}')
+    for spec in result["specs"]:
+        line = spec_line(out, spec)
+        if spec.get("archived"):
+            line += " " + out.paint("[archived]", "2")
+        out.line(line)
+    return 0
+
+
+def render_show(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+        return 0
+    shown = dict(result)
+    shown["blocked"] = result.get("display_status") == "blocked"
+    out.line(spec_line(out, shown))
+    rows = [("Status", result.get("display_status") or result["status"])]
+    if result.get("display_status") not in (None, result["status"]):
+        rows[0] = ("Status", f"{result['status']} (blocked)")
+    if result.get("ready"):
+        rows[0] = ("Status", f"{result['status']} (ready)")
+    rows.append(("Type", result["type"]))
+    if result.get("project"):
+        rows.append(("Project", result["project"]))
+    if result.get("priority") is not None and result["priority"] != 50:
+        rows.append(("Priority", str(result["priority"])))
+    if result.get("labels"):
+        rows.append(("Labels", ", ".join(result["labels"])))
+    if result.get("dependencies"):
+        rows.append(("Depends on", ", ".join(f"{d['id']} ({d['status']})" for d in result["dependencies"])))
+    criteria = result.get("criteria") or {}
+    if criteria.get("total"):
+        rows.append(("Criteria", f"{criteria['checked']}/{criteria['total']}"))
+    approval = result.get("approval")
+    if approval:
+        text = approval.get("status") or "pending"
+        if approval.get("by"):
+            text += f" by {approval['by']}"
+        if approval.get("at"):
+            text += f" at {approval['at']}"
+        rows.append(("Approval", text + (" (required)" if approval.get("required") else "")))
+    for item in result.get("blocked_by") or ():
+        if item["kind"] == "approval":
+            rows.append(("Blocked by", f"approval ({item['detail']})"))
+        else:
+            via = " (via its driver)" if item["kind"] == "driver_dependency" else ""
+            rows.append(("Blocked by", f"{item['detail']} ({item['status']}){via}"))
+    if result.get("waiting_on"):
+        rows.append(("Waiting on", ", ".join(result["waiting_on"])))
+    if result.get("members"):
+        rows.append(("Members", ", ".join(result["members"])))
+    if result.get("commits"):
+        rows.append(("Commits", ", ".join(result["commits"])))
+    if result.get("completed_at"):
+        rows.append(("Completed", result["completed_at"]))
+    lease = result.get("lease")
+    if lease:
+        rows.append(("Lease", f"{lease['owner']} (token {lease['token']}, until {lease['expires_at']})"))
+    if result.get("archived"):
+        rows.append(("Archived", "yes"))
+    rows.append(("File", result["path"]))
+    if result.get("error"):
+        rows.append(("Error", result["error"]))
+    width = max(len(k) for k, _ in rows) + 1
+    for key, value in rows:
+        out.line(f"{(key + ':').ljust(width)} {value}")
+    body = result.get("body") or ""
+    if body.strip():
+        out.line()
+        out.stdout.write(body if body.endswith("\n") else body + "\n")
+    return 0
+
+
+def render_lint(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+    else:
+        for d in result["diagnostics"]:
+            icon = out.paint("✗", "31") if d["severity"] == "error" else out.paint("⚠", "33")
+            out.line(f"{icon} {d['spec_id']}: [{d['rule']}] {d['message']}")
+            if d.get("suggestion"):
+                out.line(f"    → {d['suggestion']}")
+        out.line(
+            f"Linted {result['total']} spec(s): {result['passed']} passed, "
+            f"{result['warned']} warned, {result['failed']} failed"
+        )
+    return 1 if result["failed"] else 0
+
+
+def render_status(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+        return 0
+    c = result["counts"]
+    if args.brief:
+        parts = [
+            f"{n} {word}"
+            for n, word in (
+                (c["completed"], "done"),
+                (c["in_progress"], "running"),
+                (c["ready"], "ready"),
+                (c["failed"], "failed"),
+            )
+            if n
+        ]
+        out.line("chant: " + (", ".join(parts) if parts else "no specs"))
+        return 0
+
+    def heading(text: str) -> None:
+        out.line(out.paint(text, "1"))
+        out.line("=" * len(text))
+
+    heading("Chant Status")
+    out.line()
+    for label, key in (
+        ("Pending:", "pending"),
+        ("Ready:", "ready"),
+        ("In Progress:", "in_progress"),
+        ("Paused:", "paused"),
+        ("Completed:", "completed"),
+        ("Failed:", "failed"),
+        ("Blocked:", "blocked"),
+    ):
+        if key == "paused" and not c["paused"]:
+            continue
+        out.line(f"  {label:<12} {c[key]}")
+    out.line()
+    if result["today"]["completed"]:
+        heading("Today")
+        out.line(f"  Completed:   {result['today']['completed']}")
+        out.line()
+    if result["attention"]:
+        heading("Attention")
+        for item in result["attention"]:
+            icon = ICONS.get(item["status"], "?")
+            out.line(f"  {icon} {item['id']} {item['title'] or '(no title)'} [{item['status']}]")
+        out.line()
+    if result["in_progress"]:
+        heading("In Progress")
+        for item in result["in_progress"]:
+            out.line(f"  {ICONS['in_progress']} {item['id']} {item['title'] or '(no title)'}")
+        out.line()
+    heading(f"Ready ({result['ready_count']})")
+    if not result["ready_count"]:
+        out.line("  (no specs ready)")
+    for item in result["ready"]:
+        out.line(f"  {ICONS['ready']} {item['id']} {item['title'] or '(no title)'}")
+    if result["ready_count"] > len(result["ready"]):
+        out.line(f"  ... and {result['ready_count'] - len(result['ready'])} more")
+    return 0
+
+
+def render_add(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+        return 0
+    out.line(result["id"])
+    out.note(f"Created {result['path']}")
+    return 0
+
+
+def _lease_text(lease: dict) -> str:
+    return f"token {lease['token']}, owner {lease['owner']}, until {lease['expires_at']}"
+
+
+def render_lock(out: Out, result, args) -> int:
+    action = args.lock_action
+    if args.json:
+        out.json(result["leases"] if action == "list" else result)
+        return 0
+    if action == "acquire":
+        out.line(f"Locked {result['spec']} ({_lease_text(result)})")
+    elif action == "release":
+        out.line(f"Released {result['spec']} (token {result['token']})")
+    elif action == "renew":
+        out.line(f"Renewed {result['spec']} ({_lease_text(result)})")
+    elif action == "status":
+        if result["locked"]:
+            out.line(f"{result['spec']}: locked ({_lease_text(result['lease'])})")
+        else:
+            out.line(f"{result['spec']}: not locked")
+    elif action == "list":
+        if not result["leases"]:
+            out.note("No active locks.")
+        for lease in result["leases"]:
+            out.line(f"{lease['spec']} {lease['owner']} token={lease['token']} expires={lease['expires_at']}")
+    return 0
+
+
+def render_queue(out: Out, result: dict, args) -> int:
+    if args.queue_action == "list":
+        if args.json:
+            out.json(_strip(result))
+            return 0
+        if not result["specs"]:
+            out.note("The queue is empty.")
+        for spec in result["specs"]:
+            out.line(spec_line(out, spec))
+        return 0
+    if args.json:
+        out.json(_strip(result) if args.claim else result["spec"])
+        return 0 if result.get("spec") else 5
+    spec = result.get("spec")
+    if spec is None:
+        out.note("No ready specs in the queue.")
+        return 5
+    out.line(spec_line(out, spec))
+    if args.claim:
+        out.line(f"Lease: {_lease_text(result['lease'])}")
+    return 0
+
+
+def render_complete(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+        return 0
+    out.line(spec_line(out, result["spec"]))
+    if result.get("released"):
+        out.note(f"Released lease (token {result['released']['token']})")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render_index(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(_strip(result))
+        return 0
+    if args.index_action == "rebuild":
+        out.line(f"Indexed {result['documents']} spec(s) in {result['seconds']:.2f}s")
+        return 0
+    out.line(f"Index:      {result['path'] or '(in memory)'}")
+    out.line(f"Documents:  {result['documents']}")
+    out.line(f"Segments:   {result['segments']}")
+    out.line(f"Size:       {_size(result['size_bytes'])}")
+    out.line(
+        f"Specs:      {result['specs']} ({result['active']} active, {result['archived']} archived, "
+        f"{result['broken']} broken)"
+    )
+    out.line(f"Stale:      {result['stale']}")
+    return 0

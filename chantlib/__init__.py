@@ -1,0 +1,73 @@
+"""chantlib: chant specs as a library.
+
+The public surface, and nothing else by accident::
+
+    from chantlib import Workspace, Spec, Index, LockTable, Lease, Queue, Config, ChantError
+
+Names are imported on first use, so ``import chantlib`` costs almost nothing and a client
+that only speaks to a daemon never loads the YAML parser or tantivy. chantlib imports no
+server package (starlette, uvicorn, prometheus_client).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Workspace": "workspace",
+    "Spec": "spec",
+    "SpecStore": "store",
+    "SpecTable": "table",
+    "Row": "table",
+    "Graph": "graph",
+    "Index": "index",
+    "SearchResult": "index",
+    "LockTable": "locks",
+    "FileLockTable": "locks",
+    "MemoryLockTable": "locks",
+    "Lease": "locks",
+    "Queue": "queue",
+    "Config": "config",
+    "parse_id": "ids",
+    "ParsedId": "ids",
+    "sort_key": "ids",
+    "generate_id": "ids",
+    "resolve_partial": "ids",
+    "parse_query": "query",
+    "dispatch": "ops",
+    "OPS": "ops",
+    "ChantError": "errors",
+    "UsageError": "errors",
+    "QuerySyntaxError": "errors",
+    "AmbiguousSpecId": "errors",
+    "InvalidValue": "errors",
+    "NotFound": "errors",
+    "SpecNotFound": "errors",
+    "NotInitialized": "errors",
+    "LockNotFound": "errors",
+    "Conflict": "errors",
+    "LockHeld": "errors",
+    "StaleToken": "errors",
+    "NotHolder": "errors",
+    "AlreadyExists": "errors",
+    "NothingReady": "errors",
+    "SpecParseError": "errors",
+    "StorageError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chantlib' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"chantlib.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

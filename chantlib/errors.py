@@ -1,0 +1,230 @@
+"""The one error tree of chant.
+
+Every failure a caller can act on is a :class:`ChantError`. Each class carries
+
+* ``code``: the stable wire code (socket and HTTP error envelopes, ``--json`` output);
+* ``http_status``: the status the HTTP API answers with;
+* ``exit_code``: the CLI's exit status.
+
+::
+
+    ChantError                     error              500  1
+    ├── UsageError                 bad_params         400  2
+    │   ├── QuerySyntaxError       bad_query          400  2
+    │   ├── AmbiguousSpecId        ambiguous_id       400  2
+    │   └── InvalidValue           invalid_value      400  2
+    ├── NotFound                   not_found          404  4
+    │   ├── SpecNotFound           not_found          404  4
+    │   ├── NotInitialized         not_initialized    404  4
+    │   └── LockNotFound           not_locked         404  4
+    ├── Conflict                   conflict           409  3
+    │   ├── LockHeld               already_locked     409  3
+    │   ├── StaleToken             stale_token        409  3
+    │   ├── NotHolder              not_holder         409  3
+    │   └── AlreadyExists          already_exists     409  3
+    ├── NothingReady               nothing_ready      404  5
+    ├── SpecParseError             parse_error        422  1
+    └── StorageError               io_error           500  1
+
+OS errors are translated to :class:`StorageError` in :mod:`chantlib.store` and the lock
+backends; tantivy's errors are translated in :mod:`chantlib.index`. :func:`error_envelope`
+is the one function that turns an error into the JSON shape both transports send.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChantError",
+    "UsageError",
+    "QuerySyntaxError",
+    "AmbiguousSpecId",
+    "InvalidValue",
+    "NotFound",
+    "SpecNotFound",
+    "NotInitialized",
+    "LockNotFound",
+    "Conflict",
+    "LockHeld",
+    "StaleToken",
+    "NotHolder",
+    "AlreadyExists",
+    "NothingReady",
+    "SpecParseError",
+    "StorageError",
+    "error_envelope",
+    "EXIT_OK",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "EXIT_CONFLICT",
+    "EXIT_NOT_FOUND",
+    "EXIT_NOTHING_READY",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFLICT = 3
+EXIT_NOT_FOUND = 4
+EXIT_NOTHING_READY = 5
+
+
+class ChantError(Exception):
+    """Root of every error chant raises on purpose."""
+
+    code = "error"
+    http_status = 500
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = {k: v for k, v in details.items() if v is not None}
+
+    def to_dict(self) -> dict:
+        out: dict = {"code": self.code, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ChantError:
+        """Rebuild an error received over a transport (the client side of the envelope)."""
+        code = data.get("code", "error")
+        klass = _BY_CODE.get(code, ChantError)
+        err = klass.__new__(klass)
+        ChantError.__init__(err, str(data.get("message", code)), **(data.get("details") or {}))
+        if klass is ChantError:
+            err.code = code
+        return err
+
+
+# "You asked for something that cannot be done as asked."
+class UsageError(ChantError):
+    code = "bad_params"
+    http_status = 400
+    exit_code = EXIT_USAGE
+
+
+class QuerySyntaxError(UsageError):
+    code = "bad_query"
+
+    def __init__(self, message: str, *, query: str | None = None, position: int | None = None) -> None:
+        super().__init__(message, query=query, position=position)
+        self.query = query
+        self.position = position
+
+
+class AmbiguousSpecId(UsageError):
+    code = "ambiguous_id"
+
+    def __init__(self, partial: str, matches: list[str]) -> None:
+        shown = ", ".join(matches[:10]) + (f", ... ({len(matches)} in all)" if len(matches) > 10 else "")
+        super().__init__(f"Ambiguous spec ID '{partial}'. Matches: {shown}", partial=partial, matches=matches)
+        self.partial = partial
+        self.matches = matches
+
+
+class InvalidValue(UsageError):
+    code = "invalid_value"
+
+
+class NotFound(ChantError):
+    code = "not_found"
+    http_status = 404
+    exit_code = EXIT_NOT_FOUND
+
+
+class SpecNotFound(NotFound):
+    def __init__(self, partial: str) -> None:
+        super().__init__(f"Spec not found: {partial}", spec=partial)
+        self.partial = partial
+
+
+class NotInitialized(NotFound):
+    code = "not_initialized"
+
+
+class LockNotFound(NotFound):
+    code = "not_locked"
+
+    def __init__(self, spec_id: str) -> None:
+        super().__init__(f"Spec {spec_id} is not locked", spec=spec_id)
+        self.spec_id = spec_id
+
+
+class Conflict(ChantError):
+    code = "conflict"
+    http_status = 409
+    exit_code = EXIT_CONFLICT
+
+
+class LockHeld(Conflict):
+    code = "already_locked"
+
+    def __init__(self, spec_id: str, holder: str, expires_at: str | None = None, token: int | None = None) -> None:
+        until = f" until {expires_at}" if expires_at else ""
+        super().__init__(
+            f"Spec {spec_id} is already locked by {holder}{until}",
+            spec=spec_id,
+            holder=holder,
+            expires_at=expires_at,
+            token=token,
+        )
+        self.spec_id = spec_id
+        self.holder = holder
+        self.expires_at = expires_at
+        self.token = token
+
+
+class StaleToken(Conflict):
+    code = "stale_token"
+
+
+class NotHolder(Conflict):
+    """A release or renew by someone who does not hold the lease (and did not force it)."""
+
+    code = "not_holder"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class NothingReady(ChantError):
+    code = "nothing_ready"
+    http_status = 404
+    exit_code = EXIT_NOTHING_READY
+
+
+class SpecParseError(ChantError):
+    code = "parse_error"
+    http_status = 422
+
+
+class StorageError(ChantError):
+    code = "io_error"
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, action: str, path: object) -> StorageError:
+        reason = exc.strerror or str(exc)
+        return cls(f"cannot {action} {path}: {reason}", path=str(path), errno=exc.errno)
+
+
+_BY_CODE: dict[str, type[ChantError]] = {}
+for _klass in (
+    UsageError, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
+    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, SpecParseError,
+    StorageError,
+):
+    _BY_CODE.setdefault(_klass.code, _klass)
+
+
+def error_envelope(exc: BaseException) -> dict:
+    """The error object both transports send: ``{"code", "message", "details"?}``.
+
+    Errors that are not :class:`ChantError` are internal faults: they get the code
+    ``internal`` and a message naming the exception type, never a traceback.
+    """
+    if isinstance(exc, ChantError):
+        return exc.to_dict()
+    return {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"}

@@ -1,0 +1,513 @@
+"""Index: the tantivy full-text index of the specs, and the query language compiled to it.
+
+The index lives in ``.chant/.index/tantivy/`` next to the spec table
+(:mod:`chantlib.table`) it follows. :meth:`Index.sync` brings it in step with the table:
+only specs whose content changed are re-indexed (the table's CRC per file is compared with
+the CRC each document was indexed from, kept in ``indexed.marshal``). Documents are keyed by
+their path, so re-indexing is delete-then-add and a crash between the tantivy commit and the
+state file only means re-doing the same work. Rebuilding from scratch gives the same answers.
+
+tantivy errors are translated to :class:`~chantlib.errors.ChantError` here and only here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import marshal
+import os
+import shutil
+import sys
+
+import tantivy
+
+from .errors import ChantError, QuerySyntaxError, StorageError
+from .ids import parse_id
+from .query import FIELDS, And, Not, Or, Term, parse_query, tokenize
+from .spec import PRIORITY_NAMES, Spec
+
+__all__ = ["Index", "SearchResult"]
+
+STATE_FILE = "indexed.marshal"
+TANTIVY_DIR = "tantivy"
+SCHEMA_VERSION = 2
+
+_UTC = _dt.timezone.utc
+_KEYWORD_FIELDS = ("status", "type", "project", "label", "prompt")
+_EXACT_FIELDS = ("id", "target_files", "commit", "branch", "depends_on", "archived")
+
+
+def _schema():
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("path", stored=True, tokenizer_name="raw")
+    for name in _KEYWORD_FIELDS + _EXACT_FIELDS:
+        sb.add_text_field(name, tokenizer_name="raw")
+    sb.add_date_field("created", indexed=True, fast=True)
+    sb.add_date_field("completed", indexed=True, fast=True)
+    sb.add_integer_field("priority", indexed=True, fast=True)
+    sb.add_text_field("title", tokenizer_name="default")
+    sb.add_text_field("body", tokenizer_name="default")
+    sb.add_text_field("sortkey", fast=True, tokenizer_name="raw")
+    return sb.build()
+
+
+def sortkey_text(row) -> str:
+    """A string whose byte order follows the chant order, ending in the path (unique)."""
+    p = parse_id(row.id)
+    if p is None:
+        head = row.id
+    else:
+        members = "".join(f"{m:010d}" for m in p.members)
+        head = f"{p.date}{int(p.seq, 36):010d}{p.suffix}{p.project or ''}\x00{members}"
+    return f"{head}\x00{row.path}"
+
+
+def _parse_date(text: str | None):
+    if not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            value = _dt.datetime.strptime(text[:10], "%Y-%m-%d")
+        except ValueError:
+            return None
+    return value if value.tzinfo else value.replace(tzinfo=_UTC)
+
+
+class SearchResult:
+    """``total`` matches; ``paths`` the first ``limit`` of them, best first."""
+
+    __slots__ = ("total", "paths", "scored")
+
+    def __init__(self, total: int, paths: list[str], scored: bool) -> None:
+        self.total = total
+        self.paths = paths
+        self.scored = scored
+
+
+class Index:
+    """The tantivy index of one :class:`~chantlib.table.SpecTable`.
+
+    ``path``: the index folder (``None``: in memory, rebuilt by each process).
+    """
+
+    def __init__(self, table, path: str | None = None) -> None:
+        self.table = table
+        self.path = path
+        self.schema = _schema()
+        self._indexed: dict[str, int] | None = None
+        self._index = None
+        self._searcher = None
+
+    # opening
+
+    def _tantivy_dir(self) -> str | None:
+        return os.path.join(self.path, TANTIVY_DIR) if self.path else None
+
+    def _state_path(self) -> str | None:
+        return os.path.join(self.path, STATE_FILE) if self.path else None
+
+    def _open(self):
+        if self._index is not None:
+            return self._index
+        folder = self._tantivy_dir()
+        try:
+            if folder is None:
+                self._index = tantivy.Index(self.schema)
+            else:
+                os.makedirs(folder, exist_ok=True)
+                self._index = tantivy.Index(self.schema, path=folder, reuse=True)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "open the index in", folder) from None
+        except ValueError as exc:
+            # an index written with another schema: throw it away, the files are the truth
+            if folder is None:
+                raise ChantError(f"cannot create the index: {exc}") from None
+            shutil.rmtree(folder, ignore_errors=True)
+            self._indexed = {}
+            os.makedirs(folder, exist_ok=True)
+            self._index = tantivy.Index(self.schema, path=folder, reuse=False)
+        return self._index
+
+    def _load_state(self) -> dict[str, int]:
+        if self._indexed is None:
+            self._indexed = {}
+            path = self._state_path()
+            if path:
+                try:
+                    with open(path, "rb") as fh:
+                        data = marshal.loads(fh.read())
+                    if data.get("format") == (SCHEMA_VERSION, sys.version_info[:2]):
+                        self._indexed = data["docs"]
+                except (OSError, EOFError, ValueError, TypeError, AttributeError):
+                    pass
+        return self._indexed
+
+    def _save_state(self) -> None:
+        path = self._state_path()
+        if path is None:
+            return
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(marshal.dumps({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": self._indexed}))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "write", path) from None
+
+    # keeping in step
+
+    def pending(self) -> tuple[list[str], list[str]]:
+        """(paths to (re)index, paths to delete) to bring the index in step with the table."""
+        indexed = self._load_state()
+        files = self.table.files
+        todo = [rel for rel, st in files.items() if rel in self.table.rows and indexed.get(rel) != st[3]]
+        gone = [rel for rel in indexed if rel not in self.table.rows]
+        return todo, gone
+
+    def sync(self, parsed: dict | None = None) -> int:
+        """Index what changed; returns how many documents were written or deleted.
+
+        ``parsed``: specs a refresh has just parsed (path -> Spec), to spare a second read.
+        """
+        todo, gone = self.pending()
+        if not todo and not gone:
+            return 0
+        if self.path is None:
+            return self._write(todo, gone, parsed or {})
+        from filelock import FileLock, Timeout
+
+        try:
+            lock = FileLock(os.path.join(self.path, ".writer.lock"), timeout=60)
+            with lock:
+                # another process may have done it while we waited
+                self._indexed = None
+                todo, gone = self.pending()
+                if not todo and not gone:
+                    self._reload()
+                    return 0
+                return self._write(todo, gone, parsed or {})
+        except Timeout:
+            raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "lock the index in", self.path) from None
+
+    def _write(self, todo: list[str], gone: list[str], parsed: dict) -> int:
+        index = self._open()
+        indexed = self._load_state()
+        try:
+            writer = index.writer(heap_size=128_000_000, num_threads=1 if len(todo) < 2000 else 0)
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        try:
+            fresh = not indexed and len(todo) == len(self.table.rows)
+            if fresh:
+                writer.delete_all_documents()
+            for rel in gone:
+                writer.delete_documents_by_term("path", rel)
+                indexed.pop(rel, None)
+            for rel in todo:
+                row = self.table.row(rel)
+                spec = parsed.get(rel)
+                body = spec.body if spec is not None else self._read_body(rel)
+                if not fresh:
+                    writer.delete_documents_by_term("path", rel)
+                writer.add_document(self._document(row, body))
+                indexed[rel] = self.table.files[rel][3]
+            writer.commit()
+            writer.wait_merging_threads()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        self._save_state()
+        self._reload()
+        return len(todo) + len(gone)
+
+    def _reload(self) -> None:
+        if self._index is not None:
+            self._index.reload()
+        self._searcher = None
+
+    def _read_body(self, rel: str) -> str:
+        try:
+            text = self.table.store.read_text(rel)
+        except (StorageError, UnicodeDecodeError):
+            return ""
+        spec = Spec.parse(rel.rsplit("/", 1)[-1][:-3], text)
+        return spec.body
+
+    def _document(self, row, body: str):
+        doc = tantivy.Document()
+        doc.add_text("path", row.path)
+        doc.add_text("sortkey", sortkey_text(row))
+        doc.add_text("id", row.id)
+        doc.add_text("status", row.status)
+        doc.add_text("type", row.type)
+        if row.project:
+            doc.add_text("project", row.project.lower())
+        for label in row.labels:
+            doc.add_text("label", label.lower())
+        if row.prompt:
+            doc.add_text("prompt", row.prompt.lower())
+        for path in row.target_files:
+            doc.add_text("target_files", path)
+        for commit in row.commits:
+            doc.add_text("commit", commit)
+        if row.branch:
+            doc.add_text("branch", row.branch)
+        for dep in row.depends_on or ():
+            doc.add_text("depends_on", dep)
+        doc.add_text("archived", "true" if row.archived else "false")
+        created = _parse_date(row.created)
+        if created is not None:
+            doc.add_date("created", created)
+        completed = _parse_date(row.completed_at)
+        if completed is not None:
+            doc.add_date("completed", completed)
+        doc.add_integer("priority", row.priority if row.priority is not None else 50)
+        if row.title:
+            doc.add_text("title", row.title)
+        doc.add_text("body", body)
+        return doc
+
+    def rebuild(self) -> int:
+        """Throw the index away and index every spec again; returns the document count."""
+        self._index = None
+        self._searcher = None
+        folder = self._tantivy_dir()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._indexed = {}
+        if self.path is not None:
+            try:
+                os.unlink(self._state_path())
+            except FileNotFoundError:
+                pass
+        self.sync()
+        return len(self._load_state())
+
+    # reading
+
+    def searcher(self):
+        if self._searcher is None:
+            self._searcher = self._open().searcher()
+        return self._searcher
+
+    def statistics(self) -> dict:
+        todo, gone = self.pending()
+        size = 0
+        folder = self._tantivy_dir()
+        if folder and os.path.isdir(folder):
+            for entry in os.scandir(folder):
+                if entry.is_file():
+                    size += entry.stat().st_size
+        searcher = self.searcher()
+        return {
+            "path": folder,
+            "documents": searcher.num_docs,
+            "segments": searcher.num_segments,
+            "size_bytes": size,
+            "stale": len(todo) + len(gone),
+        }
+
+    def search(self, query: str, *, limit: int | None = 100, graph=None) -> SearchResult:
+        """Run ``query`` (the chant query language); ``graph`` serves ``status:ready|blocked``."""
+        ast = parse_query(query)
+        compiler = _Compiler(self.schema, self.table, graph)
+        compiled = compiler.compile(ast)
+        searcher = self.searcher()
+        total_docs = searcher.num_docs
+        want = total_docs if limit is None else min(limit, total_docs)
+        try:
+            if compiler.scored:
+                result = searcher.search(compiled, limit=max(want, 1), count=True)
+                paths = [searcher.doc(addr)["path"][0] for _score, addr in result.hits[:want]]
+            else:
+                result = searcher.search(
+                    compiled, limit=max(want, 1), count=True, order_by_field="sortkey", order=tantivy.Order.Asc
+                )
+                paths = [key.rsplit("\x00", 1)[1] for key, _addr in result.hits[:want]]
+        except ValueError as exc:
+            raise QuerySyntaxError(f"Invalid query: {exc}", query=query) from None
+        return SearchResult(result.count, paths, compiler.scored)
+
+
+# --- the query compiler ---------------------------------------------------------------------
+
+_Q = tantivy.Query
+_OCC = tantivy.Occur
+
+
+def _wildcard_regex(value: str) -> str:
+    out = []
+    for ch in value:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch.isalnum() or ch in "_":
+            out.append(ch)
+        else:
+            out.append("\\" + ch if ch in r"\.+()[]{}|^$-/~#&<>@\"" else ch)
+    return "".join(out)
+
+
+def _date_bounds(text: str, pos: int, query_field: str):
+    """(start, end) datetimes of a date, a month (YYYY-MM) or a year (YYYY); end exclusive."""
+    try:
+        if len(text) == 4:
+            y = int(text)
+            return _dt.datetime(y, 1, 1, tzinfo=_UTC), _dt.datetime(y + 1, 1, 1, tzinfo=_UTC)
+        if len(text) == 7:
+            y, m = int(text[:4]), int(text[5:7])
+            start = _dt.datetime(y, m, 1, tzinfo=_UTC)
+            end = _dt.datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=_UTC)
+            return start, end
+        start = _dt.datetime.strptime(text[:10], "%Y-%m-%d").replace(tzinfo=_UTC)
+        if len(text) > 10:
+            exact = _parse_date(text)
+            if exact is None:
+                raise ValueError(text)
+            return exact, exact + _dt.timedelta(seconds=1)
+        return start, start + _dt.timedelta(days=1)
+    except ValueError:
+        raise QuerySyntaxError(
+            f"Invalid query: {query_field}: '{text}' is not a date (use YYYY, YYYY-MM or YYYY-MM-DD) at position {pos}",
+            position=pos,
+        ) from None
+
+
+class _Compiler:
+    def __init__(self, schema, table, graph) -> None:
+        self.schema = schema
+        self.table = table
+        self.graph = graph
+        self.scored = False
+
+    def compile(self, node):
+        if isinstance(node, Term):
+            return self.term(node)
+        if isinstance(node, And):
+            musts = []
+            nots = []
+            for item in node.items:
+                if isinstance(item, Not):
+                    nots.append((_OCC.MustNot, self.compile(item.item)))
+                else:
+                    musts.append((_OCC.Must, self.compile(item)))
+            if not musts:
+                musts.append((_OCC.Must, _Q.all_query()))
+            return _Q.boolean_query(musts + nots)
+        if isinstance(node, Or):
+            return _Q.boolean_query([(_OCC.Should, self.compile(item)) for item in node.items])
+        if isinstance(node, Not):
+            return _Q.boolean_query([(_OCC.Must, _Q.all_query()), (_OCC.MustNot, self.compile(node.item))])
+        raise TypeError(node)
+
+    def paths_query(self, ids) -> object:
+        active = self.table.active
+        return _Q.term_set_query(self.schema, "path", [active[i].path for i in ids if i in active])
+
+    def term(self, t: Term):
+        field = t.field
+        if field is None:
+            self.scored = True
+            return _Q.boolean_query(
+                [
+                    (_OCC.Should, _Q.boost_query(self.text(t, "title"), 2.0)),
+                    (_OCC.Should, self.text(t, "body")),
+                ]
+            )
+        kind = FIELDS[field]
+        if kind == "text":
+            self.scored = True
+            return self.text(t, field)
+        if kind == "date":
+            return self.date(t, field)
+        if kind == "int":
+            return self.number(t, field)
+        if t.kind == "range" or t.kind == "cmp":
+            self.fail(t, f"field '{field}' does not take a range")
+        value = t.value
+        if kind == "keyword" or kind == "bool":
+            value = value.lower()
+        if field == "status" and self.graph is not None and value in ("ready", "blocked", "pending"):
+            if value == "ready":
+                return self.paths_query(self.graph.ready)
+            blocked = self.paths_query(self.graph.blocked)
+            if value == "blocked":
+                return blocked
+            return _Q.boolean_query(
+                [(_OCC.Must, _Q.term_query(self.schema, "status", "pending")), (_OCC.MustNot, blocked)]
+            )
+        if kind == "bool" and value not in ("true", "false"):
+            self.fail(t, f"field '{field}' takes true or false")
+        if t.wildcard:
+            return _Q.regex_query(self.schema, field, _wildcard_regex(value))
+        return _Q.term_query(self.schema, field, value)
+
+    def text(self, t: Term, field: str):
+        if t.wildcard:
+            return _Q.regex_query(self.schema, field, _wildcard_regex(t.value.lower()))
+        words = tokenize(t.value)
+        if not words:
+            return _Q.empty_query()
+        if len(words) == 1:
+            return _Q.term_query(self.schema, field, words[0])
+        return _Q.phrase_query(self.schema, field, words)
+
+    def fail(self, t: Term, message: str):
+        raise QuerySyntaxError(f"Invalid query: {message} at position {t.pos}", position=t.pos)
+
+    def date(self, t: Term, field: str):
+        ft = tantivy.FieldType.Date
+        if t.kind in ("word", "phrase"):
+            if t.wildcard:
+                self.fail(t, f"field '{field}' takes a date, not a wildcard")
+            lo, hi = _date_bounds(t.value, t.pos, field)
+            return _Q.range_query(self.schema, field, ft, lo, hi, include_upper=False)
+        if t.kind == "cmp":
+            op, text = t.value
+            lo, hi = _date_bounds(text, t.pos, field)
+            if op == ">":
+                return _Q.range_query(self.schema, field, ft, hi, None)
+            if op == ">=":
+                return _Q.range_query(self.schema, field, ft, lo, None)
+            if op == "<":
+                return _Q.range_query(self.schema, field, ft, None, lo, include_upper=False)
+            return _Q.range_query(self.schema, field, ft, None, hi, include_upper=False)
+        lo_text, hi_text, lo_inc, hi_inc = t.value
+        lo = hi = None
+        if lo_text is not None:
+            a, b = _date_bounds(lo_text, t.pos, field)
+            lo = a if lo_inc else b
+        if hi_text is not None:
+            a, b = _date_bounds(hi_text, t.pos, field)
+            hi = b if hi_inc else a
+        return _Q.range_query(self.schema, field, ft, lo, hi, include_lower=True, include_upper=hi is None)
+
+    def number(self, t: Term, field: str):
+        ft = tantivy.FieldType.Integer
+
+        def num(text: str) -> int:
+            if text.lower() in PRIORITY_NAMES:
+                return PRIORITY_NAMES[text.lower()]
+            try:
+                return int(text)
+            except ValueError:
+                self.fail(t, f"field '{field}' takes a number or low/normal/high/critical, not '{text}'")
+
+        if t.kind in ("word", "phrase"):
+            n = num(t.value)
+            return _Q.range_query(self.schema, field, ft, n, n)
+        if t.kind == "cmp":
+            op, text = t.value
+            n = num(text)
+            if op in (">", ">="):
+                return _Q.range_query(self.schema, field, ft, n, None, include_lower=op == ">=")
+            return _Q.range_query(self.schema, field, ft, None, n, include_upper=op == "<=")
+        lo_text, hi_text, lo_inc, hi_inc = t.value
+        lo = None if lo_text is None else num(lo_text)
+        hi = None if hi_text is None else num(hi_text)
+        return _Q.range_query(
+            self.schema, field, ft, lo, hi, include_lower=lo_inc or lo is None, include_upper=hi_inc or hi is None
+        )

@@ -1,0 +1,538 @@
+"""LockTable: leases that keep two agents off one spec (ARCHITECTURE.md, "Leases").
+
+The contract, decided once in :class:`LockTable` and kept by every backend:
+
+* ``acquire(spec, owner, ttl)`` gives a :class:`Lease` or raises
+  :class:`~chantlib.errors.LockHeld` naming the holder. The same owner acquiring again gets
+  its lease back unchanged (unless ``reentrant=False``, which the queue uses so that two
+  workers sharing an owner name never take one spec twice).
+* ``token`` is a fencing number that only grows, across restarts, over all specs.
+* ``renew`` extends a live lease; ``release`` needs the token, the same owner, or ``force``.
+  A stale token is refused (:class:`~chantlib.errors.StaleToken`).
+* An expired lease, or one bound to a process on this host that has died, is free to take;
+  reclaiming it counts an expiration.
+
+Backends only store: :class:`FileLockTable` keeps one file per lease in ``.chant/.locks/``
+(created with a hard link, which fails if the name exists, inside a ``filelock`` critical
+section; the token counter is a file of its own) and reads upstream chant's bare-PID lock
+files as leases held while that PID lives. :class:`MemoryLockTable` keeps a dict, for the
+daemon. Both take a ``clock`` (seconds since the epoch) so expiry is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from .errors import LockHeld, LockNotFound, NotHolder, StaleToken, StorageError, UsageError
+
+__all__ = ["Lease", "LockTable", "FileLockTable", "MemoryLockTable", "format_time", "pid_alive"]
+
+_HOST: str | None = None
+
+
+def this_host() -> str:
+    global _HOST
+    if _HOST is None:
+        import socket
+
+        _HOST = socket.gethostname()
+    return _HOST
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def format_time(ts: float | None) -> str | None:
+    """UTC ISO 8601 with milliseconds: ``2026-01-24T21:49:10.250Z``."""
+    if ts is None:
+        return None
+    whole = int(ts // 1)
+    ms = int(round((ts - whole) * 1000))
+    if ms == 1000:
+        whole, ms = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+
+
+class Lease:
+    """A lease on one spec. ``expires_at`` is ``None`` only for upstream's bare-PID locks."""
+
+    __slots__ = ("spec", "owner", "token", "acquired_at", "expires_at", "host", "pid")
+
+    def __init__(self, spec, owner, token, acquired_at, expires_at, host=None, pid=None):
+        self.spec = spec
+        self.owner = owner
+        self.token = token
+        self.acquired_at = acquired_at
+        self.expires_at = expires_at
+        self.host = host
+        self.pid = pid
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def dead(self) -> bool:
+        """Bound to a process on this host that no longer runs."""
+        if self.pid is None or (self.host is not None and self.host != this_host()):
+            return False
+        return not pid_alive(self.pid)
+
+    def live(self, now: float) -> bool:
+        return not self.expired(now) and not self.dead()
+
+    def to_dict(self) -> dict:
+        """The wire form (times as UTC ISO 8601)."""
+        out = {
+            "spec": self.spec,
+            "owner": self.owner,
+            "token": self.token,
+            "acquired_at": format_time(self.acquired_at),
+            "expires_at": format_time(self.expires_at),
+        }
+        if self.pid is not None:
+            out["pid"] = self.pid
+            out["host"] = self.host
+        return out
+
+    def to_record(self) -> dict:
+        """The stored form (times as floats)."""
+        return {
+            "spec": self.spec,
+            "owner": self.owner,
+            "token": self.token,
+            "acquired_at": self.acquired_at,
+            "expires_at": self.expires_at,
+            "host": self.host,
+            "pid": self.pid,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict) -> Lease:
+        return cls(
+            str(data["spec"]),
+            str(data["owner"]),
+            int(data["token"]),
+            float(data["acquired_at"]),
+            None if data.get("expires_at") is None else float(data["expires_at"]),
+            data.get("host"),
+            None if data.get("pid") is None else int(data["pid"]),
+        )
+
+    def replace(self, **changes) -> Lease:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return Lease(**values)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Lease) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"Lease({self.spec!r}, owner={self.owner!r}, token={self.token})"
+
+
+class LockTable:
+    """The lease contract. Subclasses provide storage; the rules live here.
+
+    Use :meth:`file` or :meth:`memory` to make one.
+    """
+
+    default_ttl = 3600.0
+
+    def __init__(self, *, clock=time.time, default_ttl: float | None = None) -> None:
+        self.clock = clock
+        if default_ttl is not None:
+            self.default_ttl = float(default_ttl)
+        self._stats = {"acquired": 0, "conflicts": 0, "released": 0, "expired": 0, "renewed": 0}
+
+    @staticmethod
+    def file(path: str, **kwargs) -> FileLockTable:
+        return FileLockTable(path, **kwargs)
+
+    @staticmethod
+    def memory(**kwargs) -> MemoryLockTable:
+        return MemoryLockTable(**kwargs)
+
+    # storage, provided by backends; all called inside _critical()
+
+    def _critical(self):
+        raise NotImplementedError
+
+    def _read(self, spec: str) -> Lease | None:
+        raise NotImplementedError
+
+    def _create(self, lease: Lease) -> None:
+        raise NotImplementedError
+
+    def _replace(self, lease: Lease) -> None:
+        raise NotImplementedError
+
+    def _delete(self, spec: str) -> None:
+        raise NotImplementedError
+
+    def _next_token(self) -> int:
+        raise NotImplementedError
+
+    def _all(self) -> list[Lease]:
+        raise NotImplementedError
+
+    # the contract
+
+    def _ttl(self, ttl) -> float:
+        if ttl is None:
+            return self.default_ttl
+        try:
+            ttl = float(ttl)
+        except (TypeError, ValueError):
+            raise UsageError(f"ttl must be a number of seconds, got {ttl!r}") from None
+        if not ttl > 0 or ttl == float("inf"):
+            raise UsageError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return ttl
+
+    def acquire(
+        self,
+        spec: str,
+        owner: str,
+        ttl: float | None = None,
+        *,
+        force: bool = False,
+        reentrant: bool = True,
+        pid: int | None = None,
+    ) -> Lease:
+        """Take the lease on ``spec`` for ``owner`` for ``ttl`` seconds.
+
+        ``pid`` binds the lease to a process of this host: it is stale once that process
+        dies. ``force`` takes over a live lease held by someone else (its token goes stale).
+        """
+        if not owner:
+            raise UsageError("a lease needs an owner")
+        ttl = self._ttl(ttl)
+        with self._critical():
+            now = self.clock()
+            current = self._read(spec)
+            if current is not None:
+                if current.live(now):
+                    if current.owner == owner and reentrant and not force:
+                        return current
+                    if not force:
+                        self._stats["conflicts"] += 1
+                        raise LockHeld(spec, current.owner, format_time(current.expires_at), current.token)
+                else:
+                    self._stats["expired"] += 1
+                self._delete(spec)
+            lease = Lease(spec, owner, self._next_token(), now, now + ttl, this_host() if pid else None, pid)
+            self._create(lease)
+            self._stats["acquired"] += 1
+            return lease
+
+    def _held(self, spec: str, now: float) -> Lease:
+        current = self._read(spec)
+        if current is None:
+            raise LockNotFound(spec)
+        return current
+
+    def _authorise(self, current: Lease, owner: str | None, token: int | None, action: str) -> None:
+        if token is not None:
+            if int(token) != current.token:
+                raise StaleToken(
+                    f"stale token {token} for {current.spec}: the lease now has token {current.token}",
+                    spec=current.spec,
+                    token=int(token),
+                    current_token=current.token,
+                )
+            return
+        if owner is None:
+            raise UsageError(f"{action} needs the lease's token, its owner, or force")
+        if owner != current.owner:
+            raise NotHolder(
+                f"Spec {current.spec} is locked by {current.owner}, not {owner}; "
+                f"{action} needs its token, the same owner, or force",
+                spec=current.spec,
+                holder=current.owner,
+            )
+
+    def release(self, spec: str, *, owner: str | None = None, token: int | None = None, force: bool = False) -> Lease:
+        """Give up the lease on ``spec``; returns the lease that was released."""
+        with self._critical():
+            now = self.clock()
+            current = self._held(spec, now)
+            if not force:
+                self._authorise(current, owner, token, "release")
+            if not current.live(now):
+                self._stats["expired"] += 1
+            else:
+                self._stats["released"] += 1
+            self._delete(spec)
+            return current
+
+    def renew(
+        self, spec: str, *, owner: str | None = None, token: int | None = None, ttl: float | None = None
+    ) -> Lease:
+        """Extend a live lease to ``now + ttl``; the token stays the same."""
+        ttl = self._ttl(ttl)
+        with self._critical():
+            now = self.clock()
+            current = self._held(spec, now)
+            self._authorise(current, owner, token, "renew")
+            if not current.live(now):
+                raise StaleToken(
+                    f"the lease on {spec} expired at {format_time(current.expires_at)}; acquire it again",
+                    spec=spec,
+                    token=current.token,
+                )
+            lease = current.replace(expires_at=now + ttl)
+            self._replace(lease)
+            self._stats["renewed"] += 1
+            return lease
+
+    def check(self, spec: str, token: int) -> Lease:
+        """The live lease on ``spec`` if ``token`` is its token; else :class:`StaleToken`.
+
+        Writes made on behalf of a lease holder call this first (fencing).
+        """
+        with self._critical():
+            now = self.clock()
+            current = self._read(spec)
+            if current is None or not current.live(now) or current.token != int(token):
+                raise StaleToken(f"token {token} does not hold a live lease on {spec}", spec=spec, token=int(token))
+            return current
+
+    def get(self, spec: str) -> Lease | None:
+        """The live lease on ``spec``, or ``None``."""
+        with self._critical():
+            current = self._read(spec)
+            return current if current is not None and current.live(self.clock()) else None
+
+    def leases(self) -> list[Lease]:
+        """Every live lease, by spec."""
+        with self._critical():
+            now = self.clock()
+            return sorted((lease for lease in self._all() if lease.live(now)), key=lambda l: l.spec)
+
+    def held_specs(self) -> set[str]:
+        return {lease.spec for lease in self.leases()}
+
+    def sweep(self) -> list[Lease]:
+        """Remove expired and dead leases (each counts as an expiration); returns them."""
+        with self._critical():
+            now = self.clock()
+            gone = [lease for lease in self._all() if not lease.live(now)]
+            for lease in gone:
+                self._delete(lease.spec)
+                self._stats["expired"] += 1
+            return gone
+
+    def statistics(self) -> dict:
+        """Counters since this table was made, and the live lease count."""
+        out = dict(self._stats)
+        out["active"] = len(self.leases())
+        return out
+
+
+class MemoryLockTable(LockTable):
+    """Leases in a dict (the daemon's table). ``start_token``: the last token ever issued."""
+
+    def __init__(self, *, start_token: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._leases: dict[str, Lease] = {}
+        self._token = int(start_token)
+        self._mutex = threading.RLock()
+
+    def _critical(self):
+        return self._mutex
+
+    def _read(self, spec):
+        return self._leases.get(spec)
+
+    def _create(self, lease):
+        self._leases[lease.spec] = lease
+
+    _replace = _create
+
+    def _delete(self, spec):
+        self._leases.pop(spec, None)
+
+    def _next_token(self):
+        self._token += 1
+        return self._token
+
+    def _all(self):
+        return list(self._leases.values())
+
+    @property
+    def last_token(self) -> int:
+        return self._token
+
+    def snapshot(self) -> dict:
+        with self._mutex:
+            return {"token": self._token, "leases": [lease.to_record() for lease in self._leases.values()]}
+
+    def restore(self, data: dict) -> None:
+        with self._mutex:
+            self._token = max(self._token, int(data.get("token", 0)))
+            for record in data.get("leases", ()):
+                lease = Lease.from_record(record)
+                self._leases[lease.spec] = lease
+                self._token = max(self._token, lease.token)
+
+
+_FENCE = ".fence"
+_MUTEX = ".table.lock"
+_UNREADABLE_GRACE = 60.0
+
+
+class FileLockTable(LockTable):
+    """Leases as files in ``path`` (``.chant/.locks/``), safe across processes."""
+
+    def __init__(self, path: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.path = path
+        self._thread_mutex = threading.RLock()
+        self._filelock = None
+
+    def _ensure_dir(self) -> None:
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "create", self.path) from None
+
+    def _critical(self):
+        return _FileCritical(self)
+
+    def _lease_path(self, spec: str) -> str:
+        if "/" in spec or spec.startswith(".") or not spec:
+            raise UsageError(f"not a spec ID: {spec!r}")
+        return os.path.join(self.path, f"{spec}.lock")
+
+    def _parse(self, spec: str, raw: bytes, mtime: float) -> Lease:
+        text = raw.decode("utf-8", "replace").strip()
+        if text.isdigit():
+            # upstream chant: a bare PID, held while that process lives
+            pid = int(text)
+            return Lease(spec, f"pid {pid} (chant)", 0, mtime, None, None, pid)
+        try:
+            return Lease.from_record(json.loads(text))
+        except (ValueError, KeyError, TypeError):
+            # unreadable: honour it briefly (a writer that is not us may be mid-write)
+            return Lease(spec, "unknown (unreadable lock file)", 0, mtime, mtime + _UNREADABLE_GRACE)
+
+    def _read(self, spec):
+        path = self._lease_path(spec)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+                mtime = os.fstat(fh.fileno()).st_mtime
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "read", path) from None
+        return self._parse(spec, raw, mtime)
+
+    def _encode(self, lease: Lease) -> str:
+        return json.dumps(lease.to_record(), sort_keys=True) + "\n"
+
+    def _create(self, lease):
+        from .store import atomic_write
+
+        atomic_write(self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644)
+
+    def _replace(self, lease):
+        from .store import atomic_write
+
+        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o644)
+
+    def _delete(self, spec):
+        try:
+            os.unlink(self._lease_path(spec))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "remove", self._lease_path(spec)) from None
+
+    def _all(self):
+        out = []
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return out
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "read folder", self.path) from None
+        for name in names:
+            if name.endswith(".lock") and not name.startswith("."):
+                lease = self._read(name[:-5])
+                if lease is not None:
+                    out.append(lease)
+        return out
+
+    def _next_token(self):
+        from .store import atomic_write
+
+        fence = os.path.join(self.path, _FENCE)
+        try:
+            with open(fence, "rb") as fh:
+                last = int(fh.read().strip() or 0)
+        except FileNotFoundError:
+            last = None
+        except (OSError, ValueError):
+            last = None
+        if last is None:
+            # no counter (new table, or it was lost): never go below a token still on disk
+            last = max((lease.token for lease in self._all()), default=0)
+        token = last + 1
+        atomic_write(fence, f"{token}\n", mode=0o644)
+        return token
+
+    @property
+    def last_token(self) -> int:
+        try:
+            with open(os.path.join(self.path, _FENCE), "rb") as fh:
+                return int(fh.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+
+class _FileCritical:
+    """In-process mutex, then the cross-process file lock (``filelock``)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: FileLockTable) -> None:
+        self.table = table
+
+    def __enter__(self):
+        t = self.table
+        t._thread_mutex.acquire()
+        try:
+            if t._filelock is None:
+                from filelock import FileLock
+
+                t._ensure_dir()
+                t._filelock = FileLock(os.path.join(t.path, _MUTEX), thread_local=False)
+            t._filelock.acquire()
+        except OSError as exc:
+            t._thread_mutex.release()
+            raise StorageError.from_os_error(exc, "lock", t.path) from None
+        except BaseException:
+            t._thread_mutex.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        t = self.table
+        try:
+            t._filelock.release()
+        finally:
+            t._thread_mutex.release()
+        return False

@@ -1,0 +1,91 @@
+"""Queue: the ready specs that hold no live lease, in queue order.
+
+Queue order is priority (higher first), then the chant order (docs/chant-format.md §5).
+``list --ready`` leaves out ``type: group`` specs, and so does the queue: a group is a
+container, not work. :meth:`Queue.claim` takes the next spec with a lease in one step;
+two claimers can never get the same spec, because the lease is taken with
+``reentrant=False`` and a spec another claimer won in the meantime is skipped.
+"""
+
+from __future__ import annotations
+
+from .errors import LockHeld, NothingReady
+from .graph import queue_key
+
+__all__ = ["Queue"]
+
+
+class Queue:
+    """Ready work over a spec table and a lock table.
+
+    ``table``: a :class:`~chantlib.table.SpecTable` (or anything with ``active`` and
+    ``graph``); ``locks``: a :class:`~chantlib.locks.LockTable`.
+    """
+
+    def __init__(self, table, locks, *, refresh=None) -> None:
+        self.table = table
+        self.locks = locks
+        self._refresh = refresh
+
+    def _rows(self, project: str | None, labels) -> list:
+        if self._refresh is not None:
+            self._refresh()
+        graph = self.table.graph
+        active = self.table.active
+        wanted = set(labels or ())
+        rows = []
+        for spec_id in graph.ready:
+            row = active[spec_id]
+            if row.type == "group":
+                continue
+            if project is not None and row.project != project:
+                continue
+            if wanted and not wanted.intersection(row.labels):
+                continue
+            rows.append(row)
+        rows.sort(key=queue_key)
+        return rows
+
+    def items(self, project: str | None = None, labels=None) -> list:
+        """Queued rows, in order."""
+        held = self.locks.held_specs()
+        return [row for row in self._rows(project, labels) if row.id not in held]
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def next(self, project: str | None = None, labels=None):
+        """The row that a claim would take now, or ``None``."""
+        items = self.items(project, labels)
+        return items[0] if items else None
+
+    def claim_nowait(self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, pid=None):
+        """Take the next spec with a lease: ``(row, lease)``; :class:`NothingReady` if none."""
+        for row in self.items(project, labels):
+            try:
+                lease = self.locks.acquire(row.id, owner, ttl, reentrant=False, pid=pid)
+            except LockHeld:
+                continue  # another claimer won it between our snapshot and now
+            return row, lease
+        where = []
+        if project:
+            where.append(f"project {project}")
+        if labels:
+            where.append("labels " + ", ".join(labels))
+        raise NothingReady("No ready specs in the queue" + (f" for {' and '.join(where)}" if where else ""))
+
+    def claim(
+        self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, *, wait: float = 0.0,
+        poll: float = 0.2, pid=None,
+    ):
+        """Like :meth:`claim_nowait`, but waits up to ``wait`` seconds for work to appear."""
+        import time
+
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self.claim_nowait(owner, ttl, project, labels, pid=pid)
+            except NothingReady:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,183 @@
+"""SpecStore: the files under ``.chant/`` (specs, archive, config) and how they are written.
+
+Owns discovery of the ``.chant/`` folder from any subfolder, the walk over spec files, and
+atomic writes (temp file in the same folder, fsync, rename): a reader or a crash never sees
+half a file. OS errors become :class:`~chantlib.errors.StorageError` here. The store knows
+nothing of the index, locks or rules.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import AlreadyExists, NotInitialized, StorageError
+
+__all__ = ["SpecStore", "find_root", "atomic_write", "CHANT_DIR", "RUNTIME_IGNORES"]
+
+CHANT_DIR = ".chant"
+
+#: What ``chant init`` writes to ``.chant/.gitignore``: runtime state, never committed.
+RUNTIME_IGNORES = (
+    "# Local state (not shared)",
+    ".locks/",
+    ".index/",
+    ".store/",
+    "store/",
+    "logs/",
+    "daemon.sock",
+    "daemon.pid",
+    "daemon.lock",
+    "",
+    "# Agent configuration (contains API keys, not shared)",
+    "agents.md",
+)
+
+
+def find_root(start: str | os.PathLike | None = None) -> str:
+    """The nearest folder at or above ``start`` that holds ``.chant/``."""
+    here = os.path.abspath(os.fspath(start) if start is not None else os.getcwd())
+    probe = here
+    while True:
+        if os.path.isdir(os.path.join(probe, CHANT_DIR)):
+            return probe
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            raise NotInitialized(f"No .chant/ folder in {here} or any parent; run `chant init` first", path=here)
+        probe = parent
+
+
+def atomic_write(path: str, data: str | bytes, *, exclusive: bool = False, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename.
+
+    ``exclusive`` refuses to replace an existing file (the final step is a hard link, which
+    fails if the name exists, so two writers can never both succeed).
+    """
+    folder = os.path.dirname(path) or "."
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if mode is None:
+            try:
+                mode = os.stat(path).st_mode & 0o777
+            except FileNotFoundError:
+                mode = 0o644
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise AlreadyExists(f"{path} already exists", path=path) from None
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise StorageError.from_os_error(exc, "write", path) from None
+
+
+class SpecStore:
+    """The spec files of one repository."""
+
+    __slots__ = ("root", "chant_dir", "specs_dir", "archive_dir", "config_path")
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.chant_dir = os.path.join(self.root, CHANT_DIR)
+        self.specs_dir = os.path.join(self.chant_dir, "specs")
+        self.archive_dir = os.path.join(self.chant_dir, "archive")
+        self.config_path = os.path.join(self.chant_dir, "config.md")
+
+    @classmethod
+    def discover(cls, start: str | os.PathLike | None = None) -> SpecStore:
+        return cls(find_root(start))
+
+    def runtime_dir(self, name: str) -> str:
+        """A runtime folder under ``.chant/`` (``.index``, ``.locks``, ``logs``), created on demand."""
+        path = os.path.join(self.chant_dir, name)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "create", path) from None
+        return path
+
+    def walk(self):
+        """Yield ``(relpath, DirEntry)`` for every ``*.md`` under specs/ and archive/.
+
+        ``relpath`` is relative to ``.chant/`` with ``/`` separators. Hidden files and
+        folders (editor temp files, our own temp files) are skipped.
+        """
+        for top in ("specs", "archive"):
+            stack = [(os.path.join(self.chant_dir, top), top)]
+            while stack:
+                folder, rel = stack.pop()
+                try:
+                    it = os.scandir(folder)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError as exc:
+                    raise StorageError.from_os_error(exc, "read folder", folder) from None
+                with it:
+                    for entry in it:
+                        name = entry.name
+                        if name[0] == ".":
+                            continue
+                        if name.endswith(".md"):
+                            if entry.is_file():
+                                yield f"{rel}/{name}", entry
+                        elif entry.is_dir():
+                            stack.append((entry.path, f"{rel}/{name}"))
+
+    def abspath(self, relpath: str) -> str:
+        return os.path.join(self.chant_dir, *relpath.split("/"))
+
+    def read_text(self, relpath: str) -> str:
+        """The text of a spec file. Raises ``StorageError`` (unreadable) or ``UnicodeDecodeError``."""
+        path = self.abspath(relpath)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "read", path) from None
+        return raw.decode("utf-8")
+
+    def new_spec_relpath(self, spec_id: str) -> str:
+        return f"specs/{spec_id}.md"
+
+    def write_text(self, relpath: str, text: str, *, exclusive: bool = False) -> None:
+        path = self.abspath(relpath)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "create", os.path.dirname(path)) from None
+        atomic_write(path, text, exclusive=exclusive)
+
+    def init(self, project_name: str | None = None) -> bool:
+        """Create ``.chant/`` with its folders, config and .gitignore. False if it existed."""
+        existed = os.path.isdir(self.chant_dir)
+        for sub in ("", "specs", "archive", "prompts"):
+            path = os.path.join(self.chant_dir, sub)
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as exc:
+                raise StorageError.from_os_error(exc, "create", path) from None
+        gitignore = os.path.join(self.chant_dir, ".gitignore")
+        if not os.path.exists(gitignore):
+            atomic_write(gitignore, "\n".join(RUNTIME_IGNORES) + "\n")
+        if not os.path.exists(self.config_path):
+            name = project_name or os.path.basename(self.root) or "project"
+            from .spec import dump_yaml_value
+
+            front = dump_yaml_value("project", {"name": name}) + dump_yaml_value("defaults", {"prompt": "standard"})
+            atomic_write(self.config_path, f"---\n{front}---\n\n# Chant Configuration\n")
+        return not existed

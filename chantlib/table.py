@@ -1,0 +1,429 @@
+"""SpecTable: every spec's summary row, kept in step with the files, cached on disk.
+
+The table is what ``list``, ``status``, the graph rules, the queue and lint read: one
+:class:`Row` per spec file with the frontmatter facts and a few body facts (title,
+checkbox counts, word count, referenced IDs). It is persisted to
+``.chant/.index/table.marshal`` and refreshed incrementally: a file is re-read only when
+its size, mtime or inode changed, or when its mtime was too recent to trust (the "racy"
+window: two writes within one timestamp tick look alike, so such files are re-hashed on the
+next refresh). A table thrown away is rebuilt from the files with the same content.
+
+This module is on the CLI's fast path: it imports neither the YAML parser nor tantivy
+unless a file has to be parsed.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+import time
+import zlib
+from operator import itemgetter
+
+from .ids import parse_id, resolve_partial, sort_key
+
+__all__ = ["Row", "SpecTable", "summarize", "FIELDS"]
+
+FORMAT = 3
+RACY_NS = 2_000_000_000
+TABLE_FILE = "table.marshal"
+
+FIELDS = (
+    "id", "path", "archived", "status", "type", "title", "depends_on", "labels", "priority",
+    "approval", "checked", "total", "target_files", "commits", "branch", "prompt", "completed_at",
+    "project", "error", "words", "refs", "members", "keys", "created", "raw_status", "raw_type",
+)
+
+
+class Row(tuple):
+    """A spec's summary (a tuple, so the table loads with one ``marshal.loads``)."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict:
+        return dict(zip(FIELDS, self))
+
+
+for _i, _name in enumerate(FIELDS):
+    setattr(Row, _name, property(itemgetter(_i)))
+
+
+_intern = sys.intern
+
+
+def _tuple(value) -> tuple:
+    # interned: marshal then stores each repeated string once, and loads faster
+    return tuple(_intern(v) for v in value) if value else ()
+
+
+def _opt(value) -> str | None:
+    return None if value is None else _intern(str(value))
+
+
+def summarize(relpath: str, spec) -> tuple:
+    """The row of a parsed :class:`~chantlib.spec.Spec` stored at ``relpath``."""
+    from .spec import referenced_ids, priority_value
+
+    fm = spec.frontmatter
+    approval = spec.approval
+    parsed = parse_id(spec.id)
+    checked, total = spec.criteria
+    members_key = fm.get("members")
+    raw_status = fm.get("status")
+    raw_type = fm.get("type")
+    return (
+        spec.id,
+        relpath,
+        relpath.startswith("archive/"),
+        _intern(spec.status.lower()),
+        _intern(spec.type.lower()),
+        spec.title,
+        None if spec.depends_on is None else _tuple(spec.depends_on),
+        _tuple(spec.labels),
+        priority_value(fm.get("priority")),
+        None
+        if approval is None
+        else (
+            bool(approval.get("required")),
+            _opt(approval.get("status")),
+            _opt(approval.get("by")),
+            _opt(approval.get("at")),
+        ),
+        checked,
+        total,
+        _tuple(spec.target_files),
+        _tuple(spec.commits),
+        _opt(fm.get("branch")),
+        _opt(fm.get("prompt")),
+        None if fm.get("completed_at") is None else str(fm.get("completed_at")),
+        _opt(parsed.project) if parsed else None,
+        spec.error,
+        len(spec.body.split()),
+        tuple(referenced_ids(spec.body)),
+        _tuple(spec.list_value("members")) if members_key is not None else (),
+        tuple(_intern(str(k)) for k in fm),
+        _opt(parsed.date) if parsed else None,
+        _opt(raw_status),
+        _opt(raw_type),
+    )
+
+
+def _error_row(relpath: str, spec_id: str, error: str) -> tuple:
+    parsed = parse_id(spec_id)
+    return (
+        spec_id, relpath, relpath.startswith("archive/"), "pending", "code", None, None, (), 50, None,
+        0, 0, (), (), None, None, None, parsed.project if parsed else None, error, 0, (), (), (),
+        parsed.date if parsed else None, None, None,
+    )
+
+
+def parse_file(relpath: str, raw: bytes) -> tuple[tuple, object]:
+    """Parse one file's bytes: (row, spec or None). Never raises."""
+    from .spec import Spec
+
+    spec_id = relpath.rsplit("/", 1)[-1][:-3]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _error_row(relpath, spec_id, f"file is not valid UTF-8 (byte {exc.start})"), None
+    spec = Spec.parse(spec_id, text)
+    return summarize(relpath, spec), spec
+
+
+class Changes:
+    """What one refresh saw: paths added, changed and removed, and the specs it parsed."""
+
+    __slots__ = ("added", "changed", "removed", "parsed")
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+        self.changed: list[str] = []
+        self.removed: list[str] = []
+        self.parsed: dict = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+class SpecTable:
+    """The summary rows of one store, refreshed from the files.
+
+    ``cache_dir``: where to persist the table (``None``: memory only).
+    """
+
+    def __init__(self, store, cache_dir: str | None = None) -> None:
+        self.store = store
+        self.cache_dir = cache_dir
+        self.files: dict[str, tuple] = {}  # relpath -> (mtime_ns, size, ino, crc)
+        self.rows: dict[str, tuple] = {}  # relpath -> row tuple (see row())
+        self.extra: dict = {}  # other cached facts (config, graph), dropped on any change
+        self.generation = 0
+        self.warnings: list[str] = []
+        self._racy: set[str] = set()
+        self._by_id: dict[str, Row] | None = None
+        self._active: dict[str, Row] | None = None
+        self._archived: dict[str, Row] | None = None
+        self._archived_raw: dict[str, tuple] = {}
+        self._broken: dict[str, Row] = {}
+        self._duplicates: list[tuple[str, list[str]]] = []
+        self._graph = None
+        self._loaded = False
+        self._dirty = False
+
+    # persistence
+
+    def _table_path(self) -> str | None:
+        return os.path.join(self.cache_dir, TABLE_FILE) if self.cache_dir else None
+
+    def _load(self) -> None:
+        self._loaded = True
+        path = self._table_path()
+        if path is None:
+            return
+        try:
+            with open(path, "rb") as fh:
+                data = marshal.loads(fh.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return
+        if not isinstance(data, dict) or data.get("format") != (FORMAT, sys.version_info[:2], self.store.root):
+            return
+        self.files = data["files"]
+        self.rows = data["rows"]
+        self._racy = set(data["racy"])
+        self.extra = data["extra"]
+
+    def flush(self) -> None:
+        """Save the table if anything in it changed since it was loaded or saved."""
+        if self._dirty:
+            self.save()
+
+    def save(self) -> None:
+        """Write the table (temp file + rename). Silently skipped when the folder is unwritable."""
+        path = self._table_path()
+        if path is None:
+            return
+        data = {
+            "format": (FORMAT, sys.version_info[:2], self.store.root),
+            "files": self.files,
+            "rows": self.rows,
+            "racy": sorted(self._racy),
+            "extra": self.extra,
+        }
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(marshal.dumps(data))
+            os.replace(tmp, path)
+            self._dirty = False
+        except (OSError, ValueError) as exc:
+            self._dirty = False
+            self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {exc}")
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    # refresh
+
+    def refresh(self, *, save: bool = True) -> Changes:
+        """Bring the table in step with the files; returns what changed."""
+        if not self._loaded:
+            self._load()
+        changes = Changes()
+        scan_ns = time.time_ns()
+        seen: set[str] = set()
+        files = self.files
+        racy = self._racy
+        new_racy: set[str] = set()
+        for rel, entry in self.store.walk():
+            seen.add(rel)
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            old = files.get(rel)
+            if old is not None and old[:3] == key and rel not in racy:
+                continue
+            self._read_one(rel, key, old, changes)
+            if st.st_mtime_ns >= scan_ns - RACY_NS:
+                new_racy.add(rel)
+        for rel in [r for r in files if r not in seen]:
+            del files[rel]
+            self.rows.pop(rel, None)
+            changes.removed.append(rel)
+        self._racy = new_racy
+        if changes:
+            self._changed()
+        if changes or racy != new_racy:
+            self._dirty = True
+        if save:
+            self.flush()
+        return changes
+
+    def refresh_paths(self, relpaths) -> Changes:
+        """Re-read just these files (the daemon's watcher knows what moved)."""
+        if not self._loaded:
+            self._load()
+        changes = Changes()
+        for rel in relpaths:
+            try:
+                st = os.stat(self.store.abspath(rel))
+            except FileNotFoundError:
+                if rel in self.files:
+                    del self.files[rel]
+                    self.rows.pop(rel, None)
+                    changes.removed.append(rel)
+                continue
+            except OSError:
+                continue
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+            self._read_one(rel, key, self.files.get(rel), changes)
+        if changes:
+            self._changed()
+            self._dirty = True
+        return changes
+
+    def _read_one(self, rel: str, key: tuple, old, changes: Changes) -> None:
+        try:
+            with open(self.store.abspath(rel), "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            self.warnings.append(f"cannot read {self.store.abspath(rel)}: {exc.strerror or exc}")
+            return
+        crc = zlib.crc32(raw)
+        self.files[rel] = (key[0], key[1], key[2], crc)
+        if old is not None and old[3] == crc and rel in self.rows:
+            return
+        row, spec = parse_file(rel, raw)
+        self.rows[rel] = row
+        changes.parsed[rel] = spec
+        (changes.changed if old is not None else changes.added).append(rel)
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
+        self._by_id = self._active = self._archived = None
+        self._graph = None
+
+    def clear(self) -> None:
+        """Forget everything (a rebuild starts here)."""
+        self.files.clear()
+        self.rows.clear()
+        self._racy.clear()
+        self.extra = {}
+        self._loaded = True
+        self._changed()
+
+    # views
+
+    def row(self, relpath: str) -> Row:
+        """The :class:`Row` of one file."""
+        return tuple.__new__(Row, self.rows[relpath])
+
+    def _index(self) -> None:
+        # Only active rows are wrapped as Row objects up front: the archive is usually most
+        # of the table and the rules need just its statuses. Two files with one ID: the
+        # smaller path wins (deterministic), and lint reports the duplicate.
+        active: dict[str, tuple] = {}
+        archived: dict[str, tuple] = {}
+        broken: dict[str, Row] = {}
+        dup: dict[str, set[str]] = {}
+        new = tuple.__new__
+        for rel, t in self.rows.items():
+            if t[18] is not None:
+                broken[rel] = new(Row, t)
+                continue
+            target = archived if t[2] else active
+            spec_id = t[0]
+            other = target.get(spec_id)
+            if other is None:
+                target[spec_id] = t
+                continue
+            target[spec_id] = other if other[1] < t[1] else t
+            dup.setdefault(spec_id, set()).update((other[1], t[1]))
+        self._active = {i: new(Row, t) for i, t in active.items()}
+        self._archived_raw, self._broken = archived, broken
+        self._archived = None
+        self._by_id = None
+        self._duplicates = sorted(((k, sorted(v)) for k, v in dup.items()), key=lambda kv: sort_key(kv[0]))
+
+    @property
+    def broken(self) -> dict[str, Row]:
+        """relpath -> row for files that could not be parsed (left out of every other view)."""
+        if self._active is None:
+            self._index()
+        return self._broken
+
+    @property
+    def active(self) -> dict[str, Row]:
+        """id -> row for the specs under ``specs/``."""
+        if self._active is None:
+            self._index()
+        return self._active  # type: ignore[return-value]
+
+    @property
+    def archived(self) -> dict[str, Row]:
+        """id -> row for the archive."""
+        if self._active is None:
+            self._index()
+        if self._archived is None:
+            new = tuple.__new__
+            self._archived = {i: new(Row, t) for i, t in self._archived_raw.items()}
+        return self._archived
+
+    def archived_statuses(self) -> dict[str, str]:
+        if self._active is None:
+            self._index()
+        return {i: t[3] for i, t in self._archived_raw.items()}
+
+    @property
+    def by_id(self) -> dict[str, Row]:
+        """id -> row, active specs shadowing archived ones of the same ID."""
+        if self._by_id is None:
+            by_id = dict(self.archived)
+            by_id.update(self.active)
+            self._by_id = by_id
+        return self._by_id
+
+    @property
+    def duplicates(self) -> list[tuple[str, list[str]]]:
+        if self._active is None:
+            self._index()
+        return self._duplicates
+
+    @property
+    def graph(self):
+        """The :class:`~chantlib.graph.Graph` of the active specs (cached with the table)."""
+        if self._graph is None:
+            from .graph import Graph
+
+            g = Graph(self.active, self.archived_statuses())
+            cached = self.extra.get("graph")  # dropped by _changed(), so present means valid
+            if cached is not None:
+                g._ready = list(cached[0])
+                g._blocked = set(cached[1])
+            else:
+                self.extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
+                self._dirty = True
+            self._graph = g
+        return self._graph
+
+    def resolve(self, partial: str, today: str | None = None, *, broken: bool = False) -> Row:
+        """The row of a partial ID: active specs first, then the archive (then, with
+        ``broken``, files that do not parse)."""
+        from .errors import SpecNotFound
+
+        if today is None:
+            today = time.strftime("%Y-%m-%d")
+        pools = [self.active, self.archived]
+        if broken:
+            pools.append({row.id: row for row in self.broken.values()})
+        for n, pool in enumerate(pools):
+            try:
+                return pool[resolve_partial(partial, pool, today)]
+            except SpecNotFound:
+                if n == len(pools) - 1:
+                    raise
+        raise SpecNotFound(partial)

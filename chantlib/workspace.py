@@ -1,0 +1,526 @@
+"""Workspace: one repository's store, spec table, index, locks and queue, and its operations.
+
+Every operation in :mod:`chantlib.ops` is a method here returning plain JSON-able data.
+The direct-mode CLI makes a short-lived Workspace per command (``auto_refresh``: each
+operation first brings the spec table in step with the files); the daemon keeps one alive
+and feeds it file events instead. Nothing here prints, and no transport lives here.
+
+Heavy parts are opened on first use: the YAML parser only when a file must be parsed,
+tantivy only for ``search``/``query``/``index_*``, filelock only for leases.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound
+from .ids import sort_key
+from .store import SpecStore
+from .table import SpecTable
+
+__all__ = ["Workspace", "VERSION"]
+
+VERSION = "0.1.0"
+INDEX_DIR = ".index"
+LOCKS_DIR = ".locks"
+
+
+def _now_utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Workspace:
+    """The library's front door for one repository.
+
+    ``root``: the repository root or any folder below it (default: the current folder).
+    ``persist``: keep the spec table and index under ``.chant/.index/`` (else memory only).
+    ``locks``: a :class:`~chantlib.locks.LockTable` to use instead of the file backend.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        *,
+        persist: bool = True,
+        auto_refresh: bool = True,
+        locks=None,
+        clock=time.time,
+    ) -> None:
+        self.store = SpecStore.discover(root)
+        self.root = self.store.root
+        self.auto_refresh = auto_refresh
+        self.clock = clock
+        self.warnings: list[str] = []
+        cache_dir = None
+        if persist:
+            cache_dir = os.path.join(self.store.chant_dir, INDEX_DIR)
+            try:
+                os.makedirs(cache_dir, exist_ok=True)
+                if not os.access(cache_dir, os.W_OK):
+                    raise PermissionError(13, "Permission denied")
+            except OSError as exc:
+                self.warnings.append(f"cannot write {cache_dir} ({exc.strerror or exc}); running without a cache")
+                cache_dir = None
+        self.cache_dir = cache_dir
+        self.table = SpecTable(self.store, cache_dir)
+        self._config = None
+        self._index = None
+        self._locks = locks
+        self._queue = None
+
+    # parts
+
+    @property
+    def config(self):
+        """The merged :class:`~chantlib.config.Config` (cached with the spec table)."""
+        if self._config is None:
+            from .config import Config, global_config_path
+
+            paths = (self.store.config_path, global_config_path())
+            stamp = tuple(_stamp(p) for p in paths)
+            cached = self.table.extra.get("config")
+            if cached is not None and cached[0] == stamp:
+                self._config = Config(cached[1], cached[2])
+            else:
+                self._config = Config.load(paths[0], paths[1])
+                from .spec import plain
+
+                self.table.extra["config"] = (stamp, plain(self._config.data), list(self._config.warnings))
+                self.table._dirty = True
+        return self._config
+
+    @property
+    def index(self):
+        if self._index is None:
+            from .index import Index
+
+            self._index = Index(self.table, self.cache_dir)
+        return self._index
+
+    @property
+    def locks(self):
+        if self._locks is None:
+            from .locks import FileLockTable
+
+            self._locks = FileLockTable(
+                os.path.join(self.store.chant_dir, LOCKS_DIR), clock=self.clock, default_ttl=self.config.lock_ttl
+            )
+        return self._locks
+
+    @property
+    def queue(self):
+        if self._queue is None:
+            from .queue import Queue
+
+            self._queue = Queue(self.table, self.locks)
+        return self._queue
+
+    def refresh(self):
+        """Bring the spec table in step with the files (direct mode does this per operation)."""
+        changes = self.table.refresh(save=False)
+        return changes
+
+    def _fresh(self):
+        if self.auto_refresh:
+            return self.refresh()
+        return None
+
+    def flush(self) -> None:
+        """Persist what the last operations learnt (the spec table and cached results)."""
+        self.table.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _warnings(self) -> list[str]:
+        out = list(self.warnings)
+        out.extend(self.table.warnings)
+        self.table.warnings.clear()
+        if self._config is not None:
+            out.extend(self._config.warnings)
+        for row in sorted(self.table.broken.values(), key=lambda r: r.path):
+            if not row.archived:
+                out.append(f"skipping .chant/{row.path}: {row.error}")
+        return out
+
+    # shaping results
+
+    def summary(self, row) -> dict:
+        """The JSON form of a spec row, as every operation returns it."""
+        graph = self.table.graph
+        active = not row.archived and self.table.active.get(row.id) is row
+        ready = active and row.id in graph.ready_set
+        blocked = active and row.id in graph.blocked
+        approval = None
+        if row.approval is not None:
+            approval = dict(zip(("required", "status", "by", "at"), row.approval))
+        return {
+            "id": row.id,
+            "title": row.title,
+            "status": row.status,
+            "type": row.type,
+            "ready": ready,
+            "blocked": blocked,
+            "project": row.project,
+            "labels": list(row.labels),
+            "depends_on": None if row.depends_on is None else list(row.depends_on),
+            "priority": row.priority,
+            "criteria": {"checked": row.checked, "total": row.total},
+            "approval": approval,
+            "archived": row.archived,
+            "path": f".chant/{row.path}",
+        }
+
+    def _resolve(self, partial: str, *, broken: bool = False):
+        return self.table.resolve(partial, time.strftime("%Y-%m-%d"), broken=broken)
+
+    # operations: reading
+
+    def hello(self) -> dict:
+        from .ops import PROTOCOL_VERSION
+
+        return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
+
+    def list_specs(self, ready=False, status=None, labels=None, type=None, project=None) -> dict:
+        self._fresh()
+        graph = self.table.graph
+        active = self.table.active
+        if status is not None:
+            status = status.lower().replace("-", "_")
+            from .spec import KNOWN_STATUSES
+
+            if status not in KNOWN_STATUSES and status not in ("ready", "inprogress", "needsattention"):
+                raise InvalidValue(
+                    f"Invalid status filter: {status}. Valid options: "
+                    + ", ".join(sorted(set(KNOWN_STATUSES) | {"ready"})),
+                    status=status,
+                )
+            status = {"inprogress": "in_progress", "needsattention": "needs_attention"}.get(status, status)
+        if ready or status == "ready":
+            ids = [i for i in graph.ready if not (ready and active[i].type == "group")]
+        elif status == "blocked":
+            ids = sorted(graph.blocked, key=sort_key)
+        else:
+            ids = sorted(active, key=sort_key)
+            if status is None:
+                ids = [i for i in ids if active[i].status != "cancelled"]
+            elif status == "pending":
+                blocked = graph.blocked
+                ids = [i for i in ids if active[i].status == "pending" and i not in blocked]
+            else:
+                ids = [i for i in ids if active[i].status == status]
+        rows = [active[i] for i in ids]
+        if ready and status not in (None, "ready"):
+            rows = [r for r in rows if r.status == status]
+        if type is not None:
+            rows = [r for r in rows if r.type == type.lower()]
+        if labels:
+            wanted = set(labels)
+            rows = [r for r in rows if wanted.intersection(r.labels)]
+        if project is not None:
+            rows = [r for r in rows if r.project == project]
+        result = {"specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        self.flush()
+        return result
+
+    def show(self, spec: str) -> dict:
+        self._fresh()
+        row = self._resolve(spec, broken=True)
+        try:
+            text = self.store.read_text(row.path)
+        except UnicodeDecodeError:
+            text = None
+        except ChantError:
+            raise SpecNotFound(spec) from None
+        from .spec import Spec, plain
+
+        parsed = Spec.parse(row.id, text) if text is not None else None
+        graph = self.table.graph
+        out = self.summary(row)
+        out["error"] = row.error
+        out["frontmatter"] = plain(parsed.frontmatter) if parsed is not None else {}
+        out["body"] = parsed.body if parsed is not None else ""
+        out["display_status"] = graph.display_status(row) if row.error is None and not row.archived else row.status
+        if row.error is None and not row.archived:
+            out["blocked_by"] = [
+                {"kind": kind, "detail": detail, "status": graph.dep_state(detail) if "dependency" in kind else None}
+                for kind, detail in graph.blockers(row)
+            ]
+            out["waiting_on"] = graph.waiting_on(row)
+            out["members"] = graph.members(row.id)
+        else:
+            out["blocked_by"], out["waiting_on"], out["members"] = [], [], []
+        out["dependencies"] = [
+            {"id": dep, "status": graph.dep_state(dep)} for dep in (row.depends_on or ())
+        ]
+        out["commits"] = list(row.commits)
+        out["completed_at"] = row.completed_at
+        lease = self.locks.get(row.id)
+        out["lease"] = lease.to_dict() if lease is not None else None
+        self.flush()
+        return out
+
+    def search(self, q: str, limit: int | None = 100) -> dict:
+        if limit is not None and limit < 0:
+            raise InvalidValue("limit must be zero or more")
+        changes = self._fresh()
+        index = self.index
+        index.sync(changes.parsed if changes is not None else None)
+        result = index.search(q, limit=limit, graph=self.table.graph)
+        rows = [self.table.row(p) for p in result.paths if p in self.table.rows]
+        if not result.scored:
+            rows.sort(key=lambda r: sort_key(r.id))
+        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        self.flush()
+        return out
+
+    def lint(self, archive: bool = False) -> dict:
+        self._fresh()
+        from .lint import lint_rows
+
+        report = lint_rows(self.table, self.config, include_archive=archive)
+        broken = [r for r in self.table.broken.values() if archive or not r.archived]
+        if broken:
+            extra = [
+                {"spec_id": r.id, "rule": "parse", "severity": "error", "message": r.error,
+                 "suggestion": "Fix the YAML between the '---' lines"}
+                for r in sorted(broken, key=lambda r: sort_key(r.id))
+            ]
+            report["diagnostics"] = sorted(report["diagnostics"] + extra, key=lambda d: sort_key(d["spec_id"]))
+            report["failed"] += len(broken)
+            report["total"] += len(broken)
+        report["warnings"] = [w for w in self._warnings() if not w.startswith("skipping ")]
+        self.flush()
+        return report
+
+    def status(self) -> dict:
+        self._fresh()
+        graph = self.table.graph
+        counts = {k: 0 for k in ("pending", "in_progress", "paused", "completed", "failed", "blocked", "ready")}
+        attention, in_progress = [], []
+        day_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock() - 86400))
+        completed_today = 0
+        for spec_id in sorted(self.table.active, key=sort_key):
+            row = self.table.active[spec_id]
+            status = row.status
+            if status == "cancelled":
+                continue
+            key = "failed" if status == "needs_attention" else status
+            if key in counts:
+                counts[key] += 1
+            if status in ("failed", "needs_attention", "blocked"):
+                attention.append({"id": row.id, "title": row.title, "status": status})
+            elif status == "in_progress":
+                in_progress.append({"id": row.id, "title": row.title})
+            if status == "completed" and row.completed_at and row.completed_at.replace(" ", "T") >= day_ago:
+                completed_today += 1
+        ready = graph.ready
+        counts["ready"] = len(ready)
+        result = {
+            "counts": counts,
+            "today": {"completed": completed_today},
+            "attention": attention,
+            "in_progress": in_progress,
+            "ready": [{"id": i, "title": self.table.active[i].title} for i in ready[:5]],
+            "ready_count": len(ready),
+            "warnings": self._warnings(),
+        }
+        self.flush()
+        return result
+
+    # operations: writing specs
+
+    def add(self, title, type="code", labels=None, depends_on=None, priority=None, project=None, criteria=None,
+            description=None) -> dict:
+        title = (title or "").strip()
+        if not title or "\n" in title:
+            raise InvalidValue("a spec needs a one-line title")
+        self._fresh()
+        from .ids import generate_id
+        from .spec import Spec
+
+        if priority is not None:
+            from .spec import priority_value
+
+            if priority_value(priority) is None:
+                raise InvalidValue(f"priority must be low, normal, high, critical or an integer, got {priority!r}")
+        ids = set(self.table.by_id) | {r.id for r in self.table.broken.values()}
+        if depends_on:
+            depends_on = [self._resolve(d).id for d in depends_on]
+        prefix = project if project is not None else self.config.project_prefix
+        front: dict = {"type": type, "status": "pending"}
+        if priority is not None:
+            front["priority"] = int(priority) if str(priority).lstrip("-").isdigit() else str(priority)
+        if labels:
+            front["labels"] = list(labels)
+        if depends_on:
+            front["depends_on"] = depends_on
+        body = f"# {title}\n"
+        if description:
+            body += f"\n{description.strip()}\n"
+        if criteria:
+            body += "\n## Acceptance Criteria\n\n" + "".join(f"- [ ] {c}\n" for c in criteria)
+        for _attempt in range(5):
+            spec_id = generate_id(ids, time.strftime("%Y-%m-%d"), prefix)
+            spec = Spec.new(spec_id, front, body)
+            relpath = self.store.new_spec_relpath(spec_id)
+            try:
+                self.store.write_text(relpath, spec.render(), exclusive=True)
+            except ChantError as exc:
+                if exc.code == "already_exists":
+                    ids.add(spec_id)
+                    continue
+                raise
+            self.table.refresh_paths([relpath])
+            self.flush()
+            return {"id": spec_id, "path": f".chant/{relpath}", "title": title}
+        raise ChantError("could not find a free spec ID after 5 tries")
+
+    def _write_spec(self, row, values: dict) -> None:
+        from .spec import Spec
+
+        text = self.store.read_text(row.path)
+        spec = Spec.parse(row.id, text).with_values(values)
+        self.store.write_text(row.path, spec.render())
+        self.table.refresh_paths([row.path])
+
+    def complete(self, spec: str, owner=None, token=None, force=False) -> dict:
+        self._fresh()
+        row = self._resolve(spec)
+        if row.archived:
+            raise InvalidValue(f"{row.id} is archived")
+        locks = self.locks
+        lease = locks.get(row.id)
+        if token is not None:
+            lease = locks.check(row.id, token)
+        elif lease is not None and not force:
+            me = owner or self._owner()
+            if lease.owner != me:
+                raise NotHolder(
+                    f"Spec {row.id} is locked by {lease.owner}; complete needs its token, the same owner, or force",
+                    spec=row.id,
+                    holder=lease.owner,
+                )
+        self._write_spec(row, {"status": "completed", "completed_at": _now_utc()})
+        released = None
+        if lease is not None:
+            try:
+                released = locks.release(row.id, token=lease.token).to_dict()
+            except ChantError:
+                released = None
+        self.flush()
+        return {"spec": self.summary(self.table.active[row.id]), "released": released}
+
+    # operations: leases and the queue
+
+    def _owner(self, owner=None) -> str:
+        if owner:
+            return owner
+        from .config import default_owner
+
+        return default_owner()
+
+    def _lock_target(self, spec: str) -> str:
+        """A spec ID for a lease: resolved against the specs, or an exact ID with a lease file."""
+        try:
+            return self._resolve(spec).id
+        except SpecNotFound:
+            if self.locks.get(spec) is not None or spec in {l.spec for l in self.locks._all()}:
+                return spec
+            raise
+
+    def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
+        self._fresh()
+        spec_id = self._lock_target(spec)
+        lease = self.locks.acquire(spec_id, self._owner(owner), ttl, force=force)
+        self.flush()
+        return lease.to_dict()
+
+    def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
+        self._fresh()
+        spec_id = self._lock_target(spec)
+        owner = None if token is not None or force else self._owner(owner)
+        lease = self.locks.release(spec_id, owner=owner, token=token, force=force)
+        self.flush()
+        return lease.to_dict()
+
+    def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
+        self._fresh()
+        spec_id = self._lock_target(spec)
+        owner = None if token is not None else self._owner(owner)
+        lease = self.locks.renew(spec_id, owner=owner, token=token, ttl=ttl)
+        self.flush()
+        return lease.to_dict()
+
+    def lock_list(self) -> dict:
+        return {"leases": [lease.to_dict() for lease in self.locks.leases()]}
+
+    def lock_status(self, spec) -> dict:
+        self._fresh()
+        spec_id = self._lock_target(spec)
+        lease = self.locks.get(spec_id)
+        self.flush()
+        return {"spec": spec_id, "locked": lease is not None, "lease": None if lease is None else lease.to_dict()}
+
+    def queue_next(self, project=None, labels=None) -> dict:
+        self._fresh()
+        items = self.queue.items(project, labels)
+        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
+        self.flush()
+        return result
+
+    def queue_list(self, project=None, labels=None, limit=None) -> dict:
+        self._fresh()
+        items = self.queue.items(project, labels)
+        shown = items if limit is None else items[: max(0, limit)]
+        result = {"specs": [self.summary(r) for r in shown], "depth": len(items)}
+        self.flush()
+        return result
+
+    def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
+        self._fresh()
+        row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
+        self.flush()
+        return {"spec": self.summary(row), "lease": lease.to_dict()}
+
+    # operations: the index
+
+    def index_status(self) -> dict:
+        changes = self._fresh()
+        stats = self.index.statistics()
+        stats.update(
+            {
+                "specs": len(self.table.rows),
+                "active": len(self.table.active),
+                "archived": len(self.table.archived),
+                "broken": len(self.table.broken),
+                "table_path": self.cache_dir,
+                "changed_since_last_run": 0 if changes is None else len(changes.added + changes.changed + changes.removed),
+            }
+        )
+        self.flush()
+        return stats
+
+    def index_rebuild(self) -> dict:
+        started = time.perf_counter()
+        self.table.clear()
+        self.table.refresh(save=False)
+        documents = self.index.rebuild()
+        self.table.graph  # noqa: B018 - compute and cache the graph with the new table
+        self.table.save()
+        return {"documents": documents, "specs": len(self.table.rows), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _stamp(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
