@@ -126,7 +126,7 @@ def parse_file(relpath: str, raw: bytes) -> tuple[tuple, object]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _error_row(relpath, spec_id, f"file is not valid UTF-8 (byte {exc.start})"), None
+        return _error_row(relpath, spec_id, f"file is not valid UTF-8 (byte offset {exc.start})"), None
     spec = Spec.parse(spec_id, text)
     return summarize(relpath, spec), spec
 

@@ -143,8 +143,7 @@ class Workspace:
         out = list(self.warnings)
         out.extend(self.table.warnings)
         self.table.warnings.clear()
-        if self._config is not None:
-            out.extend(self._config.warnings)
+        out.extend(self.config.warnings)  # cached with the table: cheap when nothing changed
         for row in sorted(self.table.broken.values(), key=lambda r: r.path):
             if not row.archived:
                 out.append(f"skipping .chant/{row.path}: {row.error}")

@@ -1,0 +1,135 @@
+"""Ready and blocked (chant-format §4), each rule on a small repository."""
+
+from __future__ import annotations
+
+
+def ready_ids(repo):
+    return [s["id"] for s in repo.workspace().list_specs(ready=True)["specs"]]
+
+
+def test_pending_and_failed_are_ready_others_not(repo):
+    for n, status in enumerate(["pending", "failed", "in_progress", "completed", "paused", "cancelled", "blocked",
+                                "needs_attention"], start=1):
+        repo.write(f"2026-01-24-00{n}-aaa", f"status: {status}")
+    assert ready_ids(repo) == ["2026-01-24-001-aaa", "2026-01-24-002-aaa"]
+
+
+def test_missing_status_means_pending(repo):
+    repo.write("2026-01-24-001-aaa", "type: code")
+    assert ready_ids(repo) == ["2026-01-24-001-aaa"]
+
+
+def test_dependencies_must_be_done(repo):
+    repo.write("2026-01-24-001-aaa", "status: completed")
+    repo.write("2026-01-24-002-aaa", "status: cancelled")
+    repo.write("2026-01-24-003-aaa", "status: in_progress")
+    repo.write("2026-01-24-004-aaa", "status: pending\ndepends_on: [2026-01-24-001-aaa, 2026-01-24-002-aaa]")
+    repo.write("2026-01-24-005-aaa", "status: pending\ndepends_on: 2026-01-24-003-aaa")
+    repo.write("2026-01-24-006-aaa", "status: pending\ndepends_on: [2026-01-24-999-zzz]")
+    ws = repo.workspace()
+    assert ready_ids(repo) == ["2026-01-24-004-aaa"]
+    listed = {s["id"] for s in ws.list_specs(status="blocked")["specs"]}
+    assert listed == {"2026-01-24-005-aaa", "2026-01-24-006-aaa"}
+    pending = {s["id"] for s in ws.list_specs(status="pending")["specs"]}
+    assert pending == {"2026-01-24-004-aaa"}  # --status pending leaves blocked ones out
+    shown = ws.show("006")
+    assert shown["blocked_by"] == [{"kind": "dependency", "detail": "2026-01-24-999-zzz", "status": "missing"}]
+
+
+def test_archived_completed_dependency_satisfies(repo):
+    """The archive fix: upstream blocks for ever on an archived dependency; we do not."""
+    repo.write("2026-01-20-001-old", "status: completed", archive="2026-01-21")
+    repo.write("2026-01-24-001-new", "status: pending\ndepends_on: [2026-01-20-001-old]")
+    assert ready_ids(repo) == ["2026-01-24-001-new"]
+
+
+def test_member_waits_for_earlier_siblings_unless_it_has_depends_on(repo):
+    d = "2026-01-24-001-drv"
+    repo.write(d, "type: group\nstatus: in_progress")
+    repo.write(f"{d}.1", "status: pending")
+    repo.write(f"{d}.2", "status: pending")
+    repo.write(f"{d}.4", "status: pending")  # .3 missing: skipped, not blocking
+    repo.write(f"{d}.5", "status: pending\ndepends_on: []")  # explicit key: no sibling order
+    assert ready_ids(repo) == [f"{d}.1", f"{d}.5"]
+    repo.write(f"{d}.1", "status: completed")
+    repo.write(f"{d}.2", "status: cancelled")
+    assert ready_ids(repo) == [f"{d}.4", f"{d}.5"]
+
+
+def test_member_blocked_by_its_drivers_outside_dependency(repo):
+    d = "2026-01-24-002-drv"
+    repo.write("2026-01-24-001-ext", "status: in_progress")
+    repo.write(d, f"type: driver\nstatus: pending\ndepends_on: [2026-01-24-001-ext, {d}.1]")
+    repo.write(f"{d}.1", "status: pending")
+    ws = repo.workspace()
+    assert ready_ids(repo) == []
+    assert ws.show(f"{d}.1")["blocked_by"][0]["kind"] == "driver_dependency"
+    repo.write("2026-01-24-001-ext", "status: completed")
+    # the driver still depends on its own member (a sibling dependency does not block the member)
+    assert ready_ids(repo) == [f"{d}.1"]
+
+
+def test_driver_with_criteria_waits_for_members(repo):
+    d = "2026-01-24-001-drv"
+    repo.write(d, "status: pending", body="# Driver\n\n## Acceptance Criteria\n\n- [ ] all done\n")
+    repo.write(f"{d}.1", "status: completed")
+    repo.write(f"{d}.2", "status: cancelled")
+    assert ready_ids(repo) == []  # members must be completed, cancelled is not enough
+    repo.write(f"{d}.2", "status: completed")
+    assert ready_ids(repo) == [d]
+
+
+def test_driver_without_criteria_does_not_wait(repo):
+    d = "2026-01-24-001-drv"
+    repo.write(d, "status: pending", body="# Driver\n")
+    repo.write(f"{d}.1", "status: pending")
+    assert ready_ids(repo) == [d, f"{d}.1"]
+
+
+def test_approval(repo):
+    repo.write("2026-01-24-001-aaa", "status: pending\napproval: {required: true, status: pending}")
+    repo.write("2026-01-24-002-aaa", "status: pending\napproval: {required: true, status: approved, by: a, at: x}")
+    repo.write("2026-01-24-003-aaa", "status: pending\napproval: {required: false, status: pending}")
+    repo.write("2026-01-24-004-aaa", "status: failed\napproval: {required: true, status: rejected}")
+    assert ready_ids(repo) == ["2026-01-24-002-aaa", "2026-01-24-003-aaa", "2026-01-24-004-aaa"]
+    assert repo.workspace().show("001")["blocked_by"] == [{"kind": "approval", "detail": "pending", "status": None}]
+
+
+def test_groups_are_left_out_of_list_ready_but_not_status_ready(repo):
+    repo.write("2026-01-24-001-grp", "type: group\nstatus: pending")
+    ws = repo.workspace()
+    assert ws.list_specs(ready=True)["specs"] == []
+    assert [s["id"] for s in ws.list_specs(status="ready")["specs"]] == ["2026-01-24-001-grp"]
+
+
+def test_cycles_are_found_and_reported_by_lint(repo):
+    repo.write("2026-01-24-001-aaa", "status: pending\ndepends_on: [2026-01-24-002-aaa]")
+    repo.write("2026-01-24-002-aaa", "status: pending\ndepends_on: [2026-01-24-003-aaa]")
+    repo.write("2026-01-24-003-aaa", "status: pending\ndepends_on: [2026-01-24-001-aaa]")
+    repo.write("2026-01-24-004-aaa", "status: pending\ndepends_on: [2026-01-24-004-aaa]")
+    ws = repo.workspace()
+    ws.refresh()
+    assert ws.table.graph.cycles == [
+        ["2026-01-24-001-aaa", "2026-01-24-002-aaa", "2026-01-24-003-aaa", "2026-01-24-001-aaa"],
+        ["2026-01-24-004-aaa", "2026-01-24-004-aaa"],
+    ]
+    report = ws.lint()
+    cycles = [d for d in report["diagnostics"] if d["rule"] == "cycle"]
+    assert [d["spec_id"] for d in cycles] == ["2026-01-24-001-aaa", "2026-01-24-004-aaa"]
+    assert report["failed"] == 2
+    assert ready_ids(repo) == []
+
+
+def test_broken_spec_is_never_ready_and_blocks_its_dependents(repo):
+    repo.write("2026-01-24-001-bad", raw="---\nstatus: [\n---\n# broken\n")
+    repo.write("2026-01-24-002-aaa", "status: pending\ndepends_on: [2026-01-24-001-bad]")
+    repo.write("2026-01-24-003-aaa", "status: pending")
+    result = repo.workspace().list_specs(ready=True)
+    assert [s["id"] for s in result["specs"]] == ["2026-01-24-003-aaa"]
+    assert len(result["warnings"]) == 1 and "2026-01-24-001-bad" in result["warnings"][0]
+
+
+def test_order_is_chant_order(repo):
+    for spec_id in ["2026-01-25-001-aaa", "2026-01-24-010-aaa", "2026-01-24-00z-aaa", "2026-01-24-002-bbb"]:
+        repo.write(spec_id)
+    assert ready_ids(repo) == ["2026-01-24-002-bbb", "2026-01-24-00z-aaa", "2026-01-24-010-aaa", "2026-01-25-001-aaa"]

@@ -1,0 +1,94 @@
+"""The public surface and the import weight: what `import chantlib` gives, and what the CLI loads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import chantlib
+
+from .conftest import ROOT
+
+EXPECTED_EXPORTS = {
+    "AlreadyExists", "AmbiguousSpecId", "ChantError", "Config", "Conflict", "FileLockTable", "Graph", "Index",
+    "InvalidValue", "Lease", "LockHeld", "LockNotFound", "LockTable", "MemoryLockTable", "NotFound", "NotHolder",
+    "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
+    "SpecNotFound", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "StorageError", "UsageError",
+    "Workspace", "__version__", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
+}
+
+
+def test_exported_names_are_pinned():
+    assert set(chantlib.__all__) == EXPECTED_EXPORTS
+    for name in chantlib.__all__:
+        assert getattr(chantlib, name) is not None
+
+
+def imported_modules(args, cwd=ROOT, code=None) -> set[str]:
+    """Top-level module names imported by a Python run (from -X importtime)."""
+    cmd = [sys.executable, "-X", "importtime"] + (["-c", code] if code else ["-m", "chant_cli", *args])
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+HEAVY = {"tantivy", "starlette", "uvicorn", "prometheus_client", "watchfiles"}
+
+
+def test_help_loads_nothing_heavy():
+    mods = imported_modules(["--help"])
+    assert not mods & (HEAVY | {"yaml", "filelock"}), mods & (HEAVY | {"yaml", "filelock"})
+
+
+def test_warm_direct_list_loads_neither_tantivy_nor_yaml(repo):
+    repo.write("2026-01-24-001-aaa")
+    subprocess.run([sys.executable, "-m", "chant_cli", "list"], cwd=repo.root, check=True, capture_output=True)
+    mods = imported_modules(["list", "--ready"], cwd=repo.root)
+    assert "chantlib" in mods
+    assert not mods & (HEAVY | {"yaml", "filelock"}), mods & (HEAVY | {"yaml", "filelock"})
+
+
+def test_search_is_the_one_that_loads_tantivy(repo):
+    repo.write("2026-01-24-001-aaa")
+    mods = imported_modules(["search", "spec"], cwd=repo.root)
+    assert "tantivy" in mods and not mods & {"starlette", "uvicorn", "prometheus_client"}
+
+
+def test_chantlib_imports_no_server_package():
+    code = (
+        "import sys\n"
+        "for name in ('starlette', 'uvicorn', 'prometheus_client'):\n"
+        "    sys.modules[name] = None  # any import of them now fails\n"
+        "import chantlib\n"
+        "from chantlib import workspace, index, locks, queue, lint, ops, table, graph, spec, store, config, query\n"
+        "from chantlib import generate, ids, errors\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
+def test_every_command_is_documented():
+    from chant_cli.main import _ACTIONS, _BUILDERS
+
+    with open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8") as fh:
+        doc = fh.read()
+    for command in _BUILDERS:
+        actions = _ACTIONS.get(command)
+        if actions is None:
+            assert f"chant {command}" in doc, f"docs/cli.md does not document `chant {command}`"
+        for action in actions or ():
+            assert f"chant {command} {action}" in doc, f"docs/cli.md does not document `chant {command} {action}`"
+
+
+def test_every_operation_is_documented():
+    from chantlib.ops import OPS
+
+    with open(os.path.join(ROOT, "docs", "library.md"), encoding="utf-8") as fh:
+        doc = fh.read()
+    for name in OPS:
+        assert f"`{name}`" in doc, f"docs/library.md does not list the operation `{name}`"
