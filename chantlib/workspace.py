@@ -113,7 +113,8 @@ class Workspace:
         if self._queue is None:
             from .queue import Queue
 
-            self._queue = Queue(self.table, self.locks)
+            # the queue refreshes the table itself, so a script using ws.queue sees the files
+            self._queue = Queue(self.table, self.locks, refresh=self._fresh)
         return self._queue
 
     def refresh(self):
@@ -469,14 +470,12 @@ class Workspace:
         return {"spec": spec_id, "locked": lease is not None, "lease": None if lease is None else lease.to_dict()}
 
     def queue_next(self, project=None, labels=None) -> dict:
-        self._fresh()
         items = self.queue.items(project, labels)
         result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
         self.flush()
         return result
 
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
-        self._fresh()
         items = self.queue.items(project, labels)
         shown = items if limit is None else items[: max(0, limit)]
         result = {"specs": [self.summary(r) for r in shown], "depth": len(items)}
@@ -484,7 +483,6 @@ class Workspace:
         return result
 
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
-        self._fresh()
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self.flush()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
