@@ -23,7 +23,7 @@ import tantivy
 from .errors import ChantError, QuerySyntaxError, StorageError
 from .ids import parse_id
 from .query import FIELDS, And, Not, Or, Term, parse_query, tokenize
-from .spec import PRIORITY_NAMES, Spec
+from .values import PRIORITY_NAMES
 
 __all__ = ["Index", "SearchResult"]
 
@@ -157,6 +157,30 @@ class Index:
 
     # keeping in step
 
+    def _meta_stamp(self):
+        folder = self._tantivy_dir()
+        if folder is None:
+            return None
+        try:
+            st = os.stat(os.path.join(folder, "meta.json"))
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def in_step(self) -> bool:
+        """True when the index was synced with the table as it is now (no state to load).
+
+        The table drops this mark whenever a row changes; the stamp of tantivy's meta.json
+        catches an index that was replaced or deleted behind the table's back.
+        """
+        mark = self.table.extra.get("index_synced")
+        return mark is not None and self.path is not None and mark == self._meta_stamp()
+
+    def _mark_in_step(self) -> None:
+        if self.path is not None:
+            self.table.extra["index_synced"] = self._meta_stamp()
+            self.table._dirty = True
+
     def pending(self) -> tuple[list[str], list[str]]:
         """(paths to (re)index, paths to delete) to bring the index in step with the table."""
         indexed = self._load_state()
@@ -170,8 +194,11 @@ class Index:
 
         ``parsed``: specs a refresh has just parsed (path -> Spec), to spare a second read.
         """
+        if self.in_step():
+            return 0
         todo, gone = self.pending()
         if not todo and not gone:
+            self._mark_in_step()
             return 0
         if self.path is None:
             return self._write(todo, gone, parsed or {})
@@ -185,8 +212,11 @@ class Index:
                 todo, gone = self.pending()
                 if not todo and not gone:
                     self._reload()
+                    self._mark_in_step()
                     return 0
-                return self._write(todo, gone, parsed or {})
+                written = self._write(todo, gone, parsed or {})
+                self._mark_in_step()
+                return written
         except Timeout:
             raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
         except OSError as exc:
@@ -232,8 +262,9 @@ class Index:
             text = self.table.store.read_text(rel)
         except (StorageError, UnicodeDecodeError):
             return ""
-        spec = Spec.parse(rel.rsplit("/", 1)[-1][:-3], text)
-        return spec.body
+        from .spec import Spec
+
+        return Spec.parse(rel.rsplit("/", 1)[-1][:-3], text).body
 
     def _document(self, row, body: str):
         doc = tantivy.Document()

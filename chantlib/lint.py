@@ -11,7 +11,7 @@ second pass over the files.
 from __future__ import annotations
 
 from .ids import driver_of, sort_key
-from .spec import KNOWN_STATUSES, KNOWN_TYPES
+from .values import KNOWN_STATUSES, KNOWN_TYPES
 
 __all__ = ["lint_rows", "RULES"]
 

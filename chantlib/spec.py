@@ -19,6 +19,7 @@ import yaml
 
 from .errors import SpecParseError
 from .ids import ID_REFERENCE_RE, driver_of
+from .values import DEFAULT_PRIORITY, KNOWN_STATUSES, KNOWN_TYPES, PRIORITY_NAMES
 
 __all__ = [
     "Spec",
@@ -31,12 +32,6 @@ __all__ = [
     "split_document",
 ]
 
-KNOWN_STATUSES = (
-    "pending", "in_progress", "paused", "completed", "failed", "needs_attention", "blocked", "cancelled",
-)
-KNOWN_TYPES = ("code", "task", "driver", "documentation", "research", "group", "conflict")
-PRIORITY_NAMES = {"low": 0, "normal": 50, "high": 100, "critical": 200}
-DEFAULT_PRIORITY = 50
 
 _CSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CSafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

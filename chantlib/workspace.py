@@ -194,7 +194,7 @@ class Workspace:
         active = self.table.active
         if status is not None:
             status = status.lower().replace("-", "_")
-            from .spec import KNOWN_STATUSES
+            from .values import KNOWN_STATUSES
 
             if status not in KNOWN_STATUSES and status not in ("ready", "inprogress", "needsattention"):
                 raise InvalidValue(

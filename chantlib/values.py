@@ -1,0 +1,12 @@
+"""The known values of spec fields (docs/chant-format.md §2-3). No imports: used on fast paths."""
+
+from __future__ import annotations
+
+__all__ = ["KNOWN_STATUSES", "KNOWN_TYPES", "PRIORITY_NAMES", "DEFAULT_PRIORITY"]
+
+KNOWN_STATUSES = (
+    "pending", "in_progress", "paused", "completed", "failed", "needs_attention", "blocked", "cancelled",
+)
+KNOWN_TYPES = ("code", "task", "driver", "documentation", "research", "group", "conflict")
+PRIORITY_NAMES = {"low": 0, "normal": 50, "high": 100, "critical": 200}
+DEFAULT_PRIORITY = 50
