@@ -31,7 +31,7 @@ STATE_FILE = "indexed.marshal"
 TANTIVY_DIR = "tantivy"
 SCHEMA_VERSION = 2
 
-_UTC = _dt.timezone.utc
+_UTC = _dt.UTC
 _KEYWORD_FIELDS = ("status", "type", "project", "label", "prompt")
 _EXACT_FIELDS = ("id", "target_files", "commit", "branch", "depends_on", "archived")
 

@@ -42,7 +42,7 @@ class Row(tuple):
     __slots__ = ()
 
     def to_dict(self) -> dict:
-        return dict(zip(FIELDS, self))
+        return dict(zip(FIELDS, self, strict=True))
 
 
 for _i, _name in enumerate(FIELDS):
@@ -63,7 +63,7 @@ def _opt(value) -> str | None:
 
 def summarize(relpath: str, spec) -> tuple:
     """The row of a parsed :class:`~chantlib.spec.Spec` stored at ``relpath``."""
-    from .spec import referenced_ids, priority_value
+    from .spec import priority_value, referenced_ids
 
     fm = spec.frontmatter
     approval = spec.approval

@@ -160,7 +160,7 @@ class Workspace:
         blocked = active and row.id in graph.blocked
         approval = None
         if row.approval is not None:
-            approval = dict(zip(("required", "status", "by", "at"), row.approval))
+            approval = dict(zip(("required", "status", "by", "at"), row.approval, strict=True))
         return {
             "id": row.id,
             "title": row.title,
@@ -432,7 +432,7 @@ class Workspace:
         try:
             return self._resolve(spec).id
         except SpecNotFound:
-            if self.locks.get(spec) is not None or spec in {l.spec for l in self.locks._all()}:
+            if self.locks.get(spec) is not None:  # a lease on a spec whose file is gone
                 return spec
             raise
 
