@@ -51,7 +51,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: not a PID this system can have
         return False
     return True
 
@@ -82,7 +82,8 @@ class Lease:
         self.pid = pid
 
     def expired(self, now: float) -> bool:
-        return self.expires_at is not None and now >= self.expires_at
+        # written "not now <" so that a NaN read from a damaged file counts as expired
+        return self.expires_at is not None and not now < self.expires_at
 
     def dead(self) -> bool:
         """Bound to a process on this host that no longer runs."""
@@ -231,8 +232,11 @@ class LockTable:
                         raise LockHeld(spec, current.owner, format_time(current.expires_at), current.token)
                 else:
                     self._stats["expired"] += 1
-                self._delete(spec)
+            # the token first: a backend that lost its counter rebuilds it from the leases it
+            # stores, this one included
             lease = Lease(spec, owner, self._next_token(), now, now + ttl, this_host() if pid else None, pid)
+            if current is not None:
+                self._delete(spec)
             self._create(lease)
             self._stats["acquired"] += 1
             return lease
@@ -319,7 +323,7 @@ class LockTable:
         """Every live lease, by spec."""
         with self._critical():
             now = self.clock()
-            return sorted((lease for lease in self._all() if lease.live(now)), key=lambda l: l.spec)
+            return sorted((lease for lease in self._all() if lease.live(now)), key=lambda lease: lease.spec)
 
     def held_specs(self) -> set[str]:
         return {lease.spec for lease in self.leases()}
@@ -418,15 +422,18 @@ class FileLockTable(LockTable):
 
     def _parse(self, spec: str, raw: bytes, mtime: float) -> Lease:
         text = raw.decode("utf-8", "replace").strip()
-        if text.isdigit():
-            # upstream chant: a bare PID, held while that process lives
+        if text.isascii() and text.isdigit() and len(text) < 20:
+            # upstream chant: a bare PID (a 64-bit number at most), held while that process lives
             pid = int(text)
             return Lease(spec, f"pid {pid} (chant)", 0, mtime, None, None, pid)
         try:
-            return Lease.from_record(json.loads(text))
-        except (ValueError, KeyError, TypeError):
+            lease = Lease.from_record(json.loads(text))
+        except (ValueError, KeyError, TypeError, OverflowError):
             # unreadable: honour it briefly (a writer that is not us may be mid-write)
             return Lease(spec, "unknown (unreadable lock file)", 0, mtime, mtime + _UNREADABLE_GRACE)
+        # the file name says which spec a lease is on: a copied or renamed file must never
+        # make a sweep or a release act on another spec's file
+        return lease if lease.spec == spec else lease.replace(spec=spec)
 
     def _read(self, spec):
         path = self._lease_path(spec)

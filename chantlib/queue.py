@@ -4,12 +4,14 @@ Queue order is priority (higher first), then the chant order (docs/chant-format.
 ``list --ready`` leaves out ``type: group`` specs, and so does the queue: a group is a
 container, not work. :meth:`Queue.claim` takes the next spec with a lease in one step;
 two claimers can never get the same spec, because the lease is taken with
-``reentrant=False`` and a spec another claimer won in the meantime is skipped.
+``reentrant=False``, a spec another claimer won in the meantime is skipped, and a spec
+is re-read once its lease is held (another claimer may have finished it and let go of
+its lease since our view of the files was taken).
 """
 
 from __future__ import annotations
 
-from .errors import LockHeld, NothingReady
+from .errors import LockHeld, LockNotFound, NothingReady, StaleToken
 from .graph import queue_key
 
 __all__ = ["Queue"]
@@ -59,6 +61,19 @@ class Queue:
         items = self.items(project, labels)
         return items[0] if items else None
 
+    def _still_ready(self, row):
+        """``row`` re-read from its file if it is still queued work, else ``None``.
+
+        Called with the spec's lease held, so no other claimer can finish it while we look.
+        """
+        refresh_paths = getattr(self.table, "refresh_paths", None)
+        if refresh_paths is not None:
+            refresh_paths([row.path])
+        current = self.table.active.get(row.id)
+        if current is None or current.type == "group" or row.id not in self.table.graph.ready_set:
+            return None
+        return current
+
     def claim_nowait(self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, pid=None):
         """Take the next spec with a lease: ``(row, lease)``; :class:`NothingReady` if none."""
         for row in self.items(project, labels):
@@ -66,7 +81,15 @@ class Queue:
                 lease = self.locks.acquire(row.id, owner, ttl, reentrant=False, pid=pid)
             except LockHeld:
                 continue  # another claimer won it between our snapshot and now
-            return row, lease
+            current = self._still_ready(row)
+            if current is None:
+                # done (or changed) by another claimer since our snapshot: not work any more
+                try:
+                    self.locks.release(row.id, token=lease.token)
+                except (LockNotFound, StaleToken):
+                    pass
+                continue
+            return current, lease
         where = []
         if project:
             where.append(f"project {project}")

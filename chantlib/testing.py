@@ -15,6 +15,7 @@ by tests of other packages too.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .errors import ChantError, LockHeld, LockNotFound, NotHolder, StaleToken, UsageError
@@ -131,7 +132,7 @@ def check_tokens_strictly_increase(table, clock) -> None:
     clock.advance(31)
     tokens.append(table.acquire("s3", "carol", 30).token)
     tokens.append(table.acquire("s4", "carol", 30).token)
-    for before, after in zip(tokens, tokens[1:]):
+    for before, after in itertools.pairwise(tokens):
         assert after > before, f"tokens do not strictly increase: {tokens}"
 
 

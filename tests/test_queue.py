@@ -1,0 +1,386 @@
+"""The queue: ready specs without a live lease, in priority then chant order, and claims
+that never hand one spec to two workers (in one process or many)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from chantlib.errors import EXIT_NOTHING_READY, NothingReady
+from chantlib.locks import MemoryLockTable
+from chantlib.ops import dispatch
+from chantlib.testing import FakeClock
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+DAY = "2026-01-24"
+
+
+def sid(seq: int, suffix: str = "abc", project: str | None = None) -> str:
+    spec_id = f"{DAY}-{seq:03d}-{suffix}"
+    return f"{project}-{spec_id}" if project else spec_id
+
+
+def ids(rows) -> list[str]:
+    return [row.id for row in rows]
+
+
+def fresh(repo, **kwargs):
+    """A workspace (its queue brings the spec table in step with the files by itself)."""
+    return repo.workspace(**kwargs)
+
+
+# order and what is left out
+
+
+def test_order_is_priority_then_chant_order(repo):
+    repo.write(sid(1), "status: pending\npriority: low")
+    repo.write(sid(2), "status: pending")  # normal (50) by default
+    repo.write(sid(3), "status: pending\npriority: critical")
+    repo.write(sid(4), "status: pending\npriority: high")
+    repo.write(sid(5), "status: pending\npriority: normal")
+    repo.write(sid(6), "status: failed\npriority: 75")  # failed is ready: a retry
+    repo.write(sid(7), "status: pending\npriority: critical")
+    repo.write(sid(10), "status: pending")  # base 36: 010 comes after 007
+    repo.write(sid(8), "status: pending\npriority: -1")
+    ws = fresh(repo)
+    assert ids(ws.queue.items()) == [sid(3), sid(7), sid(4), sid(6), sid(2), sid(5), sid(10), sid(1), sid(8)]
+    assert [row.priority for row in ws.queue.items()] == [200, 200, 100, 75, 50, 50, 50, 0, -1]
+    assert ws.queue.next().id == sid(3)
+    assert len(ws.queue) == 9
+
+
+def test_only_ready_specs_and_no_groups(repo):
+    repo.write(sid(1), "status: pending")
+    repo.write(sid(2), "status: completed")
+    repo.write(sid(3), "status: in_progress")
+    repo.write(sid(4), f"status: pending\ndepends_on: [{sid(1)}]")  # blocked until 001 is done
+    repo.write(sid(5), "type: group\nstatus: pending")
+    repo.write(sid(6), "status: pending\napproval:\n  required: true\n  status: pending")
+    repo.write(sid(7), "status: cancelled")
+    repo.write(sid(8), f"status: pending\ndepends_on: [{sid(2)}]")  # its dependency is done
+    ws = fresh(repo)
+    assert ids(ws.queue.items()) == [sid(1), sid(8)]
+    # the group is ready, just not work
+    assert sid(5) in ws.table.graph.ready_set
+
+
+def test_leased_specs_leave_the_queue_until_release_or_expiry(repo):
+    clock = FakeClock(time.time())
+    for seq in (1, 2, 3):
+        repo.write(sid(seq))
+    ws = fresh(repo, clock=clock)
+    lease = ws.locks.acquire(sid(1), "alice", 60)
+    ws.locks.acquire(sid(2), "bob", 120)
+    assert ids(ws.queue.items()) == [sid(3)]
+    ws.locks.release(sid(1), token=lease.token)
+    assert ids(ws.queue.items()) == [sid(1), sid(3)]
+    clock.advance(120)
+    assert ids(ws.queue.items()) == [sid(1), sid(2), sid(3)]
+
+
+def test_project_and_label_filters(repo):
+    repo.write(sid(1, project="auth"), "status: pending\nlabels: [backend, urgent]")
+    repo.write(sid(2, project="auth"), "status: pending\nlabels: [frontend]")
+    repo.write(sid(3, project="web"), "status: pending\nlabels: [frontend, urgent]")
+    repo.write(sid(4), "status: pending")
+    ws = fresh(repo)
+    assert ids(ws.queue.items(project="auth")) == [sid(1, project="auth"), sid(2, project="auth")]
+    assert ids(ws.queue.items(project="web")) == [sid(3, project="web")]
+    assert ids(ws.queue.items(project="nope")) == []
+    assert ids(ws.queue.items(labels=["urgent"])) == [sid(1, project="auth"), sid(3, project="web")]
+    assert ids(ws.queue.items(labels=["backend", "frontend"])) == [
+        sid(1, project="auth"), sid(2, project="auth"), sid(3, project="web"),
+    ]  # any of them
+    assert ids(ws.queue.items(project="auth", labels=["frontend"])) == [sid(2, project="auth")]
+    assert ids(ws.queue.items(labels=[])) == ids(ws.queue.items())
+    row, _ = ws.queue.claim_nowait("w", 60, project="web")
+    assert row.id == sid(3, project="web")
+    with pytest.raises(NothingReady, match="project web"):
+        ws.queue.claim_nowait("w", 60, project="web")
+    with pytest.raises(NothingReady, match="labels nothing"):
+        ws.queue.claim_nowait("w", 60, labels=["nothing"])
+
+
+# claims
+
+
+def test_claims_take_the_queue_in_order_then_nothing_ready(repo):
+    repo.write(sid(1))
+    repo.write(sid(2), "status: pending\npriority: high")
+    repo.write(sid(3))
+    ws = fresh(repo)
+    claimed = []
+    for _ in range(3):
+        row, lease = ws.queue.claim_nowait("worker@host", 60)
+        assert (lease.spec, lease.owner) == (row.id, "worker@host")
+        claimed.append((row.id, lease.token))
+    assert claimed == [(sid(2), 1), (sid(1), 2), (sid(3), 3)]
+    assert ws.queue.items() == [] and ws.queue.next() is None
+    with pytest.raises(NothingReady) as info:
+        ws.queue.claim_nowait("worker@host", 60)
+    assert info.value.code == "nothing_ready"
+    assert info.value.exit_code == EXIT_NOTHING_READY
+    assert info.value.http_status == 404
+
+
+def test_a_claim_never_returns_a_spec_the_owner_already_holds(repo):
+    """Workers sharing an owner name must not both get one spec (the queue is not reentrant)."""
+    repo.write(sid(1))
+    ws = fresh(repo, locks=MemoryLockTable())
+    ws.locks.acquire(sid(1), "shared", 60)
+    with pytest.raises(NothingReady):
+        ws.queue.claim_nowait("shared", 60)
+
+
+def test_claim_skips_a_spec_won_since_the_snapshot(repo):
+    for seq in (1, 2):
+        repo.write(sid(seq))
+    ws = fresh(repo)
+    queue = ws.queue
+    snapshot = queue.items
+
+    def snapshot_then_raced(*args, **kwargs):
+        rows = snapshot(*args, **kwargs)
+        ws.locks.acquire(sid(1), "other", 60)  # another claimer wins 001 right after our snapshot
+        return rows
+
+    queue.items = snapshot_then_raced
+    row, lease = queue.claim_nowait("me", 60)
+    assert row.id == sid(2)
+    assert ws.locks.get(sid(1)).owner == "other"
+
+
+def test_claim_skips_a_spec_finished_since_the_snapshot(repo):
+    """A claimer whose view is a moment old must not take a spec another claimer has just
+    completed and released (the lease is free again, but the work is done)."""
+    for seq in (1, 2):
+        repo.write(sid(seq))
+    late, early = fresh(repo), fresh(repo)
+    snapshot = late.queue.items
+
+    def snapshot_then_raced(*args, **kwargs):
+        rows = snapshot(*args, **kwargs)  # its view: 001 and 002 are ready
+        first = dispatch(early, "queue_claim", {"owner": "w1", "ttl": 60})
+        assert first["spec"]["id"] == sid(1)
+        dispatch(early, "complete", {"spec": sid(1), "token": first["lease"]["token"]})
+        assert early.locks.get(sid(1)) is None
+        return rows
+
+    late.queue.items = snapshot_then_raced
+    row, lease = late.queue.claim_nowait("w2", 60)
+    assert (row.id, row.status) == (sid(2), "pending")
+    assert late.locks.get(sid(1)) is None  # the lease it took on 001 in passing was given back
+    assert [lease.spec for lease in late.locks.leases()] == [sid(2)]
+
+
+def test_claim_returns_the_row_as_it_is_now(repo):
+    repo.write(sid(1), "status: pending\nlabels: [old]")
+    ws = fresh(repo)
+    snapshot = ws.queue.items
+
+    def snapshot_then_edited(*args, **kwargs):
+        rows = snapshot(*args, **kwargs)
+        repo.write(sid(1), "status: pending\nlabels: [new, edited]")
+        return rows
+
+    ws.queue.items = snapshot_then_edited
+    row, _ = ws.queue.claim_nowait("w", 60)
+    assert row.labels == ("new", "edited")
+
+
+def test_the_queue_sees_the_files_without_an_explicit_refresh(repo):
+    ws = repo.workspace()
+    assert ws.queue.items() == []
+    repo.write(sid(1))
+    assert ids(ws.queue.items()) == [sid(1)]
+    repo.write(sid(1), "status: completed")
+    assert ws.queue.next() is None
+
+
+def test_claim_waits_then_gives_up(repo):
+    ws = fresh(repo)
+    started = time.monotonic()
+    with pytest.raises(NothingReady):
+        ws.queue.claim("w", 60, wait=0.3, poll=0.05)
+    assert 0.25 <= time.monotonic() - started < 2.0
+
+
+def test_claim_waits_for_a_lease_to_end(repo):
+    clock = FakeClock(time.time())
+    repo.write(sid(1))
+    ws = fresh(repo, locks=MemoryLockTable(clock=clock))
+    ws.locks.acquire(sid(1), "other", 30)
+    with pytest.raises(NothingReady):
+        ws.queue.claim("w", 60, wait=0.1, poll=0.02)
+    clock.advance(30)
+    row, lease = ws.queue.claim("w", 60, wait=0.1, poll=0.02)
+    assert row.id == sid(1) and lease.owner == "w"
+    assert ws.locks.statistics()["expired"] == 1
+
+
+def test_claim_binds_the_lease_to_a_pid(repo):
+    repo.write(sid(1))
+    ws = fresh(repo)
+    row, lease = ws.queue.claim_nowait("w", 60, pid=os.getpid())
+    assert lease.pid == os.getpid()
+    assert ws.locks.get(sid(1)).pid == os.getpid()
+
+
+# the operations
+
+
+def test_queue_operations(repo):
+    repo.write(sid(1), "status: pending\nlabels: [x]")
+    repo.write(sid(2), "status: pending\npriority: high")
+    repo.write(sid(3, project="auth"), "status: pending")
+    ws = repo.workspace()  # the operations refresh by themselves
+
+    listed = dispatch(ws, "queue_list", {})
+    assert [s["id"] for s in listed["specs"]] == [sid(2), sid(1), sid(3, project="auth")]
+    assert listed["depth"] == 3
+    assert all(s["ready"] for s in listed["specs"])
+    limited = dispatch(ws, "queue_list", {"limit": 1})
+    assert [s["id"] for s in limited["specs"]] == [sid(2)] and limited["depth"] == 3
+    assert dispatch(ws, "queue_list", {"label": "x"})["depth"] == 1
+    assert dispatch(ws, "queue_list", {"project": "auth"})["specs"][0]["id"] == sid(3, project="auth")
+
+    peek = dispatch(ws, "queue_next", {})
+    assert peek["spec"]["id"] == sid(2) and peek["depth"] == 3
+    assert dispatch(ws, "queue_next", {})["spec"]["id"] == sid(2)  # a peek takes nothing
+
+    claimed = dispatch(ws, "queue_claim", {"owner": "w1@host", "ttl": 120})
+    assert claimed["spec"]["id"] == sid(2)
+    assert claimed["lease"]["owner"] == "w1@host" and claimed["lease"]["spec"] == sid(2)
+    assert isinstance(claimed["lease"]["token"], int)
+    assert claimed["lease"]["expires_at"].endswith("Z")
+    json.dumps(claimed)  # plain data
+
+    assert dispatch(ws, "queue_next", {})["spec"]["id"] == sid(1)
+    assert dispatch(ws, "queue_list", {})["depth"] == 2
+    assert dispatch(ws, "queue_claim", {"labels": ["x"]})["lease"]["owner"] == "tester@test"  # CHANT_OWNER
+    assert dispatch(ws, "queue_claim", {"project": "auth"})["spec"]["id"] == sid(3, project="auth")
+    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0}
+    assert dispatch(ws, "queue_list", {}) == {"specs": [], "depth": 0}
+    with pytest.raises(NothingReady) as info:
+        dispatch(ws, "queue_claim", {"owner": "w1@host"})
+    assert info.value.to_dict()["code"] == "nothing_ready"
+
+
+def test_queue_claim_sees_new_specs(repo):
+    ws = repo.workspace()
+    with pytest.raises(NothingReady):
+        dispatch(ws, "queue_claim", {"owner": "w"})
+    repo.write(sid(1))
+    assert dispatch(ws, "queue_claim", {"owner": "w"})["spec"]["id"] == sid(1)
+
+
+# many processes, one repository
+
+WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from chantlib.errors import NothingReady
+    from chantlib.ops import dispatch
+    from chantlib.workspace import Workspace
+
+    root, owner, go, complete = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+    ws = Workspace(root)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            sys.exit("no start signal")
+        time.sleep(0.002)
+    claimed = []
+    while time.monotonic() < deadline:
+        try:
+            got = dispatch(ws, "queue_claim", {"owner": owner, "ttl": 600})
+        except NothingReady:
+            break
+        claimed.append(got["spec"]["id"])
+        if complete:
+            dispatch(ws, "complete", {"spec": got["spec"]["id"], "token": got["lease"]["token"]})
+    print(json.dumps(claimed))
+    """
+)
+
+
+def _run_workers(repo, tmp_path, n: int, *, complete: bool) -> list[list[str]]:
+    go = str(tmp_path / "go")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = []
+    try:
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER, repo.root, "shared@host", go, "1" if complete else "0"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
+        with open(go, "w"):
+            pass
+        results = []
+        for index, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, f"worker {index} failed: {err}"
+            results.append(json.loads(out))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def _write_backlog(repo, n: int) -> list[str]:
+    """``n`` ready specs (some prioritised) and a few that are not work at all."""
+    ready = []
+    for seq in range(1, n + 1):
+        front = "status: pending" + ("\npriority: high" if seq % 7 == 0 else "")
+        repo.write(sid(seq), front)
+        ready.append(sid(seq))
+    repo.write(sid(n + 1), "status: completed")
+    repo.write(sid(n + 2), "type: group\nstatus: pending")
+    repo.write(sid(n + 3), "status: in_progress")
+    return ready
+
+
+def test_processes_claiming_from_one_repository(repo, tmp_path):
+    ready = _write_backlog(repo, 40)
+    assert sorted(ids(fresh(repo).queue.items())) == ready
+    results = _run_workers(repo, tmp_path, 4, complete=False)
+    claimed = [spec for result in results for spec in result]
+    assert len(claimed) == len(set(claimed)), "a spec was claimed twice"
+    assert sorted(claimed) == ready
+    ws = fresh(repo)
+    assert sorted(lease.spec for lease in ws.locks.leases()) == ready
+    assert {lease.owner for lease in ws.locks.leases()} == {"shared@host"}
+    assert ws.queue.items() == []
+
+
+def test_processes_claiming_and_completing(repo, tmp_path):
+    """Claim, complete, claim again: finished work is never handed out a second time, and
+    specs that become ready on the way (dependencies done) are claimed too."""
+    ready = _write_backlog(repo, 30)
+    chained = []
+    for seq in range(60, 66):  # each depends on the one before, the first on spec 001
+        before = sid(seq - 1) if chained else sid(1)
+        repo.write(sid(seq), f"status: pending\ndepends_on: [{before}]")
+        chained.append(sid(seq))
+    results = _run_workers(repo, tmp_path, 4, complete=True)
+    claimed = [spec for result in results for spec in result]
+    assert len(claimed) == len(set(claimed)), f"specs claimed twice: {sorted(s for s in claimed if claimed.count(s) > 1)}"
+    assert sorted(claimed) == sorted(ready + chained)
+    ws = fresh(repo)
+    ws.refresh()
+    assert ws.locks.leases() == []
+    assert all(ws.table.active[spec].status == "completed" for spec in claimed)
