@@ -130,7 +130,7 @@ def _coupling(row) -> list[dict]:
 
 
 def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict:
-    """Lint the table's specs; the upstream JSON shape plus nothing else."""
+    """Lint the table's specs (and the files that do not parse); upstream's JSON shape."""
     rows = dict(table.active)
     if include_archive:
         for spec_id, row in table.archived.items():
@@ -139,6 +139,9 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
         rows = {i: rows[i] for i in ids if i in rows}
     disabled = config.lint_disabled
     per_spec: dict[str, list[dict]] = {sid: _row_rules(row, table, config) for sid, row in rows.items()}
+    for row in table.broken.values():  # files that do not parse are left out of every other view
+        if (include_archive or not row.archived) and (ids is None or row.id in ids):
+            per_spec.setdefault(row.id, []).extend(_row_rules(row, table, config))
     for cycle in table.graph.cycles:
         head = cycle[0]
         if head in per_spec:

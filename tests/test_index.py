@@ -107,6 +107,15 @@ def test_filter_only_queries_come_in_chant_order_and_text_queries_by_relevance(w
     assert ids(ws, "merge")[0] in ("2026-01-20-001-aaa", "2026-01-24-001-eee")
 
 
+def test_search_results_carry_the_computed_state(ws):
+    blocked = ws.search("status:blocked")["specs"][0]
+    assert blocked["id"] == "2026-01-22-002-ccc" and blocked["blocked"] is True and blocked["ready"] is False
+    ready = ws.search("title:document")["specs"][0]
+    assert ready["ready"] is True and ready["blocked"] is False
+    archived = ws.search("archived:true")["specs"][0]
+    assert archived["archived"] is True and archived["ready"] is False
+
+
 def test_limit_and_total(ws):
     result = ws.search("NOT status:cancelled", limit=2)
     assert result["total"] == 6
