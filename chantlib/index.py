@@ -267,6 +267,7 @@ class Index:
         return Spec.parse(rel.rsplit("/", 1)[-1][:-3], text).body
 
     def _document(self, row, body: str):
+        row = row.full()
         doc = tantivy.Document()
         doc.add_text("path", row.path)
         doc.add_text("sortkey", sortkey_text(row))

@@ -30,6 +30,7 @@ def _diag(spec_id, rule, severity, message, suggestion=None) -> dict:
 def _row_rules(row, table, config) -> list[dict]:
     """Rules that look at one spec (and, for references, at which IDs exist)."""
     out: list[dict] = []
+    row = row.full()
     sid = row.id
     if row.error:
         out.append(_diag(sid, "parse", "error", row.error, "Fix the YAML between the '---' lines"))

@@ -111,22 +111,25 @@ class SpecStore:
             raise StorageError.from_os_error(exc, "create", path) from None
         return path
 
-    def walk(self):
-        """Yield ``(relpath, DirEntry)`` for every ``*.md`` under specs/ and archive/.
+    def scan(self):
+        """Yield ``(prefix, entries)`` per folder under specs/ and archive/.
 
-        ``relpath`` is relative to ``.chant/`` with ``/`` separators. Hidden files and
-        folders (editor temp files, our own temp files) are skipped.
+        ``entries`` are the ``os.DirEntry`` objects of the folder's ``*.md`` files; a file's
+        path relative to ``.chant/`` is ``prefix + entry.name`` (``/`` separators). Hidden
+        files and folders (editor temp files, our own temp files) are skipped. Batches per
+        folder keep the per-file cost of the walk low: it runs on every direct command.
         """
         for top in ("specs", "archive"):
-            stack = [(os.path.join(self.chant_dir, top), top)]
+            stack = [(os.path.join(self.chant_dir, top), top + "/")]
             while stack:
-                folder, rel = stack.pop()
+                folder, prefix = stack.pop()
                 try:
                     it = os.scandir(folder)
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 except OSError as exc:
                     raise StorageError.from_os_error(exc, "read folder", folder) from None
+                files = []
                 with it:
                     for entry in it:
                         name = entry.name
@@ -134,9 +137,10 @@ class SpecStore:
                             continue
                         if name.endswith(".md"):
                             if entry.is_file():
-                                yield f"{rel}/{name}", entry
+                                files.append(entry)
                         elif entry.is_dir():
-                            stack.append((entry.path, f"{rel}/{name}"))
+                            stack.append((entry.path, f"{prefix}{name}/"))
+                yield prefix, files
 
     def abspath(self, relpath: str) -> str:
         return os.path.join(self.chant_dir, *relpath.split("/"))

@@ -23,30 +23,66 @@ from operator import itemgetter
 
 from .ids import parse_id, resolve_partial, sort_key
 
-__all__ = ["Row", "SpecTable", "summarize", "FIELDS"]
+__all__ = ["Row", "FullRow", "SpecTable", "summarize", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
 
-FORMAT = 3
+FORMAT = 4
 RACY_NS = 2_000_000_000
 TABLE_FILE = "table.marshal"
 
-FIELDS = (
+#: What list, the rules, the queue and summaries read on every command.
+HOT_FIELDS = (
     "id", "path", "archived", "status", "type", "title", "depends_on", "labels", "priority",
-    "approval", "checked", "total", "target_files", "commits", "branch", "prompt", "completed_at",
-    "project", "error", "words", "refs", "members", "keys", "created", "raw_status", "raw_type",
+    "approval", "checked", "total", "project", "completed_at", "error",
 )
+#: What only lint, the index and show read: kept as one marshal blob per row, decoded on use,
+#: so a warm command loads one bytes object per row instead of a dozen small objects.
+COLD_FIELDS = (
+    "target_files", "commits", "branch", "prompt", "words", "refs", "members", "keys", "created", "raw_status",
+    "raw_type",
+)
+FIELDS = HOT_FIELDS + COLD_FIELDS
+_COLD = len(HOT_FIELDS)
+_ID, _PATH, _ARCHIVED, _STATUS, _ERROR = 0, 1, 2, 3, HOT_FIELDS.index("error")
 
 
 class Row(tuple):
-    """A spec's summary (a tuple, so the table loads with one ``marshal.loads``)."""
+    """A spec's summary: the hot fields, then the cold ones as one blob (see ``FIELDS``)."""
 
     __slots__ = ()
 
+    @property
+    def cold(self) -> tuple:
+        return marshal.loads(self[_COLD])
+
     def to_dict(self) -> dict:
-        return dict(zip(FIELDS, self, strict=True))
+        return dict(zip(FIELDS, self[:_COLD] + self.cold, strict=True))
+
+    def full(self) -> FullRow:
+        """Every field as an attribute, the cold ones decoded once (for lint and indexing)."""
+        return FullRow(self[:_COLD] + self.cold)
 
 
-for _i, _name in enumerate(FIELDS):
+class FullRow:
+    """A row with its cold fields decoded: the same attribute names as :class:`Row`."""
+
+    __slots__ = FIELDS
+
+    def __init__(self, values: tuple) -> None:
+        for name, value in zip(FIELDS, values, strict=True):
+            setattr(self, name, value)
+
+    def full(self) -> FullRow:
+        return self
+
+
+def _cold_getter(i: int):
+    return property(lambda self: marshal.loads(self[_COLD])[i])
+
+
+for _i, _name in enumerate(HOT_FIELDS):
     setattr(Row, _name, property(itemgetter(_i)))
+for _i, _name in enumerate(COLD_FIELDS):
+    setattr(Row, _name, _cold_getter(_i))
 
 
 _intern = sys.intern
@@ -72,6 +108,19 @@ def summarize(relpath: str, spec) -> tuple:
     members_key = fm.get("members")
     raw_status = fm.get("status")
     raw_type = fm.get("type")
+    cold = (
+        _tuple(spec.target_files),
+        _tuple(spec.commits),
+        _opt(fm.get("branch")),
+        _opt(fm.get("prompt")),
+        len(spec.body.split()),
+        tuple(referenced_ids(spec.body)),
+        _tuple(spec.list_value("members")) if members_key is not None else (),
+        tuple(_intern(str(k)) for k in fm),
+        _opt(parsed.date) if parsed else None,
+        _opt(raw_status),
+        _opt(raw_type),
+    )
     return (
         spec.id,
         relpath,
@@ -92,29 +141,19 @@ def summarize(relpath: str, spec) -> tuple:
         ),
         checked,
         total,
-        _tuple(spec.target_files),
-        _tuple(spec.commits),
-        _opt(fm.get("branch")),
-        _opt(fm.get("prompt")),
-        None if fm.get("completed_at") is None else str(fm.get("completed_at")),
         _opt(parsed.project) if parsed else None,
+        None if fm.get("completed_at") is None else str(fm.get("completed_at")),
         spec.error,
-        len(spec.body.split()),
-        tuple(referenced_ids(spec.body)),
-        _tuple(spec.list_value("members")) if members_key is not None else (),
-        tuple(_intern(str(k)) for k in fm),
-        _opt(parsed.date) if parsed else None,
-        _opt(raw_status),
-        _opt(raw_type),
+        marshal.dumps(cold),
     )
 
 
 def _error_row(relpath: str, spec_id: str, error: str) -> tuple:
     parsed = parse_id(spec_id)
+    cold = ((), (), None, None, 0, (), (), (), parsed.date if parsed else None, None, None)
     return (
         spec_id, relpath, relpath.startswith("archive/"), "pending", "code", None, None, (), 50, None,
-        0, 0, (), (), None, None, None, parsed.project if parsed else None, error, 0, (), (), (),
-        parsed.date if parsed else None, None, None,
+        0, 0, parsed.project if parsed else None, None, error, marshal.dumps(cold),
     )
 
 
@@ -236,19 +275,27 @@ class SpecTable:
         files = self.files
         racy = self._racy
         new_racy: set[str] = set()
-        for rel, entry in self.store.walk():
-            seen.add(rel)
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            key = (st.st_mtime_ns, st.st_size, st.st_ino)
-            old = files.get(rel)
-            if old is not None and old[:3] == key and rel not in racy:
-                continue
-            self._read_one(rel, key, old, changes)
-            if st.st_mtime_ns >= scan_ns - RACY_NS:
-                new_racy.add(rel)
+        racy_since = scan_ns - RACY_NS
+        for prefix, entries in self.store.scan():
+            for entry in entries:
+                rel = prefix + entry.name
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue  # gone since the folder was read: removed below
+                seen.add(rel)
+                old = files.get(rel)
+                if (
+                    old is not None
+                    and old[0] == st.st_mtime_ns
+                    and old[1] == st.st_size
+                    and old[2] == st.st_ino
+                    and rel not in racy
+                ):
+                    continue
+                self._read_one(rel, (st.st_mtime_ns, st.st_size, st.st_ino), old, changes)
+                if st.st_mtime_ns >= racy_since:
+                    new_racy.add(rel)
         for rel in [r for r in files if r not in seen]:
             del files[rel]
             self.rows.pop(rel, None)
@@ -332,17 +379,17 @@ class SpecTable:
         dup: dict[str, set[str]] = {}
         new = tuple.__new__
         for rel, t in self.rows.items():
-            if t[18] is not None:
+            if t[_ERROR] is not None:
                 broken[rel] = new(Row, t)
                 continue
-            target = archived if t[2] else active
-            spec_id = t[0]
+            target = archived if t[_ARCHIVED] else active
+            spec_id = t[_ID]
             other = target.get(spec_id)
             if other is None:
                 target[spec_id] = t
                 continue
-            target[spec_id] = other if other[1] < t[1] else t
-            dup.setdefault(spec_id, set()).update((other[1], t[1]))
+            target[spec_id] = other if other[_PATH] < t[_PATH] else t
+            dup.setdefault(spec_id, set()).update((other[_PATH], t[_PATH]))
         self._active = {i: new(Row, t) for i, t in active.items()}
         self._archived_raw, self._broken = archived, broken
         self._archived = None
@@ -376,7 +423,7 @@ class SpecTable:
     def archived_statuses(self) -> dict[str, str]:
         if self._active is None:
             self._index()
-        return {i: t[3] for i, t in self._archived_raw.items()}
+        return {i: t[_STATUS] for i, t in self._archived_raw.items()}
 
     @property
     def by_id(self) -> dict[str, Row]:

@@ -261,7 +261,7 @@ class Workspace:
         out["dependencies"] = [
             {"id": dep, "status": graph.dep_state(dep)} for dep in (row.depends_on or ())
         ]
-        out["commits"] = list(row.commits)
+        out["commits"] = list(row.full().commits)
         out["completed_at"] = row.completed_at
         lease = self.locks.get(row.id)
         out["lease"] = lease.to_dict() if lease is not None else None
