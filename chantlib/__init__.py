@@ -11,7 +11,7 @@ server package (starlette, uvicorn, prometheus_client).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import VERSION as __version__
 
 _EXPORTS = {
     "Workspace": "workspace",

@@ -346,13 +346,35 @@ class LockTable:
 
 
 class MemoryLockTable(LockTable):
-    """Leases in a dict (the daemon's table). ``start_token``: the last token ever issued."""
+    """Leases in a dict (the daemon's table). ``start_token``: the last token ever issued.
 
-    def __init__(self, *, start_token: int = 0, **kwargs) -> None:
+    ``persist_dir`` makes the table survive a crash: it starts from the leases and fencing
+    counter found there (the file backend's format, ``.chant/.locks/``), and writes every
+    change through to it before returning (temp file and rename, no fsync: a killed process
+    loses nothing, only a power cut could). Tokens are reserved in blocks of
+    ``token_block``, so the counter file is written once per block, and a restart, or the
+    file backend taking over, always continues above every token handed out.
+    """
+
+    def __init__(
+        self, *, start_token: int = 0, persist_dir: str | None = None, token_block: int = 1000, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self._leases: dict[str, Lease] = {}
         self._token = int(start_token)
         self._mutex = threading.RLock()
+        self._files = None
+        self._reserved = self._token
+        self._block = max(1, int(token_block))
+        if persist_dir is not None:
+            files = FileLockTable(persist_dir, durable=False)
+            files._ensure_dir()
+            for lease in files._all():
+                self._leases[lease.spec] = lease
+                self._token = max(self._token, lease.token)
+            self._token = max(self._token, files.last_token)
+            self._reserved = self._token
+            self._files = files
 
     def _critical(self):
         return self._mutex
@@ -361,14 +383,21 @@ class MemoryLockTable(LockTable):
         return self._leases.get(spec)
 
     def _create(self, lease):
+        if self._files is not None:
+            self._files._replace(lease)
         self._leases[lease.spec] = lease
 
     _replace = _create
 
     def _delete(self, spec):
+        if self._files is not None:
+            self._files._delete(spec)
         self._leases.pop(spec, None)
 
     def _next_token(self):
+        if self._files is not None and self._token >= self._reserved:
+            self._files._write_fence(self._token + self._block)
+            self._reserved = self._token + self._block
         self._token += 1
         return self._token
 
@@ -400,9 +429,10 @@ _UNREADABLE_GRACE = 60.0
 class FileLockTable(LockTable):
     """Leases as files in ``path`` (``.chant/.locks/``), safe across processes."""
 
-    def __init__(self, path: str, **kwargs) -> None:
+    def __init__(self, path: str, *, durable: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.path = path
+        self.durable = durable
         self._thread_mutex = threading.RLock()
         self._filelock = None
 
@@ -453,12 +483,14 @@ class FileLockTable(LockTable):
     def _create(self, lease):
         from .store import atomic_write
 
-        atomic_write(self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644)
+        atomic_write(
+            self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644, durable=self.durable
+        )
 
     def _replace(self, lease):
         from .store import atomic_write
 
-        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o644)
+        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o644, durable=self.durable)
 
     def _delete(self, spec):
         try:
@@ -484,8 +516,6 @@ class FileLockTable(LockTable):
         return out
 
     def _next_token(self):
-        from .store import atomic_write
-
         fence = os.path.join(self.path, _FENCE)
         try:
             with open(fence, "rb") as fh:
@@ -498,8 +528,13 @@ class FileLockTable(LockTable):
             # no counter (new table, or it was lost): never go below a token still on disk
             last = max((lease.token for lease in self._all()), default=0)
         token = last + 1
-        atomic_write(fence, f"{token}\n", mode=0o644)
+        self._write_fence(token)
         return token
+
+    def _write_fence(self, token: int) -> None:
+        from .store import atomic_write
+
+        atomic_write(os.path.join(self.path, _FENCE), f"{token}\n", mode=0o644, durable=self.durable)
 
     @property
     def last_token(self) -> int:

@@ -10,11 +10,10 @@ JSON-able data. Import-light: no workspace, YAML or tantivy import until a dispa
 
 from __future__ import annotations
 
+from ._version import PROTOCOL_VERSION
 from .errors import UsageError
 
 __all__ = ["Param", "Op", "OPS", "dispatch", "PROTOCOL_VERSION"]
-
-PROTOCOL_VERSION = 1
 
 
 class Param:
@@ -129,7 +128,12 @@ _LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any o
 OPS: dict[str, Op] = {
     op.name: op
     for op in (
-        Op("hello", "hello", doc="daemon and protocol version, repository root"),
+        Op(
+            "hello",
+            "hello",
+            (Param("protocol", "int", doc="the client's protocol version (the client checks the answer)"),),
+            doc="daemon and protocol version, repository root",
+        ),
         Op(
             "list",
             "list_specs",

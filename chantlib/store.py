@@ -46,11 +46,14 @@ def find_root(start: str | os.PathLike | None = None) -> str:
         probe = parent
 
 
-def atomic_write(path: str, data: str | bytes, *, exclusive: bool = False, mode: int | None = None) -> None:
+def atomic_write(
+    path: str, data: str | bytes, *, exclusive: bool = False, mode: int | None = None, durable: bool = True
+) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename.
 
     ``exclusive`` refuses to replace an existing file (the final step is a hard link, which
-    fails if the name exists, so two writers can never both succeed).
+    fails if the name exists, so two writers can never both succeed). ``durable`` fsyncs the
+    data before the rename (survives a power cut, not only a killed process).
     """
     folder = os.path.dirname(path) or "."
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
@@ -66,7 +69,8 @@ def atomic_write(path: str, data: str | bytes, *, exclusive: bool = False, mode:
             view = memoryview(raw)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if exclusive:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 
+from ._version import PROTOCOL_VERSION, VERSION
 from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound
 from .ids import sort_key
 from .store import SpecStore
@@ -21,7 +22,6 @@ from .table import SpecTable
 
 __all__ = ["Workspace", "VERSION"]
 
-VERSION = "0.1.0"
 INDEX_DIR = ".index"
 LOCKS_DIR = ".locks"
 
@@ -184,9 +184,7 @@ class Workspace:
 
     # operations: reading
 
-    def hello(self) -> dict:
-        from .ops import PROTOCOL_VERSION
-
+    def hello(self, protocol=None) -> dict:
         return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
 
     def list_specs(self, ready=False, status=None, labels=None, type=None, project=None) -> dict:

@@ -1,0 +1,244 @@
+"""DaemonClient: the client side of the wire protocol (ARCHITECTURE.md, "Wire protocol").
+
+One JSON object per line each way over the daemon's Unix socket. A connection opened with
+``hello`` stays open for many requests; the client checks the daemon's protocol version and
+repository root before trusting it. :class:`HttpClient` speaks the same operations to a
+remote daemon (``CHANT_DAEMON=http://host:port``) through ``POST /api/rpc``.
+
+This module is on the CLI's client path: it imports only the standard library's socket and
+json (and http.client for the HTTP client), never the index, the YAML parser or a server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from ._version import PROTOCOL_VERSION
+from .errors import ChantError
+
+__all__ = [
+    "DaemonClient",
+    "HttpClient",
+    "DaemonUnavailable",
+    "DaemonGone",
+    "socket_path",
+    "runtime_info",
+    "PROTOCOL_VERSION",
+    "MAX_LINE",
+]
+
+MAX_LINE = 1 << 20  # 1 MiB: longer request lines are refused
+INFO_FILE = "daemon.json"
+SOCKET_NAME = "daemon.sock"
+_SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answers for this repository (the caller runs in direct mode)."""
+
+
+class DaemonGone(Exception):
+    """The daemon went away in the middle of a request (the answer never came)."""
+
+
+def runtime_info(root: str) -> dict | None:
+    """What a running daemon wrote to ``.chant/daemon.json`` (socket, ports, pid), if any."""
+    try:
+        with open(os.path.join(root, ".chant", INFO_FILE), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def socket_path(root: str, configured: str | None = None) -> str:
+    """The socket of the daemon of ``root``.
+
+    ``configured`` (``scale.daemon.socket``) wins; else ``.chant/daemon.sock`` when the path
+    fits in a socket address, else a per-repository name under ``$XDG_RUNTIME_DIR`` (or a
+    private folder in the temp dir) derived from the root, so any client can find it.
+    """
+    if configured:
+        return os.path.abspath(os.path.join(root, os.path.expanduser(configured)))
+    path = os.path.join(root, ".chant", SOCKET_NAME)
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        return path
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(root))).hexdigest()[:16]
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join("/tmp", f"chant-{os.getuid()}")
+    return os.path.join(base, f"chant-{digest}.sock")
+
+
+def _same_root(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+class DaemonClient:
+    """A persistent connection to the daemon of one repository.
+
+    ``DaemonClient.connect(root)`` finds the socket, says ``hello`` and checks the answer;
+    it raises :class:`DaemonUnavailable` when no suitable daemon answers.
+    """
+
+    def __init__(self, sock: socket.socket, hello: dict, path: str) -> None:
+        self.sock = sock
+        self.hello = hello
+        self.path = path
+        self._buffer = b""
+        self._next_id = 0
+
+    @classmethod
+    def connect(cls, root: str, *, path: str | None = None, timeout: float = 30.0) -> DaemonClient:
+        if path is None:
+            info = runtime_info(root)
+            path = info.get("socket") if info else None
+            if not isinstance(path, str) or not path:
+                path = socket_path(root)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnavailable(f"no daemon at {path}: {exc.strerror or exc}") from None
+        client = cls(sock, {}, path)
+        try:
+            hello = client.call("hello", {"protocol": PROTOCOL_VERSION})
+        except (DaemonGone, ChantError, OSError, ValueError) as exc:
+            client.close()
+            raise DaemonUnavailable(f"the daemon at {path} did not answer hello: {exc}") from None
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_VERSION:
+            client.close()
+            raise DaemonUnavailable(f"the daemon at {path} speaks protocol {hello.get('protocol')!r}, not {PROTOCOL_VERSION}")
+        if not _same_root(str(hello.get("root", "")), root):
+            client.close()
+            raise DaemonUnavailable(f"the daemon at {path} serves {hello.get('root')}, not {root}")
+        client.hello = hello
+        return client
+
+    def _send(self, payload: dict) -> None:
+        data = json.dumps(payload, separators=(",", ":")).encode("utf-8") + b"\n"
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise DaemonGone(f"lost the daemon while sending: {exc.strerror or exc}") from None
+
+    def _read_line(self) -> bytes:
+        while b"\n" not in self._buffer:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except OSError as exc:
+                raise DaemonGone(f"lost the daemon while waiting for its answer: {exc.strerror or exc}") from None
+            if not chunk:
+                raise DaemonGone("the daemon closed the connection before answering")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def call(self, cmd: str, params: dict | None = None):
+        """Send one request and return its ``result``; a daemon error raises its ChantError."""
+        self._next_id += 1
+        request = {"cmd": cmd, "id": self._next_id}
+        for key, value in (params or {}).items():
+            if value is not None:
+                request[key] = value
+        self._send(request)
+        try:
+            answer = json.loads(self._read_line())
+        except ValueError as exc:
+            raise DaemonGone(f"the daemon sent a line that is not JSON: {exc}") from None
+        if not isinstance(answer, dict):
+            raise DaemonGone("the daemon sent an answer that is not an object")
+        if answer.get("ok"):
+            return answer.get("result")
+        raise ChantError.from_dict(answer.get("error") or {})
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class HttpClient:
+    """The same calls against a remote daemon's HTTP API (``POST /api/rpc``)."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DaemonUnavailable(f"CHANT_DAEMON must be http://host:port, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.token = token if token is not None else os.environ.get("CHANT_API_TOKEN")
+        self.timeout = timeout
+        self._conn = None
+        self.hello: dict = {}
+
+    @classmethod
+    def connect(cls, base_url: str, **kwargs) -> HttpClient:
+        client = cls(base_url, **kwargs)
+        try:
+            hello = client.call("hello", {"protocol": PROTOCOL_VERSION})
+        except (DaemonGone, OSError) as exc:
+            raise DaemonUnavailable(f"no daemon answers at {base_url}: {exc}") from None
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_VERSION:
+            raise DaemonUnavailable(f"the daemon at {base_url} speaks another protocol")
+        client.hello = hello
+        return client
+
+    def _connection(self):
+        if self._conn is None:
+            import http.client
+
+            klass = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            self._conn = klass(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def call(self, cmd: str, params: dict | None = None):
+        body = {"cmd": cmd}
+        body.update({k: v for k, v in (params or {}).items() if v is not None})
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn = self._connection()
+        try:
+            conn.request("POST", f"{self.prefix}/api/rpc", body=json.dumps(body), headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except OSError as exc:
+            self.close()
+            raise DaemonGone(f"lost the daemon at {self.base_url}: {exc}") from None
+        except Exception as exc:  # http.client's own errors (bad status line, ...)
+            self.close()
+            raise DaemonGone(f"lost the daemon at {self.base_url}: {type(exc).__name__}: {exc}") from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise DaemonGone(f"the daemon at {self.base_url} answered HTTP {response.status} without JSON") from None
+        if isinstance(answer, dict) and answer.get("ok"):
+            return answer.get("result")
+        if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+            raise ChantError.from_dict(answer["error"])
+        raise DaemonGone(f"the daemon at {self.base_url} answered HTTP {response.status}: {raw[:200]!r}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
