@@ -25,6 +25,7 @@ __all__ = [
     "DaemonGone",
     "socket_path",
     "runtime_info",
+    "daemon_alive",
     "PROTOCOL_VERSION",
     "MAX_LINE",
 ]
@@ -32,6 +33,7 @@ __all__ = [
 MAX_LINE = 1 << 20  # 1 MiB: longer request lines are refused
 INFO_FILE = "daemon.json"
 SOCKET_NAME = "daemon.sock"
+INSTANCE_LOCK = "daemon.lock"  # held (flock) by the daemon for its whole life
 _SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
 
 
@@ -51,6 +53,23 @@ def runtime_info(root: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def daemon_alive(root: str) -> bool:
+    """True while a daemon holds this repository's instance lock (it may still be starting)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(root, ".chant", INSTANCE_LOCK), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our probe lock, if we got it
+    return False
 
 
 def socket_path(root: str, configured: str | None = None) -> str:

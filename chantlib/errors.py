@@ -10,6 +10,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
 
     ChantError                     error              500  1
     ├── UsageError                 bad_params         400  2
+    │   ├── BadRequest             bad_request        400  2
     │   ├── QuerySyntaxError       bad_query          400  2
     │   ├── AmbiguousSpecId        ambiguous_id       400  2
     │   └── InvalidValue           invalid_value      400  2
@@ -23,6 +24,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
     │   ├── NotHolder              not_holder         409  3
     │   └── AlreadyExists          already_exists     409  3
     ├── NothingReady               nothing_ready      404  5
+    ├── Unavailable                unavailable        503  1
     ├── SpecParseError             parse_error        422  1
     └── StorageError               io_error           500  1
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "ChantError",
     "UsageError",
+    "BadRequest",
     "QuerySyntaxError",
     "AmbiguousSpecId",
     "InvalidValue",
@@ -49,6 +52,7 @@ __all__ = [
     "NotHolder",
     "AlreadyExists",
     "NothingReady",
+    "Unavailable",
     "SpecParseError",
     "StorageError",
     "error_envelope",
@@ -103,6 +107,12 @@ class UsageError(ChantError):
     code = "bad_params"
     http_status = 400
     exit_code = EXIT_USAGE
+
+
+class BadRequest(UsageError):
+    """A request line or body that is not a JSON object with a ``cmd`` (the transports)."""
+
+    code = "bad_request"
 
 
 class QuerySyntaxError(UsageError):
@@ -196,6 +206,13 @@ class NothingReady(ChantError):
     exit_code = EXIT_NOTHING_READY
 
 
+class Unavailable(ChantError):
+    """The service cannot answer now (no daemon, shutting down, not ready)."""
+
+    code = "unavailable"
+    http_status = 503
+
+
 class SpecParseError(ChantError):
     code = "parse_error"
     http_status = 422
@@ -212,8 +229,8 @@ class StorageError(ChantError):
 
 _BY_CODE: dict[str, type[ChantError]] = {}
 for _klass in (
-    UsageError, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
-    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, SpecParseError,
+    UsageError, BadRequest, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
+    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, SpecParseError,
     StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)

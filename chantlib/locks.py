@@ -189,6 +189,11 @@ class LockTable:
     def _all(self) -> list[Lease]:
         raise NotImplementedError
 
+    def critical(self):
+        """The table's critical section, re-entrant: hold it to act on a lease and on what
+        it guards (a spec write) as one step."""
+        return self._critical()
+
     # the contract
 
     def _ttl(self, ttl) -> float:

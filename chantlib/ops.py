@@ -194,11 +194,12 @@ OPS: dict[str, Op] = {
         Op(
             "complete",
             "complete",
-            (_SPEC, _OWNER, _TOKEN, _FORCE),
-            doc="mark a spec completed and release its lease (fenced by the token)",
+            (_SPEC, _OWNER, _TOKEN, _FORCE, Param("outcome", default="success", doc="success or failure")),
+            doc="mark a spec completed (or failed) and release its lease (fenced by the token)",
             writes=True,
         ),
         Op("index_status", "index_status", doc="the index and spec table"),
+        Op("daemon_status", "daemon_status", doc="the daemon's PID, uptime, addresses and counts (daemon only)"),
         Op("index_rebuild", "index_rebuild", doc="rebuild the table and index from the files", writes=True),
     )
 }

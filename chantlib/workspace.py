@@ -68,6 +68,8 @@ class Workspace:
         self._index = None
         self._locks = locks
         self._queue = None
+        #: set by a daemon serving this workspace: a callable returning its status facts
+        self.service = None
 
     # parts
 
@@ -380,32 +382,36 @@ class Workspace:
         self.store.write_text(row.path, spec.render())
         self.table.refresh_paths([row.path])
 
-    def complete(self, spec: str, owner=None, token=None, force=False) -> dict:
+    def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
+        """Finish a spec: ``completed`` (with ``completed_at``) or, for ``outcome="failure"``,
+        ``failed``; then release its lease. The check of the lease, the write and the release
+        happen in one critical section of the lock table, so a lease taken over meanwhile
+        can never be written through (fencing)."""
+        if outcome not in ("success", "failure"):
+            raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
+        self._guard_lock_writes()
         self._fresh()
         row = self._resolve(spec)
         if row.archived:
             raise InvalidValue(f"{row.id} is archived")
+        values = {"status": "completed", "completed_at": _now_utc()} if outcome == "success" else {"status": "failed"}
         locks = self.locks
-        lease = locks.get(row.id)
-        if token is not None:
-            lease = locks.check(row.id, token)
-        elif lease is not None and not force:
-            me = owner or self._owner()
-            if lease.owner != me:
-                raise NotHolder(
-                    f"Spec {row.id} is locked by {lease.owner}; complete needs its token, the same owner, or force",
-                    spec=row.id,
-                    holder=lease.owner,
-                )
-        self._write_spec(row, {"status": "completed", "completed_at": _now_utc()})
-        released = None
-        if lease is not None:
-            try:
-                released = locks.release(row.id, token=lease.token).to_dict()
-            except ChantError:
-                released = None
+        with locks.critical():
+            lease = locks.get(row.id)
+            if token is not None:
+                lease = locks.check(row.id, token)
+            elif lease is not None and not force:
+                me = owner or self._owner()
+                if lease.owner != me:
+                    raise NotHolder(
+                        f"Spec {row.id} is locked by {lease.owner}; complete needs its token, the same owner, or force",
+                        spec=row.id,
+                        holder=lease.owner,
+                    )
+            self._write_spec(row, values)
+            released = locks.release(row.id, token=lease.token).to_dict() if lease is not None else None
         self.flush()
-        return {"spec": self.summary(self.table.active[row.id]), "released": released}
+        return {"spec": self.summary(self.table.active[row.id]), "released": released, "outcome": outcome}
 
     # operations: leases and the queue
 
@@ -415,6 +421,19 @@ class Workspace:
         from .config import default_owner
 
         return default_owner()
+
+    def _guard_lock_writes(self) -> None:
+        """Direct-mode lease writes are refused while a daemon owns the lock table."""
+        if self._locks is None:
+            from .client import daemon_alive
+
+            if daemon_alive(self.root):
+                from .errors import Conflict
+
+                raise Conflict(
+                    "a daemon owns the lock table of this repository while it runs: "
+                    "drop --direct, or stop it with `chant daemon stop`"
+                )
 
     def _lock_target(self, spec: str) -> str:
         """A spec ID for a lease: resolved against the specs, or an exact ID with a lease file."""
@@ -426,6 +445,7 @@ class Workspace:
             raise
 
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
+        self._guard_lock_writes()
         self._fresh()
         spec_id = self._lock_target(spec)
         lease = self.locks.acquire(spec_id, self._owner(owner), ttl, force=force)
@@ -433,6 +453,7 @@ class Workspace:
         return lease.to_dict()
 
     def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
+        self._guard_lock_writes()
         self._fresh()
         spec_id = self._lock_target(spec)
         owner = None if token is not None or force else self._owner(owner)
@@ -441,6 +462,7 @@ class Workspace:
         return lease.to_dict()
 
     def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
+        self._guard_lock_writes()
         self._fresh()
         spec_id = self._lock_target(spec)
         owner = None if token is not None else self._owner(owner)
@@ -472,9 +494,19 @@ class Workspace:
         return result
 
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
+        self._guard_lock_writes()
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self.flush()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
+
+    # operations: the daemon
+
+    def daemon_status(self) -> dict:
+        from .errors import Unavailable
+
+        if self.service is None:
+            raise Unavailable("no daemon serves this repository")
+        return self.service()
 
     # operations: the index
 
