@@ -108,6 +108,7 @@ def _add_complete(sub):
     p.add_argument("--token", type=int, help="the lease token (fencing)")
     p.add_argument("--owner")
     p.add_argument("--force", action="store_true", help="even if someone else holds the lease")
+    p.add_argument("--failed", action="store_true", help="the work failed: set status failed instead")
     _common(p)
 
 
@@ -172,6 +173,42 @@ def _add_index(sub, action=None):
             _common(index.add_parser(name, help=text))
 
 
+def _add_start_options(q) -> None:
+    """The daemon's options, for `chant daemon start` and `chantd` alike."""
+    q.add_argument("--socket", help="Unix socket path (default: scale.daemon.socket, else .chant/daemon.sock)")
+    q.add_argument("--api-port", type=int, help="HTTP API port, 0 = off (default: scale.daemon.api_port, 8080)")
+    q.add_argument("--api-host", help="HTTP API address (default: scale.daemon.api_host, 127.0.0.1)")
+    q.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default: scale.daemon.metrics_port, 9090)")
+    q.add_argument("--poll", action="store_true", help="poll the files instead of inotify (NFS)")
+    q.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="daemon log level (default info)")
+
+
+_DAEMON_ACTIONS = {
+    "start": "run the daemon (foreground; --background detaches)",
+    "stop": "stop the daemon and wait until it is gone",
+    "status": "is it running, since when, what it serves",
+    "request": "send one raw JSON request and print the answer",
+}
+
+
+def _add_daemon(sub, action=None):
+    p = sub.add_parser("daemon", help="the daemon: a hot index, lock table and queue for this repository")
+    daemon = p.add_subparsers(dest="daemon_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, text in _DAEMON_ACTIONS.items():
+        if action is not None and name != action:
+            continue
+        q = daemon.add_parser(name, help=text)
+        if name == "start":
+            q.add_argument("--background", action="store_true", help="detach; return once the socket answers")
+            _add_start_options(q)
+        elif name == "stop":
+            q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+        elif name == "request":
+            q.add_argument("json_request", metavar="JSON", help='a request object, e.g. \'{"cmd":"hello"}\'')
+            q.add_argument("--in-process", action="store_true", help="answer here, as the daemon would")
+        _common(q, json_flag=name == "status")
+
+
 _BUILDERS = {
     "init": _add_init,
     "add": _add_add,
@@ -184,8 +221,9 @@ _BUILDERS = {
     "lock": _add_lock,
     "queue": _add_queue,
     "index": _add_index,
+    "daemon": _add_daemon,
 }
-_ACTIONS = {"lock": _LOCK_ACTIONS, "queue": _QUEUE_ACTIONS, "index": _INDEX_ACTIONS}
+_ACTIONS = {"lock": _LOCK_ACTIONS, "queue": _QUEUE_ACTIONS, "index": _INDEX_ACTIONS, "daemon": _DAEMON_ACTIONS}
 
 
 def _selected(argv: list[str]) -> tuple[str | None, str | None]:
@@ -254,9 +292,10 @@ def _operation(args) -> tuple[str, dict, object]:
             "description": args.description,
         }, render.render_add
     if cmd == "complete":
-        return "complete", {"spec": args.id, "token": args.token, "owner": args.owner, "force": args.force}, (
-            render.render_complete
-        )
+        params = {"spec": args.id, "token": args.token, "owner": args.owner, "force": args.force}
+        if args.failed:
+            params["outcome"] = "failure"
+        return "complete", params, render.render_complete
     if cmd == "lock":
         a = args.lock_action
         params = {} if a == "list" else {"spec": args.id}
@@ -276,22 +315,6 @@ def _operation(args) -> tuple[str, dict, object]:
     if cmd == "index":
         return f"index_{args.index_action}", {}, render.render_index
     raise AssertionError(cmd)
-
-
-class DirectBackend:
-    """Runs operations in this process on a :class:`~chantlib.workspace.Workspace`."""
-
-    mode = "direct"
-
-    def __init__(self) -> None:
-        from chantlib.workspace import Workspace
-
-        self.workspace = Workspace()
-
-    def call(self, op: str, params: dict):
-        from chantlib.ops import dispatch
-
-        return dispatch(self.workspace, op, {k: v for k, v in params.items() if v is not None})
 
 
 def _init(args, out: render.Out) -> int:
@@ -334,8 +357,18 @@ def _main(argv: list[str] | None) -> int:
                 return 2
         if args.command == "init":
             return _init(args, out)
+        if args.command == "daemon":
+            from . import daemon
+
+            return getattr(daemon, args.daemon_action)(args, out)
         op, params, renderer = _operation(args)
-        result = DirectBackend().call(op, params)
+        from .backends import pick
+
+        backend = pick(args, out.note)
+        try:
+            result = backend.call(op, params)
+        finally:
+            backend.close()
         render.warnings(out, result)
         code = renderer(out, result, args)
         out.stdout.flush()

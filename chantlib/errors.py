@@ -56,6 +56,7 @@ __all__ = [
     "SpecParseError",
     "StorageError",
     "error_envelope",
+    "status_for_code",
     "EXIT_OK",
     "EXIT_ERROR",
     "EXIT_USAGE",
@@ -234,6 +235,14 @@ for _klass in (
     StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)
+
+
+def status_for_code(code: str) -> int:
+    """The HTTP status of an error code (``unauthorized`` 401; unknown codes 500)."""
+    if code == "unauthorized":
+        return 401
+    klass = _BY_CODE.get(code)
+    return klass.http_status if klass is not None else 500
 
 
 def error_envelope(exc: BaseException) -> dict:

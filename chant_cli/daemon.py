@@ -1,0 +1,190 @@
+"""``chant daemon start|stop|status|request``: the daemon's lifecycle from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from chantlib.client import DaemonUnavailable, daemon_alive, runtime_info, socket_path
+from chantlib.errors import ChantError, error_envelope
+from chantlib.store import find_root
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_options(args) -> list[str]:
+    out = []
+    for flag, value in (
+        ("--socket", args.socket),
+        ("--api-port", args.api_port),
+        ("--api-host", args.api_host),
+        ("--metrics-port", args.metrics_port),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    if args.poll:
+        out.append("--poll")
+    if args.log_level:
+        out += ["--log-level", args.log_level]
+    return out
+
+
+def start(args, out) -> int:
+    root = find_root()
+    if args.background:
+        from .backends import connect, start_background
+
+        if daemon_alive(root):
+            info = runtime_info(root) or {}
+            try:
+                connect(root, timeout=60).close()
+            except DaemonUnavailable:
+                pass
+            out.line(f"Daemon already running (PID {info.get('pid', '?')})")
+            return 0
+        try:
+            client, pid = start_background(root, _start_options(args))
+        except RuntimeError as exc:
+            out.note(f"error: {exc}")
+            return 1
+        client.close()
+        out.line(f"Daemon started (PID {pid}); log: .chant/logs/daemon.log")
+        return 0
+    from chantd.server import run_foreground
+
+    return run_foreground(root, args)
+
+
+def stop(args, out) -> int:
+    root = find_root()
+    info = runtime_info(root) or {}
+    pid = info.get("pid")
+    if not daemon_alive(root):
+        out.line("Daemon: not running")
+        return 0
+    if not isinstance(pid, int):
+        out.note("error: a daemon holds the instance lock but .chant/daemon.json names no PID; is it still starting?")
+        return 1
+    sock = info.get("socket") or socket_path(root)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid) and not daemon_alive(root) and not os.path.lexists(sock):
+            out.line(f"Daemon stopped (PID {pid})")
+            return 0
+        time.sleep(0.02)
+    out.note(f"error: the daemon (PID {pid}) did not stop within {args.timeout:g}s; it is still running")
+    return 1
+
+
+def _uptime(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {s}s"
+    return f"{s}s"
+
+
+def status(args, out) -> int:
+    from .backends import connect
+
+    root = find_root()
+    try:
+        client = connect(root, timeout=10)
+    except DaemonUnavailable:
+        if args.json:
+            out.json({"running": False})
+        else:
+            out.line("Daemon: not running")
+        return 1
+    try:
+        data = client.call("daemon_status", {})
+    finally:
+        client.close()
+    if args.json:
+        out.json(dict(data, running=True))
+        return 0
+    out.line(f"Daemon: running (PID {data['pid']})")
+    out.line(f"Uptime: {_uptime(data['uptime_seconds'])}")
+    indexed = data.get("specs_indexed")
+    out.line(f"Specs indexed: {indexed:,}" if isinstance(indexed, int) else "Specs indexed: (rebuilding)")
+    out.line(f"Active locks: {data['active_locks']:,}")
+    out.line(f"Queue depth: {data['queue_depth']:,}")
+    out.line(f"Version: {data['version']} (protocol {data['protocol']})")
+    out.line(f"Socket: {data['socket']}")
+    out.line(f"API: {data.get('api') or 'off'}")
+    out.line(f"Metrics: {data.get('metrics') or 'off'}")
+    out.line(f"Watch: {data.get('watch') or 'off'}")
+    return 0
+
+
+def request(args, out) -> int:
+    """Send one raw request line and print the raw answer (debugging)."""
+    try:
+        payload = json.loads(args.json_request)
+    except ValueError as exc:
+        out.note(f"error: the request is not JSON: {exc}")
+        return 2
+    if not isinstance(payload, dict):
+        out.note("error: a request is a JSON object with a 'cmd'")
+        return 2
+    root = find_root()
+    cmd = payload.pop("cmd", None)
+    request_id = payload.pop("id", None)
+    if args.in_process:
+        answer = _in_process(root, cmd, payload)
+    else:
+        from .backends import connect
+
+        try:
+            client = connect(root, timeout=30)
+        except DaemonUnavailable as exc:
+            out.note(f"error: {exc} (use --in-process to answer without a daemon)")
+            return 1
+        try:
+            answer = {"ok": True, "result": client.call(cmd, payload)}
+        except ChantError as exc:
+            answer = {"ok": False, "error": exc.to_dict()}
+        finally:
+            client.close()
+    if request_id is not None:
+        answer["id"] = request_id
+    out.line(json.dumps(answer, separators=(",", ":")))
+    return 0 if answer.get("ok") else 1
+
+
+def _in_process(root: str, cmd, params: dict) -> dict:
+    """The answer the daemon would give, computed here through the daemon's own Service."""
+    import asyncio
+
+    from chantd.service import Service
+    from chantlib.workspace import Workspace
+
+    ws = Workspace(root)
+    service = Service(ws)
+    try:
+        ws.refresh()
+        return asyncio.run(service.call(cmd, params, "in-process"))
+    except Exception as exc:  # noqa: BLE001 - reported like the daemon reports it
+        return {"ok": False, "error": error_envelope(exc)}
+    finally:
+        service.close()

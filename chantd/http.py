@@ -1,0 +1,315 @@
+"""The HTTP transport: a Starlette app of REST routes over the operations table.
+
+Every route turns path, query and JSON-body parameters into one ``service.call``, the same
+call the socket makes, and answers with the same envelope (``{"ok": true, "result": ...}``
+or ``{"ok": false, "error": {...}}``); the HTTP status comes from the error's class (bad
+input 400, unauthorized 401, not found 404, already locked 409, unavailable 503).
+``POST /api/rpc`` takes the socket's JSON as is. ``/livez``, ``/readyz``, ``/metrics`` and
+``/openapi.json`` are open; everything under ``/api`` needs ``Authorization: Bearer
+<token>`` when a token is configured (it must be when the API listens beyond loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from chantlib._version import VERSION
+from chantlib.client import MAX_LINE
+from chantlib.errors import BadRequest, ChantError, status_for_code
+from chantlib.ops import OPS
+
+from .metrics import CONTENT_TYPE
+
+#: (methods, path, operation): the REST face of the operations table. The seed's examples
+#: (`GET /api/queue/next`, `GET /api/lock/acquire/{id}`, `GET /api/specs?status=pending`)
+#: work as written; writes accept POST (with a JSON body) as well.
+REST = (
+    (("GET",), "/api/hello", "hello"),
+    (("GET",), "/api/specs", "list"),
+    (("POST",), "/api/specs", "add"),
+    (("GET",), "/api/specs/{spec}", "show"),
+    (("POST",), "/api/specs/{spec}/complete", "complete"),
+    (("GET",), "/api/search", "search"),
+    (("GET",), "/api/query", "query"),
+    (("GET",), "/api/lint", "lint"),
+    (("GET",), "/api/status", "status"),
+    (("GET",), "/api/locks", "lock_list"),
+    (("GET", "POST"), "/api/lock/acquire/{spec}", "lock_acquire"),
+    (("GET", "POST"), "/api/lock/release/{spec}", "lock_release"),
+    (("GET", "POST"), "/api/lock/renew/{spec}", "lock_renew"),
+    (("GET",), "/api/lock/{spec}", "lock_status"),
+    (("GET",), "/api/queue", "queue_list"),
+    (("GET",), "/api/queue/next", "queue_next"),
+    (("GET", "POST"), "/api/queue/claim", "queue_claim"),
+    (("GET",), "/api/index", "index_status"),
+    (("POST",), "/api/index/rebuild", "index_rebuild"),
+    (("GET",), "/api/daemon", "daemon_status"),
+)
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    return host in _LOOPBACK or host.startswith("127.")
+
+
+def _error(exc: ChantError) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": exc.to_dict()}, status_code=exc.http_status)
+
+
+def _answer(envelope: dict) -> JSONResponse:
+    status = 200 if envelope.get("ok") else status_for_code(envelope["error"].get("code", "internal"))
+    return JSONResponse(envelope, status_code=status)
+
+
+async def _json_body(request: Request) -> dict:
+    if request.method != "POST":
+        return {}
+    size = request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > MAX_LINE:
+        raise BadRequest(f"request body over {MAX_LINE} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_LINE:
+            raise BadRequest(f"request body over {MAX_LINE} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _query_params(request: Request, op_name: str) -> dict:
+    lists = {p.name for p in OPS[op_name].params if p.kind == "list"}
+    lists |= {a for p in OPS[op_name].params if p.kind == "list" for a in p.aliases}
+    out: dict = {}
+    for key, value in request.query_params.multi_items():
+        if key in lists:
+            out.setdefault(key, []).append(value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
+    """The HTTP API of one :class:`~chantd.service.Service`."""
+
+    def authorised(request: Request) -> bool:
+        if not token:
+            return True
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(), token.encode())
+
+    def owner_of(request: Request) -> str:
+        named = request.headers.get("x-chant-owner")
+        if named:
+            return named
+        client = request.client
+        return f"http@{client.host}" if client else "http"
+
+    def unauthorised() -> JSONResponse:
+        body = {"ok": False, "error": {"code": "unauthorized", "message": "missing or wrong bearer token"}}
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    def rest_endpoint(op_name: str):
+        async def endpoint(request: Request) -> Response:
+            if not authorised(request):
+                return unauthorised()
+            try:
+                params = _query_params(request, op_name)
+                params.update(await _json_body(request))
+                params.update(request.path_params)
+            except ChantError as exc:
+                return _error(exc)
+            return _answer(await service.call(op_name, params, "http", owner_of(request)))
+
+        endpoint.__name__ = f"api_{op_name}"
+        return endpoint
+
+    async def rpc(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        try:
+            body = await _json_body(request)
+        except ChantError as exc:
+            return _error(exc)
+        request_id = body.pop("id", None)
+        cmd = body.pop("cmd", None)
+        envelope = await service.call(cmd, body, "http", owner_of(request))
+        if request_id is not None:
+            envelope["id"] = request_id
+        return _answer(envelope)
+
+    async def livez(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        if service.ready:
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("starting\n", status_code=503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if metrics is None:
+            return PlainTextResponse("metrics are off\n", status_code=404)
+        async with service.lock:
+            body = metrics.render()
+        return Response(body, media_type=CONTENT_TYPE)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(secured=bool(token)))
+
+    routes = [
+        Route("/livez", livez, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/api/rpc", rpc, methods=["POST"]),
+    ]
+    for methods, path, op_name in REST:
+        routes.append(Route(path, rest_endpoint(op_name), methods=list(methods)))
+    return Starlette(routes=routes)
+
+
+def build_metrics_app(service, metrics) -> Starlette:
+    """The app on ``--metrics-port``: just /metrics and the health checks."""
+
+    async def metrics_endpoint(request: Request) -> Response:
+        async with service.lock:
+            body = metrics.render()
+        return Response(body, media_type=CONTENT_TYPE)
+
+    async def livez(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    return Starlette(
+        routes=[Route("/metrics", metrics_endpoint, methods=["GET"]), Route("/livez", livez, methods=["GET"])]
+    )
+
+
+# --- the OpenAPI document ---------------------------------------------------------------------
+
+_SCHEMA_OF = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array", "items": {"type": "string"}},
+}
+
+_ENVELOPE = {
+    "type": "object",
+    "required": ["ok"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "result": {},
+        "error": {"$ref": "#/components/schemas/Error"},
+        "id": {},
+    },
+}
+_ERROR = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}},
+}
+_ERROR_STATUSES = ("400", "401", "404", "409", "422", "500", "503")
+
+
+def _responses() -> dict:
+    envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}
+    out = {"200": {"description": "the operation's result", "content": envelope}}
+    for status in _ERROR_STATUSES:
+        out[status] = {"description": "an error envelope", "content": envelope}
+    return out
+
+
+def openapi_document(secured: bool = False) -> dict:
+    """OpenAPI 3.0 for the REST routes and /api/rpc, generated from the operations table."""
+    paths: dict = {}
+    for methods, path, op_name in REST:
+        op = OPS[op_name]
+        path_names = {seg[1:-1] for seg in path.split("/") if seg.startswith("{")}
+        for method in methods:
+            params = []
+            for name in sorted(path_names):
+                params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+            body_props = {}
+            for p in op.params:
+                if p.name in path_names or p.name == "protocol":
+                    continue
+                schema = dict(_SCHEMA_OF[p.kind])
+                if method == "GET":
+                    entry = {"name": p.name, "in": "query", "required": p.required, "schema": schema}
+                    if p.doc:
+                        entry["description"] = p.doc
+                    if p.kind == "list":
+                        entry.update(style="form", explode=True)
+                    params.append(entry)
+                else:
+                    body_props[p.name] = schema
+            spec: dict = {
+                "operationId": f"{op_name}_{method.lower()}",
+                "summary": op.doc or op_name,
+                "parameters": params,
+                "responses": _responses(),
+            }
+            if method == "POST":
+                required = [p.name for p in op.params if p.required and p.name not in path_names]
+                body_schema: dict = {"type": "object", "properties": body_props}
+                if required:
+                    body_schema["required"] = required
+                spec["requestBody"] = {
+                    "required": bool(required),
+                    "content": {"application/json": {"schema": body_schema}},
+                }
+            paths.setdefault(path, {})[method.lower()] = spec
+    paths["/api/rpc"] = {
+        "post": {
+            "operationId": "rpc",
+            "summary": "any operation, as the socket protocol's JSON object",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["cmd"],
+                            "properties": {"cmd": {"type": "string", "enum": sorted(OPS)}},
+                            "additionalProperties": True,
+                        }
+                    }
+                },
+            },
+            "responses": _responses(),
+        }
+    }
+    plain = {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    paths["/livez"] = {"get": {"operationId": "livez", "summary": "the process answers", "responses": plain}}
+    paths["/readyz"] = {
+        "get": {
+            "operationId": "readyz",
+            "summary": "the index is loaded and requests are served",
+            "responses": {**plain, "503": {"description": "starting", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }
+    }
+    doc: dict = {
+        "openapi": "3.0.3",
+        "info": {"title": "chant daemon API", "version": VERSION},
+        "paths": paths,
+        "components": {"schemas": {"Envelope": _ENVELOPE, "Error": _ERROR}},
+    }
+    if secured:
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        doc["security"] = [{"bearer": []}]
+    return doc

@@ -1,0 +1,147 @@
+"""Prometheus metrics (docs/chant-format.md §12), on a registry of our own.
+
+State that can be read off the workspace (spec counts, the queue, leases, the index) is
+computed at scrape time by :class:`WorkspaceCollector` from the same structures the
+operations use, instead of keeping gauges in step by hand. What only happens in flight
+(request durations, completions, queue waits, index updates and queries) is counted with
+prometheus_client's own Counter and Histogram. No label holds a spec ID, a worker ID or a
+hash: labels are statuses, projects, transports, operation names and results.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from chantlib._version import VERSION
+from chantlib.ops import OPS
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """The daemon's registry: in-flight counters here, workspace state from the collector."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series only add noise for a single process
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Histogram(
+            "chant_request_duration_seconds",
+            "Time to answer a request, by transport and operation.",
+            ["transport", "cmd"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.completions = Counter(
+            "chant_agent_completions",
+            "Specs finished through the complete operation, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.spec_duration = Histogram(
+            "chant_spec_duration_seconds",
+            "Time from taking a spec's lease to completing it.",
+            buckets=(60, 300, 900, 1800),
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "chant_queue_wait_seconds",
+            "Time a spec waited in the queue (ready and unleased) before a claim took it.",
+            buckets=(60, 300),
+            registry=r,
+        )
+        self.index_updates = Counter(
+            "chant_index_updates", "Documents written to or deleted from the index.", registry=r
+        )
+        self.index_queries = Counter("chant_index_queries", "Queries run against the index.", registry=r)
+        for result in ("success", "failure"):
+            self.completions.labels(result=result)
+        self.collector: WorkspaceCollector | None = None
+
+    def bind(self, service) -> None:
+        """Start reporting the state of ``service``'s workspace."""
+        self.collector = WorkspaceCollector(service)
+        self.registry.register(self.collector)
+
+    def observe_request(self, transport: str, cmd: str, seconds: float) -> None:
+        self.requests.labels(transport=transport, cmd=cmd if cmd in OPS else "unknown").observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition format (call it with the service lock held)."""
+        return generate_latest(self.registry)
+
+
+class WorkspaceCollector:
+    """Gauges and counters read off the workspace at scrape time."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+
+    def describe(self):
+        return []  # collect() is cheap and always safe: let the registry call it
+
+    def collect(self):
+        service = self.service
+        ws = service.ws
+        table = ws.table
+        graph = table.graph
+
+        specs = GaugeMetricFamily("chant_specs", "Active specs by stored status and project.", labels=["status", "project"])
+        counts: dict[tuple[str, str], int] = {}
+        for row in table.active.values():
+            key = (row.status, row.project or "")
+            counts[key] = counts.get(key, 0) + 1
+        for (status, project), n in sorted(counts.items()):
+            specs.add_metric([status, project], n)
+        yield specs
+
+        ready = GaugeMetricFamily("chant_specs_ready", "Ready specs by project.", labels=["project"])
+        by_project: dict[str, int] = {}
+        for spec_id in graph.ready:
+            project = table.active[spec_id].project or ""
+            by_project[project] = by_project.get(project, 0) + 1
+        for project, n in sorted(by_project.items()):
+            ready.add_metric([project], n)
+        yield ready
+
+        depth = GaugeMetricFamily(
+            "chant_queue_depth", "Ready specs with no live lease (the queue), by project.", labels=["project"]
+        )
+        queued: dict[str, int] = {}
+        for row in ws.queue.items():
+            queued[row.project or ""] = queued.get(row.project or "", 0) + 1
+        for project, n in sorted(queued.items()):
+            depth.add_metric([project], n)
+        yield depth
+
+        leases = ws.locks.leases()
+        stats = ws.locks.statistics()
+        yield GaugeMetricFamily("chant_locks_active", "Live leases.", value=len(leases))
+        yield GaugeMetricFamily(
+            "chant_agents_active", "Distinct owners holding a live lease.", value=len({lease.owner for lease in leases})
+        )
+        acquisitions = CounterMetricFamily(
+            "chant_lock_acquisitions", "Lease acquisitions, by result.", labels=["result"]
+        )
+        acquisitions.add_metric(["ok"], stats["acquired"])
+        acquisitions.add_metric(["conflict"], stats["conflicts"])
+        yield acquisitions
+        yield CounterMetricFamily("chant_lock_releases", "Leases released.", value=stats["released"])
+        yield CounterMetricFamily("chant_lock_expirations", "Leases that expired (counted when freed).", value=stats["expired"])
+
+        try:
+            documents = ws.index.searcher().num_docs
+        except Exception:  # an index being rebuilt: report what the table knows
+            documents = len(table.rows)
+        yield GaugeMetricFamily("chant_index_documents", "Documents in the search index.", value=documents)
+        yield GaugeMetricFamily(
+            "chant_daemon_uptime_seconds", "Seconds since the daemon started.", value=time.time() - service.started
+        )
+        info = GaugeMetricFamily("chant_build_info", "The running chant version (always 1).", labels=["version"])
+        info.add_metric([VERSION], 1)
+        yield info

@@ -1,0 +1,87 @@
+"""The file watcher: keeps the daemon's spec table and index in step with `.chant/`.
+
+watchfiles reports batches of changes (created, modified, deleted: a rename is a delete
+and a create); each batch becomes one refresh of just those files and one index commit.
+Only ``*.md`` files under ``specs/`` and ``archive/`` and ``config.md`` matter; the index's
+own writes and editors' temp files are filtered out (watchfiles' default filter would drop
+all of ``.chant/``, a hidden folder). A change to a folder itself (a folder renamed or
+removed) falls back to a full walk. ``watch_mode: poll`` (for NFS and other filesystems
+without inotify) polls instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from watchfiles import Change, awatch
+
+log = logging.getLogger("chantd.watch")
+
+STEP_MS = 10  # wait this long for more changes after one arrives...
+DEBOUNCE_MS = 60  # ...but answer within this long of the first
+
+
+class Watcher:
+    def __init__(self, service, *, poll: bool = False, poll_delay_ms: int = 300) -> None:
+        self.service = service
+        self.chant_dir = service.ws.store.chant_dir
+        self.poll = poll
+        self.poll_delay_ms = poll_delay_ms
+        self._stop = asyncio.Event()
+        self.batches = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _relevant(self, change: Change, path: str) -> bool:
+        rel = os.path.relpath(path, self.chant_dir)
+        if rel == "config.md":
+            return True
+        head = rel.split(os.sep, 1)[0]
+        if head not in ("specs", "archive"):
+            return False
+        name = os.path.basename(path)
+        if name.startswith("."):
+            return False
+        if name.endswith(".md"):
+            return True
+        # a folder: created, renamed or removed (a file name without .md is not ours)
+        return "." not in name or os.path.isdir(path)
+
+    def _classify(self, changes) -> tuple[list[str] | None, bool]:
+        """(relative paths to refresh, or None for a full walk; whether config.md changed)."""
+        config = False
+        paths: set[str] = set()
+        walk = False
+        for _change, path in changes:
+            rel = os.path.relpath(path, self.chant_dir).replace(os.sep, "/")
+            if rel == "config.md":
+                config = True
+            elif rel.endswith(".md"):
+                paths.add(rel)
+            else:
+                walk = True
+        return (None if walk else sorted(paths)), config
+
+    async def run(self) -> None:
+        async for changes in awatch(
+            self.chant_dir,
+            watch_filter=self._relevant,
+            debounce=DEBOUNCE_MS,
+            step=STEP_MS,
+            stop_event=self._stop,
+            force_polling=self.poll,
+            poll_delay_ms=self.poll_delay_ms,
+            recursive=True,
+            ignore_permission_denied=True,
+        ):
+            relpaths, config = self._classify(changes)
+            try:
+                await self.service.apply_async(relpaths, config)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad batch must not stop the watcher
+                log.exception("applying %d file changes failed", len(changes))
+            self.batches += 1
