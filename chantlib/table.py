@@ -215,6 +215,11 @@ class SpecTable:
     def _table_path(self) -> str | None:
         return os.path.join(self.cache_dir, TABLE_FILE) if self.cache_dir else None
 
+    def load(self) -> None:
+        """Read the cached table, once (refresh does it too)."""
+        if not self._loaded:
+            self._load()
+
     def _load(self) -> None:
         self._loaded = True
         path = self._table_path()

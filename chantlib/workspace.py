@@ -81,6 +81,7 @@ class Workspace:
 
             paths = (self.store.config_path, global_config_path())
             stamp = tuple(_stamp(p) for p in paths)
+            self.table.load()
             cached = self.table.extra.get("config")
             if cached is not None and cached[0] == stamp:
                 self._config = Config(cached[1], cached[2])
