@@ -104,3 +104,119 @@ def chant(repo):
         return run_chant(list(args), cwd or repo.root, **kwargs)
 
     return _run
+
+
+# --- a real daemon process ---------------------------------------------------------------------
+
+import json as _json  # noqa: E402
+import signal as _signal  # noqa: E402
+import socket as _socket  # noqa: E402
+import time as _time  # noqa: E402
+
+
+def free_port() -> int:
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaemonProc:
+    """`chantd` running on a repository, as a real process; stopped by the test."""
+
+    def __init__(self, root: str, *, api: bool = True, metrics: bool = True, extra=(), env=None) -> None:
+        self.root = root
+        self.api_port = free_port() if api else 0
+        self.metrics_port = free_port() if metrics else 0
+        args = [sys.executable, "-m", "chantd", "-C", root, "--api-port", str(self.api_port),
+                "--metrics-port", str(self.metrics_port), "--log-level", "warning", *extra]
+        self.log_path = os.path.join(root, ".chant", "test-daemon.log")
+        self._log = open(self.log_path, "ab")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=full_env, cwd=root)
+        try:
+            self.info = self._wait_ready()
+        except BaseException:
+            self.kill()
+            self._log.close()
+            raise
+
+    def _wait_ready(self, timeout: float = 60.0) -> dict:
+        from chantlib.client import DaemonClient, DaemonUnavailable
+
+        deadline = _time.monotonic() + timeout
+        while _time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chantd exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with DaemonClient.connect(self.root, timeout=10) as client:
+                    status = client.call("daemon_status", {})
+            except DaemonUnavailable:
+                _time.sleep(0.05)
+                continue
+            if status.get("watch"):  # the last thing the daemon sets up
+                with open(os.path.join(self.root, ".chant", "daemon.json"), encoding="utf-8") as fh:
+                    info = _json.load(fh)
+                if info.get("socket") and ("api" in info):
+                    return info
+            _time.sleep(0.02)
+        raise RuntimeError(f"chantd did not answer within {timeout}s:\n{self.log()}")
+
+    @property
+    def socket(self) -> str:
+        return self.info["socket"]
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def client(self):
+        from chantlib.client import DaemonClient
+
+        return DaemonClient.connect(self.root)
+
+    def call(self, cmd: str, **params):
+        with self.client() as c:
+            return c.call(cmd, params)
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(_signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def daemon_factory():
+    started: list[DaemonProc] = []
+
+    def start(root: str, **kwargs) -> DaemonProc:
+        d = DaemonProc(str(root), **kwargs)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
