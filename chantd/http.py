@@ -170,6 +170,14 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(secured=bool(token)))
 
+    def by_method(table: dict):
+        handlers = {method: rest_endpoint(op_name) for method, op_name in table.items()}
+
+        async def endpoint(request: Request) -> Response:
+            return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+        return endpoint
+
     routes = [
         Route("/livez", livez, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -177,9 +185,19 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/api/rpc", rpc, methods=["POST"]),
     ]
-    for methods, path, op_name in REST:
-        routes.append(Route(path, rest_endpoint(op_name), methods=list(methods)))
+    # one route per path (so a 405 lists every method the path has), dispatching by method
+    for path, table in _paths().items():
+        routes.append(Route(path, by_method(table), methods=list(table)))
     return Starlette(routes=routes)
+
+
+def _paths() -> dict[str, dict[str, str]]:
+    """path -> {method: operation}, in REST order."""
+    out: dict[str, dict[str, str]] = {}
+    for methods, path, op_name in REST:
+        for method in methods:
+            out.setdefault(path, {})[method] = op_name
+    return out
 
 
 def build_metrics_app(service, metrics) -> Starlette:
@@ -199,14 +217,6 @@ def build_metrics_app(service, metrics) -> Starlette:
 
 
 # --- the OpenAPI document ---------------------------------------------------------------------
-
-_SCHEMA_OF = {
-    "str": {"type": "string"},
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "bool": {"type": "boolean"},
-    "list": {"type": "array", "items": {"type": "string"}},
-}
 
 _ENVELOPE = {
     "type": "object",
@@ -248,7 +258,7 @@ def openapi_document(secured: bool = False) -> dict:
             for p in op.params:
                 if p.name in path_names or p.name == "protocol":
                     continue
-                schema = dict(_SCHEMA_OF[p.kind])
+                schema = p.schema()
                 if method == "GET":
                     entry = {"name": p.name, "in": "query", "required": p.required, "schema": schema}
                     if p.doc:
@@ -266,7 +276,7 @@ def openapi_document(secured: bool = False) -> dict:
             }
             if method == "POST":
                 required = [p.name for p in op.params if p.required and p.name not in path_names]
-                body_schema: dict = {"type": "object", "properties": body_props}
+                body_schema: dict = {"type": "object", "properties": body_props, "additionalProperties": False}
                 if required:
                     body_schema["required"] = required
                 spec["requestBody"] = {
@@ -274,23 +284,24 @@ def openapi_document(secured: bool = False) -> dict:
                     "content": {"application/json": {"schema": body_schema}},
                 }
             paths.setdefault(path, {})[method.lower()] = spec
+    requests = []
+    for name in sorted(OPS):
+        op = OPS[name]
+        props: dict = {"cmd": {"type": "string", "enum": [name]}, "id": {}}
+        props.update({p.name: p.schema() for p in op.params})
+        requests.append(
+            {
+                "type": "object",
+                "required": ["cmd"] + [p.name for p in op.params if p.required],
+                "properties": props,
+                "additionalProperties": False,
+            }
+        )
     paths["/api/rpc"] = {
         "post": {
             "operationId": "rpc",
             "summary": "any operation, as the socket protocol's JSON object",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["cmd"],
-                            "properties": {"cmd": {"type": "string", "enum": sorted(OPS)}},
-                            "additionalProperties": True,
-                        }
-                    }
-                },
-            },
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": requests}}}},
             "responses": _responses(),
         }
     }

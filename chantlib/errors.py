@@ -12,7 +12,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
     ├── UsageError                 bad_params         400  2
     │   ├── BadRequest             bad_request        400  2
     │   ├── QuerySyntaxError       bad_query          400  2
-    │   ├── AmbiguousSpecId        ambiguous_id       400  2
+    │   ├── AmbiguousSpecId        ambiguous_id       409  2
     │   └── InvalidValue           invalid_value      400  2
     ├── NotFound                   not_found          404  4
     │   ├── SpecNotFound           not_found          404  4
@@ -126,7 +126,11 @@ class QuerySyntaxError(UsageError):
 
 
 class AmbiguousSpecId(UsageError):
+    """A partial ID that matches several specs: the request is well formed, the repository
+    makes it ambiguous (HTTP 409), and on the command line it is a usage error (exit 2)."""
+
     code = "ambiguous_id"
+    http_status = 409
 
     def __init__(self, partial: str, matches: list[str]) -> None:
         shown = ", ".join(matches[:10]) + (f", ... ({len(matches)} in all)" if len(matches) > 10 else "")

@@ -27,6 +27,7 @@ import threading
 import time
 
 from .errors import LockHeld, LockNotFound, NotHolder, StaleToken, StorageError, UsageError
+from .values import MAX_TTL
 
 __all__ = ["Lease", "LockTable", "FileLockTable", "MemoryLockTable", "format_time", "pid_alive"]
 
@@ -60,6 +61,8 @@ def format_time(ts: float | None) -> str | None:
     """UTC ISO 8601 with milliseconds: ``2026-01-24T21:49:10.250Z``."""
     if ts is None:
         return None
+    if not -62135596800.0 <= ts < 253402300800.0:  # outside years 1..9999 (a damaged lock file)
+        return "9999-12-31T23:59:59.999Z" if ts > 0 else "0001-01-01T00:00:00.000Z"
     whole = int(ts // 1)
     ms = int(round((ts - whole) * 1000))
     if ms == 1000:
@@ -205,6 +208,8 @@ class LockTable:
             raise UsageError(f"ttl must be a number of seconds, got {ttl!r}") from None
         if not ttl > 0 or ttl == float("inf"):
             raise UsageError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if ttl > MAX_TTL:
+            raise UsageError(f"ttl must be at most {MAX_TTL} seconds (ten years), got {ttl!r}")
         return ttl
 
     def acquire(

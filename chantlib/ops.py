@@ -12,26 +12,84 @@ from __future__ import annotations
 
 from ._version import PROTOCOL_VERSION
 from .errors import UsageError
+from .values import MAX_TTL
 
 __all__ = ["Param", "Op", "OPS", "dispatch", "PROTOCOL_VERSION"]
 
 
 class Param:
-    """One parameter: ``kind`` is ``str``, ``int``, ``float``, ``bool`` or ``list``."""
+    """One parameter: ``kind`` is ``str``, ``int``, ``float``, ``bool`` or ``list``.
 
-    __slots__ = ("name", "kind", "default", "required", "aliases", "doc")
+    Constraints, checked here and published in the daemon's OpenAPI document: ``choices``
+    (compared in lower case), ``pattern`` (a regular expression the text must match),
+    ``minimum`` (``exclusive``: the value must be above it).
+    """
 
-    def __init__(self, name, kind="str", default=None, required=False, aliases=(), doc=""):
+    __slots__ = (
+        "name", "kind", "default", "required", "aliases", "doc", "choices", "pattern", "minimum", "exclusive", "maximum",
+    )
+
+    def __init__(self, name, kind="str", default=None, required=False, aliases=(), doc="", *, choices=None,
+                 pattern=None, minimum=None, exclusive=False, maximum=None):
         self.name = name
         self.kind = kind
         self.default = default
         self.required = required
         self.aliases = tuple(aliases)
         self.doc = doc
+        self.choices = tuple(choices) if choices is not None else None
+        self.pattern = pattern
+        self.minimum = minimum
+        self.exclusive = exclusive
+        self.maximum = maximum
+
+    def check(self, op: str, value):
+        """Apply the constraints to a converted value."""
+        if self.choices is not None and value.lower() not in self.choices:
+            raise UsageError(
+                f"{op}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {value!r}",
+                op=op,
+                param=self.name,
+            )
+        if self.pattern is not None:
+            import re
+
+            for item in value if isinstance(value, list) else (value,):
+                if re.search(self.pattern, item) is None:
+                    raise UsageError(f"{op}: parameter '{self.name}' has a bad form: {item!r}", op=op, param=self.name)
+        if self.minimum is not None and (value <= self.minimum if self.exclusive else value < self.minimum):
+            bound = f"above {self.minimum}" if self.exclusive else f"at least {self.minimum}"
+            raise UsageError(f"{op}: parameter '{self.name}' must be {bound}, got {value!r}", op=op, param=self.name)
+        if self.maximum is not None and value > self.maximum:
+            raise UsageError(
+                f"{op}: parameter '{self.name}' must be at most {self.maximum}, got {value!r}", op=op, param=self.name
+            )
+        return value
+
+    def schema(self) -> dict:
+        """This parameter as a JSON schema (for the OpenAPI document)."""
+        out = dict(_SCHEMA_OF[self.kind])
+        if self.choices is not None:
+            out["enum"] = list(self.choices)
+        if self.pattern is not None:
+            if self.kind == "list":
+                out["items"] = dict(out["items"], pattern=self.pattern)
+            else:
+                out["pattern"] = self.pattern
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+            if self.exclusive:
+                out["exclusiveMinimum"] = True
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return out
 
     def convert(self, op: str, value):
         if value is None:
             return None
+        return self.check(op, self._convert(op, value))
+
+    def _convert(self, op: str, value):
         kind = self.kind
         try:
             if kind == "str":
@@ -73,6 +131,14 @@ class Param:
             param=self.name,
         )
 
+
+_SCHEMA_OF = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array", "items": {"type": "string"}},
+}
 
 _KIND_WORDS = {
     "str": "a string",
@@ -117,12 +183,21 @@ class Op:
         return kwargs
 
 
-_SPEC = Param("spec", required=True, aliases=("id",), doc="spec ID (partial IDs resolve)")
+_NOT_BLANK = r"\S"
+_SPEC = Param("spec", required=True, aliases=("id",), doc="spec ID (partial IDs resolve)", pattern=_NOT_BLANK)
 _OWNER = Param("owner", doc="lease owner (default: CHANT_OWNER, else user@host)")
-_TTL = Param("ttl", "float", doc="lease length in seconds (default: scale.locks.ttl)")
+_TTL = Param(
+    "ttl", "float", doc="lease length in seconds (default: scale.locks.ttl)", minimum=0, exclusive=True,
+    maximum=MAX_TTL,
+)
 _TOKEN = Param("token", "int", doc="the lease's fencing token")
 _FORCE = Param("force", "bool", False, doc="act even if someone else holds the lease")
 _PROJECT = Param("project", doc="only specs of this project")
+_QUERY = Param("q", required=True, aliases=("query",), doc="the query (docs/cli.md, Query language)", pattern=_NOT_BLANK)
+_LIMIT = Param("limit", "int", 100, doc="at most this many specs", minimum=0)
+_STATUSES = (
+    "pending", "ready", "blocked", "in_progress", "paused", "completed", "failed", "needs_attention", "cancelled",
+)
 _LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any of these labels")
 
 OPS: dict[str, Op] = {
@@ -139,7 +214,7 @@ OPS: dict[str, Op] = {
             "list_specs",
             (
                 Param("ready", "bool", False, doc="only ready specs (groups left out)"),
-                Param("status", doc="only this status (ready and blocked are computed)"),
+                Param("status", doc="only this status (ready and blocked are computed)", choices=_STATUSES),
                 _LABELS,
                 Param("type"),
                 _PROJECT,
@@ -147,30 +222,20 @@ OPS: dict[str, Op] = {
             doc="active specs in chant order",
         ),
         Op("show", "show", (_SPEC,), doc="one spec: frontmatter, body and computed state"),
-        Op(
-            "search",
-            "search",
-            (Param("q", required=True, aliases=("query",)), Param("limit", "int", 100)),
-            doc="query the index (docs/cli.md, Query language)",
-        ),
-        Op(
-            "query",
-            "search",
-            (Param("q", required=True, aliases=("query",)), Param("limit", "int", 100)),
-            doc="the same as search",
-        ),
+        Op("search", "search", (_QUERY, _LIMIT), doc="query the index (docs/cli.md, Query language)"),
+        Op("query", "search", (_QUERY, _LIMIT), doc="the same as search"),
         Op("lint", "lint", (Param("archive", "bool", False, doc="lint archived specs too"),), doc="validate specs"),
         Op("status", "status", doc="counts by status and what needs attention"),
         Op(
             "add",
             "add",
             (
-                Param("title", required=True),
-                Param("type", default="code"),
+                Param("title", required=True, pattern=r"^[^\n\r]*\S[^\n\r]*$", doc="one line"),
+                Param("type", default="code", pattern=r"^[A-Za-z0-9_-]+$"),
                 _LABELS,
-                Param("depends_on", "list"),
-                Param("priority"),
-                _PROJECT,
+                Param("depends_on", "list", pattern=_NOT_BLANK, doc="IDs (partial IDs resolve)"),
+                Param("priority", pattern=r"^(low|normal|high|critical|-?[0-9]+)$", doc="low, normal, high, critical or an integer"),
+                Param("project", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$", doc="the ID's project prefix"),
                 Param("criteria", "list", doc="acceptance criteria items"),
                 Param("description"),
             ),
@@ -190,11 +255,11 @@ OPS: dict[str, Op] = {
             doc="take the next spec with a lease",
             writes=True,
         ),
-        Op("queue_list", "queue_list", (_PROJECT, _LABELS, Param("limit", "int")), doc="the queue, in order"),
+        Op("queue_list", "queue_list", (_PROJECT, _LABELS, Param("limit", "int", minimum=0)), doc="the queue, in order"),
         Op(
             "complete",
             "complete",
-            (_SPEC, _OWNER, _TOKEN, _FORCE, Param("outcome", default="success", doc="success or failure")),
+            (_SPEC, _OWNER, _TOKEN, _FORCE, Param("outcome", default="success", choices=("success", "failure"))),
             doc="mark a spec completed (or failed) and release its lease (fenced by the token)",
             writes=True,
         ),

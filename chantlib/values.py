@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["KNOWN_STATUSES", "KNOWN_TYPES", "PRIORITY_NAMES", "DEFAULT_PRIORITY"]
+__all__ = ["KNOWN_STATUSES", "KNOWN_TYPES", "PRIORITY_NAMES", "DEFAULT_PRIORITY", "MAX_TTL"]
 
 KNOWN_STATUSES = (
     "pending", "in_progress", "paused", "completed", "failed", "needs_attention", "blocked", "cancelled",
@@ -10,3 +10,5 @@ KNOWN_STATUSES = (
 KNOWN_TYPES = ("code", "task", "driver", "documentation", "research", "group", "conflict")
 PRIORITY_NAMES = {"low": 0, "normal": 50, "high": 100, "critical": 200}
 DEFAULT_PRIORITY = 50
+#: The longest lease: ten years. Longer is a mistake, and times past year 9999 cannot be written.
+MAX_TTL = 10 * 365 * 86400

@@ -26,6 +26,9 @@ INDEX_DIR = ".index"
 LOCKS_DIR = ".locks"
 
 
+_PROJECT_RE = __import__("re").compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
 def _now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -347,6 +350,8 @@ class Workspace:
         if depends_on:
             depends_on = [self._resolve(d).id for d in depends_on]
         prefix = project if project is not None else self.config.project_prefix
+        if prefix is not None and not _PROJECT_RE.fullmatch(prefix):
+            raise InvalidValue(f"a project prefix is letters, digits, '_' and '-', got {prefix!r}")
         front: dict = {"type": type, "status": "pending"}
         if priority is not None:
             front["priority"] = int(priority) if str(priority).lstrip("-").isdigit() else str(priority)
