@@ -27,10 +27,11 @@ class Param:
 
     __slots__ = (
         "name", "kind", "default", "required", "aliases", "doc", "choices", "pattern", "minimum", "exclusive", "maximum",
+        "hint",
     )
 
     def __init__(self, name, kind="str", default=None, required=False, aliases=(), doc="", *, choices=None,
-                 pattern=None, minimum=None, exclusive=False, maximum=None):
+                 pattern=None, minimum=None, exclusive=False, maximum=None, hint="has a bad form"):
         self.name = name
         self.kind = kind
         self.default = default
@@ -42,6 +43,7 @@ class Param:
         self.minimum = minimum
         self.exclusive = exclusive
         self.maximum = maximum
+        self.hint = hint  # what a value failing ``pattern`` is told
 
     def check(self, op: str, value):
         """Apply the constraints to a converted value."""
@@ -56,7 +58,7 @@ class Param:
 
             for item in value if isinstance(value, list) else (value,):
                 if re.search(self.pattern, item) is None:
-                    raise UsageError(f"{op}: parameter '{self.name}' has a bad form: {item!r}", op=op, param=self.name)
+                    raise UsageError(f"{op}: parameter '{self.name}' {self.hint}, got {item!r}", op=op, param=self.name)
         if self.minimum is not None and (value <= self.minimum if self.exclusive else value < self.minimum):
             bound = f"above {self.minimum}" if self.exclusive else f"at least {self.minimum}"
             raise UsageError(f"{op}: parameter '{self.name}' must be {bound}, got {value!r}", op=op, param=self.name)
@@ -184,7 +186,10 @@ class Op:
 
 
 _NOT_BLANK = r"\S"
-_SPEC = Param("spec", required=True, aliases=("id",), doc="spec ID (partial IDs resolve)", pattern=_NOT_BLANK)
+_SPEC = Param(
+    "spec", required=True, aliases=("id",), doc="spec ID (partial IDs resolve)", pattern=_NOT_BLANK,
+    hint="must not be blank",
+)
 _OWNER = Param("owner", doc="lease owner (default: CHANT_OWNER, else user@host)")
 _TTL = Param(
     "ttl", "float", doc="lease length in seconds (default: scale.locks.ttl)", minimum=0, exclusive=True,
@@ -193,7 +198,10 @@ _TTL = Param(
 _TOKEN = Param("token", "int", doc="the lease's fencing token")
 _FORCE = Param("force", "bool", False, doc="act even if someone else holds the lease")
 _PROJECT = Param("project", doc="only specs of this project")
-_QUERY = Param("q", required=True, aliases=("query",), doc="the query (docs/cli.md, Query language)", pattern=_NOT_BLANK)
+_QUERY = Param(
+    "q", required=True, aliases=("query",), doc="the query (docs/cli.md, Query language)", pattern=_NOT_BLANK,
+    hint="must not be blank",
+)
 _LIMIT = Param("limit", "int", 100, doc="at most this many specs", minimum=0)
 _STATUSES = (
     "pending", "ready", "blocked", "in_progress", "paused", "completed", "failed", "needs_attention", "cancelled",
@@ -230,12 +238,17 @@ OPS: dict[str, Op] = {
             "add",
             "add",
             (
-                Param("title", required=True, pattern=r"^[^\n\r]*\S[^\n\r]*$", doc="one line"),
-                Param("type", default="code", pattern=r"^[A-Za-z0-9_-]+$"),
+                Param("title", required=True, pattern=r"^[^\n\r]*\S[^\n\r]*$", doc="one line",
+                      hint="must be one line of text"),
+                Param("type", default="code", pattern=r"^[A-Za-z0-9_-]+$", hint="must be letters, digits, '_' or '-'"),
                 _LABELS,
-                Param("depends_on", "list", pattern=_NOT_BLANK, doc="IDs (partial IDs resolve)"),
-                Param("priority", pattern=r"^(low|normal|high|critical|-?[0-9]+)$", doc="low, normal, high, critical or an integer"),
-                Param("project", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$", doc="the ID's project prefix"),
+                Param("depends_on", "list", pattern=_NOT_BLANK, doc="IDs (partial IDs resolve)",
+                      hint="must not hold a blank ID"),
+                Param("priority", pattern=r"^(low|normal|high|critical|-?[0-9]+)$",
+                      doc="low, normal, high, critical or an integer",
+                      hint="must be low, normal, high, critical or an integer"),
+                Param("project", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$", doc="the ID's project prefix",
+                      hint="must be letters, digits, '_' and '-'"),
                 Param("criteria", "list", doc="acceptance criteria items"),
                 Param("description"),
             ),
