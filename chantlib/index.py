@@ -30,6 +30,7 @@ __all__ = ["Index", "SearchResult"]
 STATE_FILE = "indexed.marshal"
 TANTIVY_DIR = "tantivy"
 SCHEMA_VERSION = 2
+SCHEMA_MARKER = f"chant-schema-{SCHEMA_VERSION}"
 
 _UTC = _dt.UTC
 _KEYWORD_FIELDS = ("status", "type", "project", "label", "prompt")
@@ -94,7 +95,8 @@ class Index:
     def __init__(self, table, path: str | None = None) -> None:
         self.table = table
         self.path = path
-        self.schema = _schema()
+        self._schema = None
+        self._lock = None
         self._indexed: dict[str, int] | None = None
         self._index = None
         self._searcher = None
@@ -107,27 +109,72 @@ class Index:
     def _state_path(self) -> str | None:
         return os.path.join(self.path, STATE_FILE) if self.path else None
 
+    @property
+    def schema(self):
+        if self._schema is None:
+            self._schema = self._open().schema
+        return self._schema
+
+    def _writer_lock(self):
+        """The cross-process lock around creating and writing the index (filelock; one
+        instance per Index, so taking it again inside is re-entrant, never a self-deadlock)."""
+        if self._lock is None:
+            from filelock import FileLock
+
+            self._lock = FileLock(os.path.join(self.path, ".writer.lock"), timeout=60)
+        return self._lock
+
+    def _open_existing(self, folder: str):
+        if os.path.exists(os.path.join(folder, SCHEMA_MARKER)) and os.path.exists(os.path.join(folder, "meta.json")):
+            try:
+                return tantivy.Index.open(folder)
+            except ValueError:
+                return None
+        return None
+
     def _open(self):
+        """Open the index; an existing one of this schema version is opened as it is (no
+        schema to build), anything else is thrown away and created anew, under the writer
+        lock: the files are the truth."""
         if self._index is not None:
             return self._index
         folder = self._tantivy_dir()
         try:
             if folder is None:
-                self._index = tantivy.Index(self.schema)
-            else:
-                os.makedirs(folder, exist_ok=True)
-                self._index = tantivy.Index(self.schema, path=folder, reuse=True)
+                self._index = tantivy.Index(_schema())
+                return self._index
+            self._index = self._open_existing(folder)
+            if self._index is not None:
+                return self._index
+            from filelock import Timeout
+
+            try:
+                with self._writer_lock():
+                    self._index = self._open_existing(folder)  # made meanwhile by another process?
+                    if self._index is None:
+                        shutil.rmtree(folder, ignore_errors=True)
+                        self._forget_state()
+                        os.makedirs(folder, exist_ok=True)
+                        self._index = tantivy.Index(_schema(), path=folder, reuse=False)
+                        with open(os.path.join(folder, SCHEMA_MARKER), "w") as fh:
+                            fh.write(f"{SCHEMA_VERSION}\n")
+            except Timeout:
+                raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
         except OSError as exc:
             raise StorageError.from_os_error(exc, "open the index in", folder) from None
         except ValueError as exc:
-            # an index written with another schema: throw it away, the files are the truth
-            if folder is None:
-                raise ChantError(f"cannot create the index: {exc}") from None
-            shutil.rmtree(folder, ignore_errors=True)
-            self._indexed = {}
-            os.makedirs(folder, exist_ok=True)
-            self._index = tantivy.Index(self.schema, path=folder, reuse=False)
+            raise ChantError(f"cannot create the index in {folder}: {exc}") from None
         return self._index
+
+    def _forget_state(self) -> None:
+        """A new, empty index: nothing in it was indexed from any file."""
+        self._indexed = {}
+        path = self._state_path()
+        if path is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def _load_state(self) -> dict[str, int]:
         if self._indexed is None:
@@ -196,17 +243,17 @@ class Index:
         """
         if self.in_step():
             return 0
+        self._open()  # a missing or foreign index is created anew here, and the state forgotten
         todo, gone = self.pending()
         if not todo and not gone:
             self._mark_in_step()
             return 0
         if self.path is None:
             return self._write(todo, gone, parsed or {})
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         try:
-            lock = FileLock(os.path.join(self.path, ".writer.lock"), timeout=60)
-            with lock:
+            with self._writer_lock():
                 # another process may have done it while we waited
                 self._indexed = None
                 todo, gone = self.pending()
@@ -304,16 +351,12 @@ class Index:
     def rebuild(self) -> int:
         """Throw the index away and index every spec again; returns the document count."""
         self._index = None
+        self._schema = None
         self._searcher = None
         folder = self._tantivy_dir()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        self._indexed = {}
-        if self.path is not None:
-            try:
-                os.unlink(self._state_path())
-            except FileNotFoundError:
-                pass
+        self._forget_state()
         self.sync()
         return len(self._load_state())
 
