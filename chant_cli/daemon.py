@@ -9,17 +9,8 @@ import time
 
 from chantlib.client import DaemonUnavailable, daemon_alive, runtime_info, socket_path
 from chantlib.errors import ChantError, error_envelope
+from chantlib.locks import pid_alive
 from chantlib.store import find_root
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _start_options(args) -> list[str]:
@@ -82,7 +73,7 @@ def stop(args, out) -> int:
         pass
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
-        if not _pid_alive(pid) and not daemon_alive(root) and not os.path.lexists(sock):
+        if not pid_alive(pid) and not daemon_alive(root) and not os.path.lexists(sock):
             out.line(f"Daemon stopped (PID {pid})")
             return 0
         time.sleep(0.02)

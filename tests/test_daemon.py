@@ -423,35 +423,47 @@ def test_cli_uses_the_daemon_and_prints_the_same(repo, daemon_factory):
     assert refused.code == 3 and "a daemon owns the lock table" in refused.err
 
 
-def test_cli_falls_back_when_the_daemon_dies_mid_way(repo):
-    """A fake daemon that answers hello, then drops the connection."""
-    repo.write("2026-01-24-001-aaa")
-    from chantlib.client import socket_path
+class FakeDaemon:
+    """A socket server on the repository's socket path that answers hello with ``root``,
+    then either drops the next request (a daemon dying mid-way) or stops."""
 
-    path = socket_path(repo.root)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
+    def __init__(self, repo_root: str, hello_root: str, *, drop_request: bool) -> None:
+        from chantlib.client import socket_path
 
-    def serve():
+        self.path = socket_path(repo_root)
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(4)
+        self.hello_root = hello_root
+        self.drop_request = drop_request
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
         try:
-            conn, _ = server.accept()
+            conn, _ = self.server.accept()
             with conn:
                 conn.recv(65536)
-                hello = {"ok": True, "id": 1, "result": {"version": "x", "protocol": 1, "root": repo.root}}
+                hello = {"ok": True, "id": 1, "result": {"version": "x", "protocol": 1, "root": self.hello_root}}
                 conn.sendall(json.dumps(hello).encode() + b"\n")
-                conn.recv(65536)  # the request: then die
+                if self.drop_request:
+                    conn.recv(65536)
         except OSError:
             pass
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    def close(self) -> None:
+        self.server.close()
+        os.unlink(self.path)
+        self.thread.join(10)
+
+
+def test_cli_falls_back_when_the_daemon_dies_mid_way(repo):
+    repo.write("2026-01-24-001-aaa")
+    fake = FakeDaemon(repo.root, repo.root, drop_request=True)
     try:
         r = run_chant(["list", "--count"], repo.root)
     finally:
-        server.close()
-        os.unlink(path)
-        thread.join(10)
+        fake.close()
     assert r.code == 0 and r.out == "1\n"
     assert r.err.startswith("warning: the daemon went away (") and "running this command in direct mode" in r.err
     assert len(r.err.splitlines()) == 1
@@ -459,31 +471,11 @@ def test_cli_falls_back_when_the_daemon_dies_mid_way(repo):
 
 def test_a_daemon_for_another_root_is_not_trusted(repo, tmp_path):
     repo.write("2026-01-24-001-aaa")
-    from chantlib.client import socket_path
-
-    path = socket_path(repo.root)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
-
-    def serve():
-        try:
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(65536)
-                hello = {"ok": True, "result": {"version": "x", "protocol": 1, "root": str(tmp_path)}}
-                conn.sendall(json.dumps(hello).encode() + b"\n")
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    fake = FakeDaemon(repo.root, str(tmp_path), drop_request=False)
     try:
         r = run_chant(["list", "--count"], repo.root)
     finally:
-        server.close()
-        os.unlink(path)
-        thread.join(10)
+        fake.close()
     assert r.code == 0 and r.out == "1\n" and r.err == ""  # quietly direct
 
 
