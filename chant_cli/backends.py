@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 
-from chantlib.client import DaemonClient, DaemonGone, DaemonUnavailable, HttpClient, daemon_alive
 from chantlib.ops import OPS
 
 #: operations whose owner defaults to the caller: the CLI names it, so a daemon (which would
@@ -62,6 +61,8 @@ class DaemonBackend:
         self.note = note
 
     def call(self, op: str, params: dict):
+        from chantlib.client import DaemonGone
+
         params = _clean(op, params)
         try:
             return self.client.call(op, params)
@@ -77,6 +78,8 @@ class DaemonBackend:
 
 def connect(root: str, timeout: float = 30.0):
     """A client for this repository's daemon, or DaemonUnavailable."""
+    from chantlib.client import DaemonClient
+
     return DaemonClient.connect(root, timeout=timeout)
 
 
@@ -85,6 +88,8 @@ def start_background(root: str, options: list[str], *, wait: float = 60.0, log=N
     its socket answers. Raises RuntimeError with the log's tail if it does not come up."""
     import subprocess
     import time
+
+    from chantlib.client import DaemonUnavailable, daemon_alive
 
     logs = os.path.join(root, ".chant", "logs")
     os.makedirs(logs, exist_ok=True)
@@ -128,6 +133,8 @@ def pick(args, note) -> DirectBackend | DaemonBackend:
     """The backend for this command (see the module docstring)."""
     if args.direct:
         return DirectBackend()
+    from chantlib.client import DaemonUnavailable, HttpClient, daemon_alive
+
     remote = os.environ.get("CHANT_DAEMON")
     if remote:
         try:

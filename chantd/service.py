@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import json
 import logging
 import os
 import time
@@ -28,9 +29,31 @@ INLINE = frozenset(
     {"hello", "lock_acquire", "lock_release", "lock_renew", "lock_status", "lock_list", "queue_next", "queue_claim",
      "daemon_status"}
 )
+#: operations whose answer depends only on the files (not on leases, not on the clock): their
+#: results are kept, encoded, until anything changes, so a repeated `chant list` costs a send
+CACHED = frozenset({"list", "search", "query", "lint"})
+#: operations that read only: anything else empties that cache
+READ_ONLY = CACHED | {"hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list",
+                      "index_status", "daemon_status"}
 #: operations that take an owner: when a request does not name one, the transport's
 #: identity of the peer is used (the socket's peer credentials, the HTTP client's address)
 OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
+
+
+def _dumps(value) -> str:
+    # ASCII out: a lone surrogate a client sent (and we echo in a message) stays encodable
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_answer(answer: dict, request_id=None) -> bytes:
+    """An envelope as one line of the wire protocol (an ``id`` echoed when given)."""
+    if request_id is not None:
+        answer = dict(answer, id=request_id)
+    try:
+        text = _dumps(answer)
+    except (TypeError, ValueError) as exc:  # a result that is not JSON: a bug, still answered
+        text = _dumps({"ok": False, "error": error_envelope(exc), "id": request_id})
+    return text.encode("utf-8") + b"\n"
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -55,6 +78,8 @@ class Service:
         self._lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
+        self._cache: dict[tuple, tuple[dict, bytes]] = {}
+        self._epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
 
     @property
@@ -68,6 +93,45 @@ class Service:
 
     # requests
 
+    def _cache_key(self, cmd, params: dict):
+        if cmd not in CACHED:
+            return None
+        try:
+            return (cmd, json.dumps(params, sort_keys=True))
+        except (TypeError, ValueError):
+            return None
+
+    async def call_encoded(self, cmd, params: dict, transport: str, peer_owner: str | None, request_id) -> bytes:
+        """The answer line, encoded: from the cache when the same read was answered before."""
+        key = self._cache_key(cmd, params)
+        hit = self._cache.get(key) if key is not None else None
+        if hit is not None:
+            started = time.perf_counter()
+            raw = hit[1]
+            if self.metrics is not None:
+                self.metrics.observe_request(transport, cmd, time.perf_counter() - started)
+        else:
+            epoch = self._epoch
+            envelope = await self.call(cmd, params, transport, peer_owner)
+            if not envelope.get("ok"):
+                return encode_answer(envelope, request_id)
+            raw = _dumps(envelope["result"]).encode("utf-8")
+            # kept only if nothing changed while it was computed (a write or a file event
+            # between our turn at the lock and now would make it stale)
+            if key is not None and epoch == self._epoch:
+                self._remember(key, envelope["result"], raw)
+        tail = b"}\n" if request_id is None else b',"id":' + _dumps(request_id).encode("utf-8") + b"}\n"
+        return b'{"ok":true,"result":' + raw + tail
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._epoch += 1
+
+    def _remember(self, key, result, raw: bytes) -> None:
+        if len(self._cache) >= 64:
+            self._cache.clear()
+        self._cache[key] = (result, raw)
+
     async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None) -> dict:
         """Run one request; always returns an envelope, never raises (but CancelledError)."""
         started = time.perf_counter()
@@ -78,6 +142,8 @@ class Service:
             if cmd in OWNED and params.get("owner") in (None, "") and peer_owner:
                 params = dict(params, owner=peer_owner)
             async with self.lock:
+                if cmd not in READ_ONLY:
+                    self._forget()  # a write (or an unknown command): nothing cached survives
                 if cmd in INLINE:
                     result = dispatch(self.ws, cmd, params)
                 else:
@@ -123,10 +189,14 @@ class Service:
         Runs on the worker thread with the lock held. Returns the documents written.
         """
         ws = self.ws
+        self._forget()
         if config_changed:
             ws.table.extra.pop("config", None)
             ws._config = None
-        changes = ws.table.refresh(save=False) if relpaths is None else ws.table.refresh_paths(relpaths)
+        if relpaths is None:  # a full walk: at start, and when folders moved
+            changes = ws.table.refresh(save=False, full=True)
+        else:
+            changes = ws.table.refresh_paths(relpaths)
         written = ws.index.sync(changes.parsed)
         self.track_ready()
         ws.flush()

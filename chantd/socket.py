@@ -19,7 +19,9 @@ import socket as _socket
 import struct
 
 from chantlib.client import MAX_LINE
-from chantlib.errors import BadRequest, error_envelope
+from chantlib.errors import BadRequest
+
+from .service import encode_answer
 
 log = logging.getLogger("chantd.socket")
 
@@ -117,7 +119,6 @@ class SocketServer:
         first = True
         try:
             while True:
-                request_id = None
                 try:
                     line = await self._read_line(reader)
                     if line is None:
@@ -127,18 +128,15 @@ class SocketServer:
                     request_id, cmd, params = _decode(line)
                     if first:
                         persistent = cmd == "hello"
-                    answer = await self.service.call(cmd, params, "socket", owner)
+                    data = await self.service.call_encoded(cmd, params, "socket", owner, request_id)
                 except _WithId as exc:
-                    request_id = exc.request_id
-                    answer = {"ok": False, "error": exc.error.to_dict()}
+                    data = encode_answer({"ok": False, "error": exc.error.to_dict()}, exc.request_id)
                 except BadRequest as exc:
-                    answer = {"ok": False, "error": exc.to_dict()}
+                    data = encode_answer({"ok": False, "error": exc.to_dict()})
                     if self.service.metrics is not None:
                         self.service.metrics.observe_request("socket", "unknown", 0.0)
                 first = False
-                if request_id is not None:
-                    answer["id"] = request_id
-                writer.write(_encode(answer))
+                writer.write(data)
                 await writer.drain()
                 if not persistent:
                     break
@@ -155,12 +153,3 @@ class SocketServer:
                 await writer.wait_closed()
             except (ConnectionError, BrokenPipeError, OSError):
                 pass
-
-
-def _encode(answer: dict) -> bytes:
-    try:
-        # ASCII out: a lone surrogate a client sent (and we echo in a message) stays encodable
-        text = json.dumps(answer, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:  # a result that is not JSON: a bug, still answered
-        text = json.dumps({"ok": False, "error": error_envelope(exc), "id": answer.get("id")})
-    return text.encode("utf-8") + b"\n"

@@ -5,15 +5,17 @@ One JSON object per line each way over the daemon's Unix socket. A connection op
 repository root before trusting it. :class:`HttpClient` speaks the same operations to a
 remote daemon (``CHANT_DAEMON=http://host:port``) through ``POST /api/rpc``.
 
-This module is on the CLI's client path: it imports only the standard library's socket and
-json (and http.client for the HTTP client), never the index, the YAML parser or a server.
+This module is on the CLI's client path: it imports only the standard library's ``_socket``
+and json (and http.client for the HTTP client), never the index, the YAML parser or a server.
 """
 
 from __future__ import annotations
 
+# The C module behind ``socket``: the Python wrapper imports selectors, select and friends,
+# a few milliseconds on every CLI run that talks to a daemon, and we need none of it.
+import _socket
 import json
 import os
-import socket
 
 from ._version import PROTOCOL_VERSION
 from .errors import ChantError
@@ -105,7 +107,7 @@ class DaemonClient:
     it raises :class:`DaemonUnavailable` when no suitable daemon answers.
     """
 
-    def __init__(self, sock: socket.socket, hello: dict, path: str) -> None:
+    def __init__(self, sock, hello: dict, path: str) -> None:
         self.sock = sock
         self.hello = hello
         self.path = path
@@ -119,7 +121,7 @@ class DaemonClient:
             path = info.get("socket") if info else None
             if not isinstance(path, str) or not path:
                 path = socket_path(root)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(path)

@@ -72,14 +72,16 @@ def default_owner() -> str:
     owner = os.environ.get("CHANT_OWNER")
     if owner:
         return owner
-    import getpass
-    import socket
+    # what getpass.getuser() and socket.gethostname() answer, without importing them
+    user = os.environ.get("LOGNAME") or os.environ.get("USER") or os.environ.get("LNAME") or os.environ.get("USERNAME")
+    if not user:
+        import pwd
 
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid{os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = f"uid{os.getuid()}"
+    return f"{user}@{os.uname().nodename}"
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import marshal
 import os
-import shutil
 import sys
 
 import tantivy
@@ -60,6 +59,12 @@ def sortkey_text(row) -> str:
         members = "".join(f"{m:010d}" for m in p.members)
         head = f"{p.date}{int(p.seq, 36):010d}{p.suffix}{p.project or ''}\x00{members}"
     return f"{head}\x00{row.path}"
+
+
+def _rmtree(folder: str) -> None:
+    import shutil  # not at import time: shutil pulls in bz2 and lzma, and searches never need it
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _parse_date(text: str | None):
@@ -152,7 +157,7 @@ class Index:
                 with self._writer_lock():
                     self._index = self._open_existing(folder)  # made meanwhile by another process?
                     if self._index is None:
-                        shutil.rmtree(folder, ignore_errors=True)
+                        _rmtree(folder)
                         self._forget_state()
                         os.makedirs(folder, exist_ok=True)
                         self._index = tantivy.Index(_schema(), path=folder, reuse=False)
@@ -355,7 +360,7 @@ class Index:
         self._searcher = None
         folder = self._tantivy_dir()
         if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+            _rmtree(folder)
         self._forget_state()
         self.sync()
         return len(self._load_state())

@@ -115,18 +115,25 @@ class SpecStore:
             raise StorageError.from_os_error(exc, "create", path) from None
         return path
 
-    def scan(self):
-        """Yield ``(prefix, entries)`` per folder under specs/ and archive/.
+    def scan(self, keep=None):
+        """Yield ``(prefix, entries, folder_key)`` per folder under specs/ and archive/.
 
         ``entries`` are the ``os.DirEntry`` objects of the folder's ``*.md`` files; a file's
         path relative to ``.chant/`` is ``prefix + entry.name`` (``/`` separators). Hidden
         files and folders (editor temp files, our own temp files) are skipped. Batches per
         folder keep the per-file cost of the walk low: it runs on every direct command.
+
+        ``keep(prefix, folder_key)`` is asked about each folder below ``archive/``
+        (``folder_key`` = the folder's mtime_ns and inode); when it says True the folder is
+        not read and ``entries`` is ``None``.
         """
         for top in ("specs", "archive"):
-            stack = [(os.path.join(self.chant_dir, top), top + "/")]
+            stack = [(os.path.join(self.chant_dir, top), top + "/", None)]
             while stack:
-                folder, prefix = stack.pop()
+                folder, prefix, key = stack.pop()
+                if keep is not None and key is not None and keep(prefix, key):
+                    yield prefix, None, key
+                    continue
                 try:
                     it = os.scandir(folder)
                 except (FileNotFoundError, NotADirectoryError):
@@ -143,8 +150,15 @@ class SpecStore:
                             if entry.is_file():
                                 files.append(entry)
                         elif entry.is_dir():
-                            stack.append((entry.path, f"{prefix}{name}/"))
-                yield prefix, files
+                            sub_key = None
+                            if top == "archive" and keep is not None:
+                                try:
+                                    st = entry.stat()
+                                    sub_key = (st.st_mtime_ns, st.st_ino)
+                                except OSError:
+                                    sub_key = None
+                            stack.append((entry.path, f"{prefix}{name}/", sub_key))
+                yield prefix, files, key
 
     def abspath(self, relpath: str) -> str:
         return os.path.join(self.chant_dir, *relpath.split("/"))

@@ -25,8 +25,10 @@ from .ids import parse_id, resolve_partial, sort_key
 
 __all__ = ["Row", "FullRow", "SpecTable", "summarize", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
 
-FORMAT = 4
+FORMAT = 5
 RACY_NS = 2_000_000_000
+#: How often every archived file is stat'ed even when its folder looks unchanged (see refresh)
+ARCHIVE_VERIFY_NS = 60_000_000_000
 TABLE_FILE = "table.marshal"
 
 #: What list, the rules, the queue and summaries read on every command.
@@ -195,6 +197,8 @@ class SpecTable:
         self.store = store
         self.cache_dir = cache_dir
         self.files: dict[str, tuple] = {}  # relpath -> (mtime_ns, size, ino, crc)
+        self.folders: dict[str, tuple] = {}  # archive folder prefix -> (mtime_ns, ino) when last read
+        self.archive_verified_ns = 0  # when every archived file was last stat'ed
         self.rows: dict[str, tuple] = {}  # relpath -> row tuple (see row())
         self.extra: dict = {}  # other cached facts (config, graph), dropped on any change
         self.generation = 0
@@ -233,6 +237,8 @@ class SpecTable:
         if not isinstance(data, dict) or data.get("format") != (FORMAT, sys.version_info[:2], self.store.root):
             return
         self.files = data["files"]
+        self.folders = data["folders"]
+        self.archive_verified_ns = data["archive_verified_ns"]
         self.rows = data["rows"]
         self._racy = set(data["racy"])
         self.extra = data["extra"]
@@ -250,6 +256,8 @@ class SpecTable:
         data = {
             "format": (FORMAT, sys.version_info[:2], self.store.root),
             "files": self.files,
+            "folders": self.folders,
+            "archive_verified_ns": self.archive_verified_ns,
             "rows": self.rows,
             "racy": sorted(self._racy),
             "extra": self.extra,
@@ -270,18 +278,46 @@ class SpecTable:
 
     # refresh
 
-    def refresh(self, *, save: bool = True) -> Changes:
-        """Bring the table in step with the files; returns what changed."""
+    def refresh(self, *, save: bool = True, full: bool = False) -> Changes:
+        """Bring the table in step with the files; returns what changed.
+
+        Every spec under ``specs/`` is stat'ed on every refresh. Archived specs are history:
+        a folder of the archive whose mtime and inode are what they were when it was last
+        read is taken as unchanged (adding, removing or renaming a file, and every save that
+        writes a new file and renames it over the old one, change the folder), and every
+        archived file is stat'ed anyway once a minute, and whenever ``full`` is set. So an
+        archived spec edited in place shows within a minute in direct mode; the daemon's
+        watcher sees it at once.
+        """
         if not self._loaded:
             self._load()
         changes = Changes()
         scan_ns = time.time_ns()
         seen: set[str] = set()
+        skipped: set[str] = set()
         files = self.files
         racy = self._racy
         new_racy: set[str] = set()
         racy_since = scan_ns - RACY_NS
-        for prefix, entries in self.store.scan():
+        verify = full or scan_ns - self.archive_verified_ns > ARCHIVE_VERIFY_NS
+        folders = self.folders
+
+        def keep(prefix: str, key: tuple) -> bool:
+            return (
+                not verify
+                and folders.get(prefix) == key
+                and key[0] < racy_since
+                and not any(r.startswith(prefix) for r in racy)
+            )
+
+        visited: set[str] = set()
+        for prefix, entries, folder_key in self.store.scan(keep=keep):
+            visited.add(prefix)
+            if entries is None:
+                skipped.add(prefix)
+                continue
+            if folder_key is not None:
+                folders[prefix] = folder_key
             for entry in entries:
                 rel = prefix + entry.name
                 try:
@@ -301,10 +337,15 @@ class SpecTable:
                 self._read_one(rel, (st.st_mtime_ns, st.st_size, st.st_ino), old, changes)
                 if st.st_mtime_ns >= racy_since:
                     new_racy.add(rel)
-        for rel in [r for r in files if r not in seen]:
+        for rel in [r for r in files if r not in seen and r[: r.rindex("/") + 1] not in skipped]:
             del files[rel]
             self.rows.pop(rel, None)
             changes.removed.append(rel)
+        for prefix in [p for p in folders if p not in visited]:
+            del folders[prefix]
+        if verify:
+            self.archive_verified_ns = scan_ns
+            self._dirty = True
         self._racy = new_racy
         if changes:
             self._changed()
@@ -362,6 +403,8 @@ class SpecTable:
     def clear(self) -> None:
         """Forget everything (a rebuild starts here)."""
         self.files.clear()
+        self.folders.clear()
+        self.archive_verified_ns = 0
         self.rows.clear()
         self._racy.clear()
         self.extra = {}
