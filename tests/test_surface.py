@@ -58,6 +58,14 @@ def test_search_is_the_one_that_loads_tantivy(repo):
     assert "tantivy" in mods and not mods & {"starlette", "uvicorn", "prometheus_client"}
 
 
+def test_a_daemon_query_loads_nothing_heavy(repo, daemon_factory):
+    repo.write("2026-01-24-001-aaa")
+    daemon_factory(repo.root, api=False, metrics=False)
+    mods = imported_modules(["list", "--ready"], cwd=repo.root)
+    assert "chantlib" in mods
+    assert not mods & (HEAVY | {"yaml", "filelock", "socket", "selectors"}), mods & (HEAVY | {"yaml", "filelock"})
+
+
 def test_chantlib_imports_no_server_package():
     code = (
         "import sys\n"
