@@ -1,15 +1,22 @@
 """The README's first command (`make run`): a demo repository and a short tour of chant.
 
 Generates a repository with the project's own generator (chantlib.generate), then runs the
-real `chant` command on it: the ready list, a search, a lock, and a queue claim.
+real `chant` command on it: the ready list, a search, a lock, and a queue claim in direct
+mode; then the daemon: started in the background, asked over its socket (with `nc -U` when
+netcat-openbsd is installed) and its HTTP API (with `curl` when installed), watched as a spec
+is written, and stopped.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHANT = os.path.join(os.path.dirname(sys.executable), "chant")
@@ -56,8 +63,57 @@ def main() -> int:
         run(["queue", "next", "--claim", "--owner", "agent-2@pod-7"], target)
         run(["lock", "release", first], target)
         run(["show", first], target, limit=12)
+    daemon_tour(target)
     print(f"\nLeases were taken as {env_owner}. Try it yourself: cd {target} && ../.venv/bin/chant --help")
     return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _shell(title: str, command: list[str], fallback) -> None:
+    print(f"\n$ {title}", flush=True)
+    if shutil.which(command[0]):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        text = proc.stdout
+    else:
+        text = fallback() + f"   (answered in Python: {command[0]} is not installed)"
+    print(text.strip()[:400] + (" ..." if len(text.strip()) > 400 else ""))
+
+
+def daemon_tour(target: str) -> None:
+    print("\n--- the daemon: the same commands, served hot ---")
+    port = _free_port()
+    run(["daemon", "start", "--background", "--api-port", str(port), "--metrics-port", "0"], target)
+    try:
+        run(["daemon", "status"], target)
+        run(["list", "--ready"], target, limit=3)
+        with open(os.path.join(target, ".chant", "daemon.json"), encoding="utf-8") as fh:
+            sock = json.load(fh)["socket"]
+        line = '{"cmd":"query","q":"label:bug","limit":1}'
+
+        def via_socket() -> str:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(sock)
+                s.sendall(line.encode() + b"\n")
+                return s.makefile().readline()
+
+        _shell(f"echo '{line}' | nc -U {os.path.relpath(sock, target)}", ["sh", "-c", f"echo '{line}' | nc -U {sock}"]
+               if shutil.which("nc") else ["nc"], via_socket)
+        url = f"http://127.0.0.1:{port}/api/queue/next"
+        _shell(f"curl {url}", ["curl", "-s", url], lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+        spec = os.path.join(target, ".chant", "specs", "2030-01-01-001-new.md")
+        with open(spec, "w", encoding="utf-8") as fh:
+            fh.write("---\ntype: code\nstatus: pending\npriority: 500\n---\n# Written while the daemon watches\n")
+        time.sleep(0.5)
+        print("\n(a new spec file was just written; the watcher picked it up)")
+        run(["queue", "next"], target)
+    finally:
+        run(["daemon", "stop"], target)
+    run(["list", "--ready", "--count"], target)
 
 
 if __name__ == "__main__":
