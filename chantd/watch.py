@@ -66,6 +66,25 @@ class Watcher:
         return (None if walk else sorted(paths)), config
 
     async def run(self) -> None:
+        """Watch until stopped. If the native watcher fails (inotify limits, a filesystem
+        that cannot be watched), catch up with a full walk and go on by polling."""
+        while not self._stop.is_set():
+            try:
+                await self._watch()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self.poll:
+                    log.exception("the file watcher failed; retrying in 1 s")
+                else:
+                    log.exception("the native file watcher failed; polling from now on")
+                    self.poll = True
+                    self.service.info["watch"] = "poll"
+                await asyncio.sleep(1.0)
+                await self.service.apply_async(None)
+
+    async def _watch(self) -> None:
         async for changes in awatch(
             self.chant_dir,
             watch_filter=self._relevant,
