@@ -185,12 +185,11 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop_event.set)
 
         started = time.perf_counter()
-        probe = Workspace(self.root, auto_refresh=False)
-        settings = Settings(self.root, probe.config, **self.options)
-        locks = MemoryLockTable(
-            persist_dir=os.path.join(probe.store.chant_dir, LOCKS_DIR), default_ttl=probe.config.lock_ttl
+        ws = Workspace(self.root, auto_refresh=False)
+        settings = Settings(self.root, ws.config, **self.options)
+        ws.locks = MemoryLockTable(
+            persist_dir=os.path.join(ws.store.chant_dir, LOCKS_DIR), default_ttl=ws.config.lock_ttl
         )
-        ws = Workspace(self.root, auto_refresh=False, locks=locks)
         metrics = Metrics()
         service = Service(ws, metrics)
         metrics.bind(service)

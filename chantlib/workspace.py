@@ -70,6 +70,7 @@ class Workspace:
         self._config = None
         self._index = None
         self._locks = locks
+        self._file_locks = locks is None  # the file backend, shared with any daemon
         self._queue = None
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
@@ -113,6 +114,13 @@ class Workspace:
                 os.path.join(self.store.chant_dir, LOCKS_DIR), clock=self.clock, default_ttl=self.config.lock_ttl
             )
         return self._locks
+
+    @locks.setter
+    def locks(self, table) -> None:
+        """Use another LockTable (the daemon's memory table); before any lease operation."""
+        self._locks = table
+        self._file_locks = False
+        self._queue = None
 
     @property
     def queue(self):
@@ -430,7 +438,7 @@ class Workspace:
 
     def _guard_lock_writes(self) -> None:
         """Direct-mode lease writes are refused while a daemon owns the lock table."""
-        if self._locks is None:
+        if self._file_locks:
             from .client import daemon_alive
 
             if daemon_alive(self.root):
