@@ -421,6 +421,13 @@ def test_cli_uses_the_daemon_and_prints_the_same(repo, daemon_factory):
     assert [x["spec"] for x in d.call("lock_list")["leases"]] == ["2026-01-24-001-aaa"]
     refused = run_chant(["lock", "acquire", "002-aaa", "--direct"], repo.root)
     assert refused.code == 3 and "a daemon owns the lock table" in refused.err
+    from chantlib.errors import Conflict
+
+    ws = repo.workspace()  # a script in direct mode: refused on every lease write, not just the first
+    assert [lease["spec"] for lease in ws.lock_list()["leases"]] == ["2026-01-24-001-aaa"]
+    for _ in range(2):
+        with pytest.raises(Conflict):
+            ws.lock_acquire("003-aaa", owner="script")
 
 
 class FakeDaemon:
