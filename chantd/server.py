@@ -207,9 +207,11 @@ class Daemon:
             service.info["pid"] = os.getpid()
             # clients find a socket moved by config through this file: write it at once
             atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
+            # /livez answers while loading; /readyz says 503 until the table and index are in
+            await self._start_http(service, metrics, settings, servers)
+            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
             # load under the lock: requests that arrive meanwhile wait for a full table
             await service.apply_async(None)
-            await self._start_http(service, metrics, settings, servers)
             tasks.append(asyncio.create_task(watcher.run()))
             tasks.append(asyncio.create_task(self._sweeper(service)))
             service.info["watch"] = "poll" if settings.poll else "native"
