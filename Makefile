@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
-	@$(BIN)/python -m compileall -q chantlib chant_cli
+	@$(BIN)/python -m compileall -q chantlib chant_cli chantd
 
 # The main job on a demo repository: generate it, then list, search, lock and claim.
 run: install

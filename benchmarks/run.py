@@ -19,8 +19,13 @@ Usage::
     python benchmarks/run.py --sizes 500,5000 --repeat 5
     python benchmarks/run.py --quick                      # N=500, K=3: a smoke run
 
+After all of that (and the profile), :mod:`daemon` (``benchmarks/daemon.py``) measures the
+daemon on the same repositories: cold and warm starts, the same CLI commands in daemon mode
+next to direct mode, socket and HTTP round trips with 1 and 8 clients, watch latency and the
+daemon's RSS (``--no-daemon`` skips it).
+
 Every subprocess has a timeout; a failing or timed-out command is reported in the table,
-never a crash.
+never a crash. Every daemon started is stopped, on errors too.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import daemon as daemon_bench  # benchmarks/daemon.py: this script's folder is sys.path[0]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "out")
@@ -264,12 +271,15 @@ def script_python(script: str) -> str:
     return sys.executable
 
 
+PACKAGES = ("chantlib", "chant_cli", "chantd")  # chantd: the daemon's start-up is measured too
+
+
 def bytecode_state() -> str:
-    """Whether chantlib/chant_cli have up-to-date bytecode (they must: PYTHONDONTWRITEBYTECODE)."""
+    """Whether the packages have up-to-date bytecode (they must: PYTHONDONTWRITEBYTECODE)."""
     import importlib.util
 
     missing = []
-    for pkg in ("chantlib", "chant_cli"):
+    for pkg in PACKAGES:
         folder = os.path.join(ROOT, pkg)
         for name in sorted(os.listdir(folder)):
             if not name.endswith(".py"):
@@ -287,7 +297,7 @@ def bytecode_state() -> str:
 def source_stamps() -> dict[str, int]:
     """mtime of every module of the package, to tell whether the code changed during the run."""
     stamps = {}
-    for pkg in ("chantlib", "chant_cli"):
+    for pkg in PACKAGES:
         folder = os.path.join(ROOT, pkg)
         for name in os.listdir(folder):
             if name.endswith(".py"):
@@ -374,6 +384,9 @@ def bench_size(n: int, args, chant: str, python: str, baseline: Measure, log) ->
     env.pop("CHANT_DEBUG", None)
     env.pop("CHANT_DAEMON", None)  # never a remote daemon
     env["NO_COLOR"] = "1"
+    # an interrupted daemon benchmark may have left its daemon, probe specs or an edit behind
+    daemon_bench.stop_stray(sys.modules[__name__], chant, root, env, log)
+    daemon_bench.restore_leftovers(root, log)
     fast, slow = repeats(n, args.repeat)
     res["repeats"] = {"fast": fast, "slow": slow}
 
@@ -703,7 +716,7 @@ def machine_info(python: str) -> dict:
         info["loadavg"] = os.getloadavg()
     except OSError:
         info["loadavg"] = None
-    for name, argv in (("commit", ["git", "rev-parse", "--short", "HEAD"]), ("dirty", ["git", "status", "--porcelain", "--", "chantlib", "chant_cli", "pyproject.toml"])):
+    for name, argv in (("commit", ["git", "rev-parse", "--short", "HEAD"]), ("dirty", ["git", "status", "--porcelain", "--", *PACKAGES, "pyproject.toml"])):
         try:
             r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
             info[name] = r.stdout.strip() if r.returncode == 0 else None
@@ -812,9 +825,11 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
     add("# Benchmarks")
     add("")
     add("Wall time, peak memory and index size of the real `chant` command on generated repositories, "
-        "each figure next to the start-up time of a bare Python interpreter measured in the same run.")
+        "each figure next to the start-up time of a bare Python interpreter measured in the same run; "
+        "then the daemon (`chantd`) on the same repositories: start-up, the CLI in daemon mode, socket and "
+        "HTTP round trips, watch latency and memory (a \"Daemon\" part in each size's section).")
     add("")
-    dirty = " (plus uncommitted changes in `chantlib`/`chant_cli`)" if info.get("dirty") else ""
+    dirty = " (plus uncommitted changes in `chantlib`/`chant_cli`/`chantd`)" if info.get("dirty") else ""
     mem = f", {info['memory'] / 2**30:.1f} GiB RAM" if info.get("memory") else ""
     load, load_end = info.get("loadavg"), info.get("loadavg_end")
     loads = ""
@@ -827,7 +842,7 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
     add(f"- **Date:** {info['date']}; **commit:** `{info.get('commit') or 'unknown'}`{dirty}")
     add(f"- **Generator:** `chantlib.generate`, seed {args.seed} (about 60% of specs archived); "
         f"repositories kept in `benchmarks/out/`")
-    add(f"- **Bytecode** of `chantlib`/`chant_cli` at the start: {info.get('bytecode')} (`PYTHONDONTWRITEBYTECODE` "
+    add(f"- **Bytecode** of `chantlib`/`chant_cli`/`chantd` at the start: {info.get('bytecode')} (`PYTHONDONTWRITEBYTECODE` "
         f"is {'set' if os.environ.get('PYTHONDONTWRITEBYTECODE') else 'not set'}, so the runner compiles it first, "
         "as `make install` does)")
     changed = info.get("changed_during_run")
@@ -844,7 +859,8 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
     add("")
     add("| Target | Measured | Verdict |")
     add("|---|---|---|")
-    for name, measured, verdict in target_rows(results, bare):
+    for name, measured, verdict in target_rows(results, bare) + daemon_bench.target_rows(
+            results, bare, sys.modules[__name__]):
         add(f"| {name} | {measured} | {verdict} |")
     add("")
 
@@ -894,6 +910,7 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
                 f"changed since last run {wb and wb.get('changed_since_last_run')}/{wa and wa.get('changed_since_last_run')}, "
                 f"stale {wb and wb.get('stale')}/{wa and wa.get('stale')}.")
             add("")
+        daemon_bench.render_size(add, r, bare, sys.modules[__name__])
 
     if prof:
         render_profile(add, prof, results, bare)
@@ -926,6 +943,7 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
             "missing). It is an upper bound: it includes the runner's own RSS, inherited across fork + exec.")
     add("- **Index size** is the apparent size (sum of file sizes) of `.chant/.index/` and of its `tantivy/` "
         "folder, measured right after a rebuild.")
+    daemon_bench.render_method(add)
     add("- Every subprocess has a timeout; a failed or timed-out run is shown in the table instead of a time.")
     add("")
     return "\n".join(lines)
@@ -952,6 +970,8 @@ def parse_args(argv=None):
                    help="after measuring, split warm list/search into import/operation/start-up at every size, "
                         "importtime at 5,000 and cProfile at 5,000 and the largest size (default: on unless --quick)")
     p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument("--no-daemon", dest="daemon", action="store_false",
+                   help="skip the daemon's benchmarks (starts, daemon-mode CLI, round trips, watch latency, RSS)")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or "500"
@@ -972,8 +992,13 @@ def parse_args(argv=None):
     return args
 
 
+def _terminate(signum, _frame):
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop daemons
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -982,7 +1007,7 @@ def main(argv=None) -> int:
     python = script_python(chant)
     log(f"chant: {chant}; python: {python}; sizes {args.size_list}; repeat {args.repeat}")
     if args.compile:  # what `make install` does: the CLI must not compile its modules on each start
-        r = run([python, "-m", "compileall", "-q", "chantlib", "chant_cli"], cwd=ROOT, timeout=600)
+        r = run([python, "-m", "compileall", "-q", *PACKAGES], cwd=ROOT, timeout=600)
         if not r.ok():
             log(f"warning: compileall failed: {r.why()}")
     info = machine_info(python)
@@ -995,14 +1020,26 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         results.append(bench_size(n, args, chant, python, baseline, log))
         log(f"[{n}] done in {time.perf_counter() - t0:.0f}s")
+    prof = None
+    if args.profile:
+        prof = profile(results, python, dict(os.environ, NO_COLOR="1"), log)
+    if args.daemon:  # last: its probes and leases must not disturb the direct-mode figures
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("CHANT_DEBUG", None)
+        for r in results:
+            if not r.get("root"):
+                continue
+            t0 = time.perf_counter()
+            try:
+                r["daemon"] = daemon_bench.bench(r, args, sys.modules[__name__], chant, python, env, baseline, log)
+            except Exception as exc:  # reported in the document, never a crash (daemons are stopped inside)
+                r["daemon"] = {"errors": [f"the daemon benchmark failed: {type(exc).__name__}: {exc}"]}
+            log(f"[{r['n']}] daemon done in {time.perf_counter() - t0:.0f}s")
     try:
         info["loadavg_end"] = os.getloadavg()
     except OSError:
         info["loadavg_end"] = None
     info["changed_during_run"] = sorted(k for k, v in source_stamps().items() if stamps.get(k) != v)
-    prof = None
-    if args.profile:
-        prof = profile(results, python, dict(os.environ, NO_COLOR="1"), log)
     log(f"total {time.perf_counter() - started:.0f}s")
     text = render(results, baseline, info, args, chant, python, prof)
     if args.write:
@@ -1016,6 +1053,7 @@ def main(argv=None) -> int:
             "info": info, "baseline": baseline.to_dict(), "profile": prof,
             "results": [
                 {k: ({mk: mv.to_dict() for mk, mv in v.items()} if k == "measures" else
+                     daemon_bench.to_json(v) if k == "daemon" else
                      v.to_dict() if isinstance(v, Measure) else v) for k, v in r.items()}
                 for r in results
             ],

@@ -27,6 +27,33 @@ ROWS = [
     "index size: tantivy part",
 ]
 
+# the daemon's part of each size (benchmarks/daemon.py): starts, the CLI in daemon mode next to
+# direct mode, socket and HTTP round trips, watch latency, memory
+DAEMON_ROWS = [
+    "cold start (`.chant/.index/` deleted)",
+    "warm restart (cache in place, after a clean stop)",
+    "`chant daemon stop` (clean stop: table saved, socket removed)",
+    "bare interpreter (`python -c pass`)",
+    "`chant list --ready`: direct vs daemon mode (repeated: the daemon's cached answer)",
+    "`chant list --ready`: direct vs daemon mode, first after a write (answer computed)",
+    '`chant search "merge driver"`: direct vs daemon mode (repeated: the daemon\'s cached answer)',
+    '`chant search "merge driver"`: direct vs daemon mode, first after a write (answer computed)',
+    "`chant lock acquire` + `lock release`: direct vs daemon mode",
+    "cold direct `chant list --ready` vs daemon mode",
+    "socket `hello` | 1",
+    "socket `hello` | 8",
+    "socket `lock_acquire` + `lock_release` (one pair) | 1",
+    "socket `lock_acquire` + `lock_release` (one pair) | 8",
+    "socket `queue_claim` (then `lock_release` by token) | 1",
+    "socket `queue_claim` (then `lock_release` by token) | 8",
+    "HTTP `GET /api/queue/next` (keep-alive) | 1",
+    "HTTP `GET /api/queue/next` (keep-alive) | 8",
+    "new spec file written",
+    "existing spec edited in place",
+    "just after a warm start (and 200 `hello`s)",
+    "steady state: after the watch benchmark too (all of the above)",
+]
+
 
 @pytest.mark.slow
 def test_quick_benchmark_prints_the_table(tmp_path):
@@ -44,6 +71,20 @@ def test_quick_benchmark_prints_the_table(tmp_path):
     assert "| Measure | Median | Min | ×bare | Runs ok | Peak RSS |" in out
     for row in ROWS:
         assert f"| {row} |" in out, row
+    assert "### Daemon (500 specs)" in out
+    daemon_part = out.split("### Daemon (500 specs)", 1)[1]
+    for row in DAEMON_ROWS:
+        assert f"| {row} |" in daemon_part, row
+    assert "every daemon-mode command was served by the daemon" in daemon_part
+    # the daemon rows of the targets table (the 5,000/50,000 ones say "not measured" at --quick)
+    assert "| daemon-mode `chant list --ready` at 5,000 specs within 3× a bare interpreter start |" in out
+    assert "`lock_release` round trip at 500 specs within 3× a `hello` round trip" in out
+    # no daemon left behind, no probe spec left in the repository
+    repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n500-"))
+    assert not (repo / ".chant" / "daemon.sock").exists()
+    assert not (repo / ".chant" / "daemon.json").exists()
+    assert not list((repo / ".chant" / "specs").glob("2099-12-31-*"))
+    assert not (repo / "bench-watch-backup.json").exists()
     # every command ran (a failure would be reported in the table instead of a time)
     assert "FAILED" not in out, out
     assert "**error:**" not in out, out
