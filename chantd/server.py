@@ -185,7 +185,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop_event.set)
 
         started = time.perf_counter()
-        ws = Workspace(self.root, auto_refresh=False)
+        ws = Workspace(self.root, auto_refresh=False, long_lived=True)
         settings = Settings(self.root, ws.config, **self.options)
         ws.locks = MemoryLockTable(
             persist_dir=os.path.join(ws.store.chant_dir, LOCKS_DIR), default_ttl=ws.config.lock_ttl
@@ -240,6 +240,7 @@ class Daemon:
             async with service.lock:
                 with contextlib.suppress(ChantError, OSError):
                     ws.table.save()
+                    ws.flush()
             service.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(info_path)
@@ -270,14 +271,16 @@ class Daemon:
             service.info[name] = f"http://{shown}:{port}" + ("/metrics" if name == "metrics" else "")
 
     async def _sweeper(self, service: Service) -> None:
+        """Every few seconds: free expired leases, save the table and index state."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 await service.sweep()
+                await service.persist()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("sweeping expired leases failed")
+                log.exception("periodic upkeep failed")
 
     def _info(self, service: Service) -> dict:
         return {

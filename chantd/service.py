@@ -197,9 +197,9 @@ class Service:
             changes = ws.table.refresh(save=False, full=True)
         else:
             changes = ws.table.refresh_paths(relpaths)
-        written = ws.index.sync(changes.parsed)
+        written = ws.index.sync(changes.parsed, changes)
         self.track_ready()
-        ws.flush()
+        # the table and index state are saved by persist(), every few seconds and at the end
         if written and self.metrics is not None:
             self.metrics.index_updates.inc(written)
         return written
@@ -223,6 +223,12 @@ class Service:
         """Drop expired leases (each counts as an expiration)."""
         async with self.lock:
             return len(self.ws.locks.sweep())
+
+    async def persist(self) -> None:
+        """Save the spec table and index state if they changed (for a fast warm restart)."""
+        async with self.lock:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self.ws.flush)
 
     # status
 

@@ -2,11 +2,12 @@
 
 watchfiles reports batches of changes (created, modified, deleted: a rename is a delete
 and a create); each batch becomes one refresh of just those files and one index commit.
-Only ``*.md`` files under ``specs/`` and ``archive/`` and ``config.md`` matter; the index's
-own writes and editors' temp files are filtered out (watchfiles' default filter would drop
-all of ``.chant/``, a hidden folder). A change to a folder itself (a folder renamed or
-removed) falls back to a full walk. ``watch_mode: poll`` (for NFS and other filesystems
-without inotify) polls instead.
+Two watchers: ``specs/`` and ``archive/`` recursively, and ``.chant/`` itself without
+recursion, for ``config.md``; so the daemon's own writes (leases in ``.locks/``, the index in
+``.index/``) never reach it. Editors' temp files are filtered out (watchfiles' default filter
+would drop all of ``.chant/``, a hidden folder). A change to a folder itself (a folder
+renamed or removed) falls back to a full walk. ``watch_mode: poll`` (for NFS and other
+filesystems without inotify) polls instead.
 """
 
 from __future__ import annotations
@@ -85,15 +86,26 @@ class Watcher:
                 await self.service.apply_async(None)
 
     async def _watch(self) -> None:
+        store = self.service.ws.store
+        for folder in (store.specs_dir, store.archive_dir):
+            os.makedirs(folder, exist_ok=True)  # a folder that does not exist cannot be watched
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._loop((store.specs_dir, store.archive_dir), True, self._relevant))
+            group.create_task(self._loop((self.chant_dir,), False, self._config_only))
+
+    def _config_only(self, change: Change, path: str) -> bool:
+        return os.path.basename(path) == "config.md"
+
+    async def _loop(self, paths, recursive: bool, watch_filter) -> None:
         async for changes in awatch(
-            self.chant_dir,
-            watch_filter=self._relevant,
+            *paths,
+            watch_filter=watch_filter,
             debounce=DEBOUNCE_MS,
             step=STEP_MS,
             stop_event=self._stop,
             force_polling=self.poll,
             poll_delay_ms=self.poll_delay_ms,
-            recursive=True,
+            recursive=recursive,
             ignore_permission_denied=True,
         ):
             relpaths, config = self._classify(changes)

@@ -49,7 +49,7 @@ class Graph:
     archive (used only to decide whether a dependency is done).
     """
 
-    __slots__ = ("active", "archived", "_members", "_blocked", "_ready", "_ready_set", "_cycles")
+    __slots__ = ("active", "archived", "_members", "_blocked", "_ready", "_ready_set", "_cycles", "_queue")
 
     def __init__(self, active: dict, archived: dict | None = None) -> None:
         self.active = active
@@ -63,6 +63,7 @@ class Graph:
         self._blocked: set[str] | None = None
         self._ready: list[str] | None = None
         self._ready_set: frozenset[str] | None = None
+        self._queue: list | None = None
         self._cycles: list[list[str]] | None = None
 
     # single-spec rules
@@ -139,6 +140,16 @@ class Graph:
             ids.sort(key=sort_key)
             self._ready = ids
         return self._ready
+
+    @property
+    def queue_rows(self) -> list:
+        """Ready rows that are work (groups left out), in queue order: computed once."""
+        if self._queue is None:
+            active = self.active
+            rows = [active[i] for i in self.ready if active[i].type != "group"]
+            rows.sort(key=queue_key)
+            self._queue = rows
+        return self._queue
 
     @property
     def ready_set(self) -> frozenset[str]:

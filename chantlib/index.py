@@ -95,11 +95,16 @@ class Index:
     """The tantivy index of one :class:`~chantlib.table.SpecTable`.
 
     ``path``: the index folder (``None``: in memory, rebuilt by each process).
+    ``defer_state``: write the indexed-state file only on :meth:`flush` (a long-lived
+    process: the daemon flushes every few seconds and on its way out; a state file that
+    lags behind only means re-indexing a few documents, which is idempotent).
     """
 
-    def __init__(self, table, path: str | None = None) -> None:
+    def __init__(self, table, path: str | None = None, *, defer_state: bool = False) -> None:
         self.table = table
         self.path = path
+        self.defer_state = defer_state
+        self._state_dirty = False
         self._schema = None
         self._lock = None
         self._indexed: dict[str, int] | None = None
@@ -195,7 +200,19 @@ class Index:
                     pass
         return self._indexed
 
+    def flush(self) -> None:
+        """Write the indexed-state file if it changed (see ``defer_state``)."""
+        if self._state_dirty:
+            self._state_dirty = False
+            self._write_state()
+
     def _save_state(self) -> None:
+        if self.defer_state:
+            self._state_dirty = True
+        else:
+            self._write_state()
+
+    def _write_state(self) -> None:
         path = self._state_path()
         if path is None:
             return
@@ -241,11 +258,22 @@ class Index:
         gone = [rel for rel in indexed if rel not in self.table.rows]
         return todo, gone
 
-    def sync(self, parsed: dict | None = None) -> int:
+    def sync(self, parsed: dict | None = None, changes=None) -> int:
         """Index what changed; returns how many documents were written or deleted.
 
         ``parsed``: specs a refresh has just parsed (path -> Spec), to spare a second read.
+        ``changes``: what that refresh saw (a :class:`~chantlib.table.Changes`). When this
+        process has synced before, only those paths are compared instead of every row (the
+        daemon's watcher knows exactly what moved).
         """
+        if changes is not None and self._indexed is not None and self._index is not None:
+            indexed, files, rows = self._indexed, self.table.files, self.table.rows
+            todo = [r for r in changes.added + changes.changed if r in rows and indexed.get(r) != files[r][3]]
+            gone = [r for r in changes.removed if r in indexed]
+            if not todo and not gone:
+                self._mark_in_step()
+                return 0
+            return self._locked_write(todo, gone, parsed or {}, recheck=False)
         if self.in_step():
             return 0
         self._open()  # a missing or foreign index is created anew here, and the state forgotten
@@ -253,20 +281,25 @@ class Index:
         if not todo and not gone:
             self._mark_in_step()
             return 0
+        return self._locked_write(todo, gone, parsed or {}, recheck=True)
+
+    def _locked_write(self, todo: list[str], gone: list[str], parsed: dict, *, recheck: bool) -> int:
         if self.path is None:
-            return self._write(todo, gone, parsed or {})
+            return self._write(todo, gone, parsed)
         from filelock import Timeout
 
         try:
             with self._writer_lock():
-                # another process may have done it while we waited
-                self._indexed = None
-                todo, gone = self.pending()
-                if not todo and not gone:
-                    self._reload()
-                    self._mark_in_step()
-                    return 0
-                written = self._write(todo, gone, parsed or {})
+                if recheck:
+                    # another process may have done it while we waited
+                    if not self.defer_state:
+                        self._indexed = None
+                    todo, gone = self.pending()
+                    if not todo and not gone:
+                        self._reload()
+                        self._mark_in_step()
+                        return 0
+                written = self._write(todo, gone, parsed)
                 self._mark_in_step()
                 return written
         except Timeout:
@@ -278,7 +311,9 @@ class Index:
         index = self._open()
         indexed = self._load_state()
         try:
-            writer = index.writer(heap_size=128_000_000, num_threads=1 if len(todo) < 2000 else 0)
+            # a few documents (the watcher's batches) need no big arena: tantivy's minimum is 15 MB
+            big = len(todo) >= 2000
+            writer = index.writer(heap_size=128_000_000 if big else 16_000_000, num_threads=0 if big else 1)
         except ValueError as exc:
             raise ChantError(f"cannot write the index: {exc}") from None
         try:

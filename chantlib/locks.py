@@ -54,7 +54,13 @@ def pid_alive(pid: int) -> bool:
         return True
     except (OSError, OverflowError):  # OverflowError: not a PID this system can have
         return False
-    return True
+    # a zombie has exited; only its parent has not collected it yet
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] != b"Z"
+    except (OSError, ValueError):
+        return True
 
 
 def format_time(ts: float | None) -> str | None:

@@ -12,7 +12,6 @@ its lease since our view of the files was taken).
 from __future__ import annotations
 
 from .errors import LockHeld, LockNotFound, NothingReady, StaleToken
-from .graph import queue_key
 
 __all__ = ["Queue"]
 
@@ -29,24 +28,17 @@ class Queue:
         self.locks = locks
         self._refresh = refresh
 
-    def _rows(self, project: str | None, labels) -> list:
+    def _rows(self, project: str | None, labels):
+        """Ready work matching the filters, in queue order (a generator: claims stop early)."""
         if self._refresh is not None:
             self._refresh()
-        graph = self.table.graph
-        active = self.table.active
         wanted = set(labels or ())
-        rows = []
-        for spec_id in graph.ready:
-            row = active[spec_id]
-            if row.type == "group":
-                continue
+        for row in self.table.graph.queue_rows:
             if project is not None and row.project != project:
                 continue
             if wanted and not wanted.intersection(row.labels):
                 continue
-            rows.append(row)
-        rows.sort(key=queue_key)
-        return rows
+            yield row
 
     def items(self, project: str | None = None, labels=None) -> list:
         """Queued rows, in order."""
@@ -58,8 +50,8 @@ class Queue:
 
     def next(self, project: str | None = None, labels=None):
         """The row that a claim would take now, or ``None``."""
-        items = self.items(project, labels)
-        return items[0] if items else None
+        held = self.locks.held_specs()
+        return next((row for row in self._rows(project, labels) if row.id not in held), None)
 
     def _still_ready(self, row):
         """``row`` re-read from its file if it is still queued work, else ``None``.

@@ -39,6 +39,8 @@ class Workspace:
     ``root``: the repository root or any folder below it (default: the current folder).
     ``persist``: keep the spec table and index under ``.chant/.index/`` (else memory only).
     ``locks``: a :class:`~chantlib.locks.LockTable` to use instead of the file backend.
+    ``long_lived``: the workspace lives on (the daemon): index state is written on
+    :meth:`flush` rather than after every index write.
     """
 
     def __init__(
@@ -49,10 +51,12 @@ class Workspace:
         auto_refresh: bool = True,
         locks=None,
         clock=time.time,
+        long_lived: bool = False,
     ) -> None:
         self.store = SpecStore.discover(root)
         self.root = self.store.root
         self.auto_refresh = auto_refresh
+        self.long_lived = long_lived
         self.clock = clock
         self.warnings: list[str] = []
         cache_dir = None
@@ -102,7 +106,7 @@ class Workspace:
         if self._index is None:
             from .index import Index
 
-            self._index = Index(self.table, self.cache_dir)
+            self._index = Index(self.table, self.cache_dir, defer_state=self.long_lived)
         return self._index
 
     @property
@@ -144,6 +148,8 @@ class Workspace:
     def flush(self) -> None:
         """Persist what the last operations learnt (the spec table and cached results)."""
         self.table.flush()
+        if self._index is not None:
+            self._index.flush()
 
     def close(self) -> None:
         self.flush()
