@@ -252,8 +252,10 @@ def openapi_document(secured: bool = False) -> dict:
         path_names = {seg[1:-1] for seg in path.split("/") if seg.startswith("{")}
         for method in methods:
             params = []
+            by_name = {p.name: p for p in op.params}
             for name in sorted(path_names):
-                params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+                schema = by_name[name].schema() if name in by_name else {"type": "string"}
+                params.append({"name": name, "in": "path", "required": True, "schema": schema})
             body_props = {}
             for p in op.params:
                 if p.name in path_names or p.name == "protocol":
