@@ -49,17 +49,23 @@ class Graph:
     archive (used only to decide whether a dependency is done).
     """
 
-    __slots__ = ("active", "archived", "_members", "_blocked", "_ready", "_ready_set", "_cycles", "_queue")
+    __slots__ = (
+        "active", "archived", "_members", "_drivers", "_blocked", "_ready", "_ready_set", "_cycles", "_queue",
+    )
 
     def __init__(self, active: dict, archived: dict | None = None) -> None:
         self.active = active
         self.archived = archived or {}
         members: dict[str, list[str]] = {}
+        drivers: dict[str, str] = {}
         for spec_id in active:
-            driver = driver_of(spec_id)
-            if driver is not None:
-                members.setdefault(driver, []).append(spec_id)
+            if "." in spec_id:
+                driver = driver_of(spec_id)
+                if driver is not None:
+                    members.setdefault(driver, []).append(spec_id)
+                    drivers[spec_id] = driver
         self._members = members
+        self._drivers = drivers
         self._blocked: set[str] | None = None
         self._ready: list[str] | None = None
         self._ready_set: frozenset[str] | None = None
@@ -92,7 +98,7 @@ class Graph:
         for dep in row.depends_on or ():
             if not self.is_done(dep):
                 out.append(("dependency", dep))
-        driver = driver_of(row.id)
+        driver = self._drivers.get(row.id) if row.id in self.active else driver_of(row.id)
         if driver is not None:
             drow = self.active.get(driver)
             if drow is not None:
@@ -110,7 +116,7 @@ class Graph:
     def waiting_on(self, row) -> list[str]:
         """Specs a not-blocked spec still waits for: earlier siblings, or its own members."""
         waits: list[str] = []
-        driver = driver_of(row.id)
+        driver = self._drivers.get(row.id) if row.id in self.active else driver_of(row.id)
         if driver is not None and row.depends_on is None:
             n = member_number(row.id)
             if n is not None:
@@ -132,13 +138,31 @@ class Graph:
 
     # the whole set
 
+    def _compute(self) -> None:
+        """Ready and blocked in one pass: each spec's blockers are worked out once."""
+        ready: list[str] = []
+        blocked: set[str] = set()
+        for spec_id, row in self.active.items():
+            status = row.status
+            if status in READY_STATUSES:
+                found = self.blockers(row)
+                if found and status == "pending":
+                    blocked.add(spec_id)
+                if not found and not self.waiting_on(row):
+                    ready.append(spec_id)
+            elif status == "blocked":
+                blocked.add(spec_id)
+        ready.sort(key=sort_key)
+        if self._ready is None:
+            self._ready = ready
+        if self._blocked is None:
+            self._blocked = blocked
+
     @property
     def ready(self) -> list[str]:
         """IDs of ready specs (groups included), in chant order."""
         if self._ready is None:
-            ids = [i for i, row in self.active.items() if self.is_ready(row)]
-            ids.sort(key=sort_key)
-            self._ready = ids
+            self._compute()
         return self._ready
 
     @property
@@ -161,11 +185,7 @@ class Graph:
     def blocked(self) -> set[str]:
         """What ``--status blocked`` shows: stored ``blocked``, or pending and blocked by the rules."""
         if self._blocked is None:
-            self._blocked = {
-                i
-                for i, row in self.active.items()
-                if row.status == "blocked" or (row.status == "pending" and self.blockers(row))
-            }
+            self._compute()
         return self._blocked
 
     def display_status(self, row) -> str:

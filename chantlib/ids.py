@@ -113,16 +113,28 @@ def parse_base36(text: str) -> int:
     return int(text, 36)
 
 
+_SORT_KEYS: dict[str, tuple] = {}
+
+
 def sort_key(spec_id: str) -> tuple:
     """The chant order (§5): date, sequence as a number, suffix, then members as numbers.
 
     Members follow their driver (``X`` < ``X.1`` < ``X.2`` < ``X.10``). Unparsable IDs
     compare as plain strings against the date of parsable ones, which keeps the order total.
+    Keys are remembered: a long-lived process sorts the same IDs over and over.
     """
+    key = _SORT_KEYS.get(spec_id)
+    if key is not None:
+        return key
     p = parse_id(spec_id)
     if p is None:
-        return (spec_id, -1, "", "", ())
-    return (p.date, int(p.seq, 36), p.suffix, p.project or "", p.members)
+        key = (spec_id, -1, "", "", ())
+    else:
+        key = (p.date, int(p.seq, 36), p.suffix, p.project or "", p.members)
+    if len(_SORT_KEYS) > 500_000:
+        _SORT_KEYS.clear()
+    _SORT_KEYS[spec_id] = key
+    return key
 
 
 def driver_of(spec_id: str) -> str | None:

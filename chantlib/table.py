@@ -360,6 +360,7 @@ class SpecTable:
         if not self._loaded:
             self._load()
         changes = Changes()
+        before = {rel: self.rows.get(rel) for rel in relpaths}
         for rel in relpaths:
             try:
                 st = os.stat(self.store.abspath(rel))
@@ -374,9 +375,55 @@ class SpecTable:
             key = (st.st_mtime_ns, st.st_size, st.st_ino)
             self._read_one(rel, key, self.files.get(rel), changes)
         if changes:
-            self._changed()
+            if not self._patch(before, changes):
+                self._changed()
             self._dirty = True
         return changes
+
+    def _patch(self, before: dict, changes: Changes) -> bool:
+        """Update the id maps for a few changed files in place, instead of rebuilding them
+        from every row (the daemon's watcher applies one file at a time). False when the
+        change touches anything unusual (a file that does not parse, two files with one
+        ID): the caller then rebuilds from scratch."""
+        if self._active is None:
+            return False
+        new_row = tuple.__new__
+        for rel in changes.added + changes.changed + changes.removed:
+            old, new = before.get(rel), self.rows.get(rel)
+            for t in (old, new):
+                if t is not None and (t[_ERROR] is not None or any(t[_ID] == d for d, _paths in self._duplicates)):
+                    return False
+            if old is not None:
+                target = self._archived_raw if old[_ARCHIVED] else self._active
+                current = target.get(old[_ID])
+                if current is None or current[_PATH] != rel:
+                    return False
+            if new is not None:
+                target = self._archived_raw if new[_ARCHIVED] else self._active
+                current = target.get(new[_ID])
+                if current is not None and current[_PATH] != rel:
+                    return False  # another file holds this ID: a duplicate
+        for rel in changes.added + changes.changed + changes.removed:
+            old, new = before.get(rel), self.rows.get(rel)
+            if old is not None:
+                if old[_ARCHIVED]:
+                    del self._archived_raw[old[_ID]]
+                    if self._archived is not None:
+                        del self._archived[old[_ID]]
+                else:
+                    del self._active[old[_ID]]
+            if new is not None:
+                if new[_ARCHIVED]:
+                    self._archived_raw[new[_ID]] = new
+                    if self._archived is not None:
+                        self._archived[new[_ID]] = new_row(Row, new)
+                else:
+                    self._active[new[_ID]] = new_row(Row, new)
+        self.generation += 1
+        self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
+        self._by_id = None
+        self._graph = None
+        return True
 
     def _read_one(self, rel: str, key: tuple, old, changes: Changes) -> None:
         try:

@@ -151,6 +151,12 @@ class Workspace:
         if self._index is not None:
             self._index.flush()
 
+    def _done(self) -> None:
+        """End of an operation: a short-lived workspace saves what it learnt; a long-lived
+        one (the daemon) saves on its own schedule, not on the request path."""
+        if not self.long_lived:
+            self.flush()
+
     def close(self) -> None:
         self.flush()
 
@@ -246,7 +252,7 @@ class Workspace:
         if project is not None:
             rows = [r for r in rows if r.project == project]
         result = {"specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
-        self.flush()
+        self._done()
         return result
 
     def show(self, spec: str) -> dict:
@@ -283,7 +289,7 @@ class Workspace:
         out["completed_at"] = row.completed_at
         lease = self.locks.get(row.id)
         out["lease"] = lease.to_dict() if lease is not None else None
-        self.flush()
+        self._done()
         return out
 
     def search(self, q: str, limit: int | None = 100) -> dict:
@@ -297,7 +303,7 @@ class Workspace:
         if not result.scored:
             rows.sort(key=lambda r: sort_key(r.id))
         out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
-        self.flush()
+        self._done()
         return out
 
     def lint(self, archive: bool = False) -> dict:
@@ -306,7 +312,7 @@ class Workspace:
 
         report = lint_rows(self.table, self.config, include_archive=archive)
         report["warnings"] = [w for w in self._warnings() if not w.startswith("skipping ")]
-        self.flush()
+        self._done()
         return report
 
     def status(self) -> dict:
@@ -341,7 +347,7 @@ class Workspace:
             "ready_count": len(ready),
             "warnings": self._warnings(),
         }
-        self.flush()
+        self._done()
         return result
 
     # operations: writing specs
@@ -390,7 +396,7 @@ class Workspace:
                     continue
                 raise
             self.table.refresh_paths([relpath])
-            self.flush()
+            self._done()
             return {"id": spec_id, "path": f".chant/{relpath}", "title": title}
         raise ChantError("could not find a free spec ID after 5 tries")
 
@@ -430,7 +436,7 @@ class Workspace:
                     )
             self._write_spec(row, values)
             released = locks.release(row.id, token=lease.token).to_dict() if lease is not None else None
-        self.flush()
+        self._done()
         return {"spec": self.summary(self.table.active[row.id]), "released": released, "outcome": outcome}
 
     # operations: leases and the queue
@@ -469,7 +475,7 @@ class Workspace:
         self._fresh()
         spec_id = self._lock_target(spec)
         lease = self.locks.acquire(spec_id, self._owner(owner), ttl, force=force)
-        self.flush()
+        self._done()
         return lease.to_dict()
 
     def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
@@ -478,7 +484,7 @@ class Workspace:
         spec_id = self._lock_target(spec)
         owner = None if token is not None or force else self._owner(owner)
         lease = self.locks.release(spec_id, owner=owner, token=token, force=force)
-        self.flush()
+        self._done()
         return lease.to_dict()
 
     def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
@@ -487,7 +493,7 @@ class Workspace:
         spec_id = self._lock_target(spec)
         owner = None if token is not None else self._owner(owner)
         lease = self.locks.renew(spec_id, owner=owner, token=token, ttl=ttl)
-        self.flush()
+        self._done()
         return lease.to_dict()
 
     def lock_list(self) -> dict:
@@ -497,26 +503,26 @@ class Workspace:
         self._fresh()
         spec_id = self._lock_target(spec)
         lease = self.locks.get(spec_id)
-        self.flush()
+        self._done()
         return {"spec": spec_id, "locked": lease is not None, "lease": None if lease is None else lease.to_dict()}
 
     def queue_next(self, project=None, labels=None) -> dict:
         items = self.queue.items(project, labels)
         result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
-        self.flush()
+        self._done()
         return result
 
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
         items = self.queue.items(project, labels)
         shown = items if limit is None else items[: max(0, limit)]
         result = {"specs": [self.summary(r) for r in shown], "depth": len(items)}
-        self.flush()
+        self._done()
         return result
 
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
         self._guard_lock_writes()
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
-        self.flush()
+        self._done()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
 
     # operations: the daemon
@@ -543,7 +549,7 @@ class Workspace:
                 "changed_since_last_run": 0 if changes is None else len(changes.added + changes.changed + changes.removed),
             }
         )
-        self.flush()
+        self._done()
         return stats
 
     def index_rebuild(self) -> dict:

@@ -78,3 +78,68 @@ def test_a_full_refresh_reads_every_archived_file(repo):
     ws2 = repo.workspace()
     assert ws2.refresh().changed == []  # the folder looks the same: trusted for now
     assert ws2.table.refresh(full=True).changed == ["archive/2026-01-11/2026-01-10-001-old.md"]
+
+
+# --- the daemon's incremental path gives what a full rebuild gives -----------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_IDS = ["2026-01-24-001-aaa", "2026-01-24-002-bbb", "2026-01-24-002-bbb.1", "2026-01-24-003-ccc"]
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["active", "archived", "broken", "delete"]),
+        st.sampled_from(_IDS),
+        st.sampled_from(["pending", "completed", "failed"]),
+        st.sampled_from([None, "2026-01-24-001-aaa", "2026-01-24-003-ccc"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _view(table) -> dict:
+    return {
+        "active": {i: r.path for i, r in table.active.items()},
+        "archived": {i: r.path for i, r in table.archived.items()},
+        "broken": sorted(table.broken),
+        "duplicates": table.duplicates,
+        "ready": table.graph.ready,
+        "blocked": sorted(table.graph.blocked),
+    }
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_ops)
+def test_refresh_paths_matches_a_full_refresh(tmp_path_factory, ops):
+    from chantlib.store import SpecStore
+    from chantlib.table import SpecTable
+
+    root = tmp_path_factory.mktemp("incremental")
+    store = SpecStore(str(root))
+    store.init("t")
+    live = SpecTable(store)
+    live.refresh(save=False)
+    live.active  # noqa: B018 - build the maps, so the next changes patch them
+    for kind, spec_id, status, dep in ops:
+        rel = f"archive/2026-01-25/{spec_id}.md" if kind == "archived" else f"specs/{spec_id}.md"
+        path = store.abspath(rel)
+        touched = [rel]
+        if kind == "delete":
+            for candidate in (f"specs/{spec_id}.md", f"archive/2026-01-25/{spec_id}.md"):
+                if os.path.exists(store.abspath(candidate)):
+                    os.unlink(store.abspath(candidate))
+                    touched.append(candidate)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            text = (
+                "---\nstatus: [\n---\n# broken\n" if kind == "broken"
+                else f"---\nstatus: {status}\n" + (f"depends_on: [{dep}]\n" if dep else "") + f"---\n# {spec_id}\n"
+            )
+            with open(path, "w") as fh:
+                fh.write(text)
+        live.refresh_paths(touched)
+        live.graph  # noqa: B018
+        fresh = SpecTable(store)
+        fresh.refresh(save=False, full=True)
+        assert _view(live) == _view(fresh)
