@@ -62,6 +62,7 @@ class Metrics:
         for result in ("success", "failure"):
             self.completions.labels(result=result)
         self.collector: WorkspaceCollector | None = None
+        self._children: dict = {}
 
     def bind(self, service) -> None:
         """Start reporting the state of ``service``'s workspace."""
@@ -69,7 +70,13 @@ class Metrics:
         self.registry.register(self.collector)
 
     def observe_request(self, transport: str, cmd: str, seconds: float) -> None:
-        self.requests.labels(transport=transport, cmd=cmd if cmd in OPS else "unknown").observe(seconds)
+        key = (transport, cmd)
+        child = self._children.get(key)
+        if child is None:  # label lookups cost more than the observation: remember the child
+            child = self.requests.labels(transport=transport, cmd=cmd if cmd in OPS else "unknown")
+            if cmd in OPS:
+                self._children[key] = child
+        child.observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition format (call it with the service lock held)."""

@@ -189,7 +189,7 @@ class Daemon:
         settings = Settings(self.root, ws.config, **self.options)
         ws.locks = MemoryLockTable(
             persist_dir=os.path.join(ws.store.chant_dir, LOCKS_DIR), default_ttl=ws.config.lock_ttl
-        )
+        )  # owns .chant/.locks/ from here: a second owner would be refused
         metrics = Metrics()
         service = Service(ws, metrics)
         metrics.bind(service)
@@ -241,6 +241,8 @@ class Daemon:
                 with contextlib.suppress(ChantError, OSError):
                     ws.table.save()
                     ws.flush()
+                with contextlib.suppress(ChantError, OSError):
+                    ws.locks.close()  # the journal folded into the lease files, the folder let go
             service.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(info_path)

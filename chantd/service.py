@@ -224,11 +224,18 @@ class Service:
         async with self.lock:
             return len(self.ws.locks.sweep())
 
+    def _persist(self) -> None:
+        self.ws.flush()
+        compact = getattr(self.ws.locks, "compact", None)
+        if compact is not None:
+            compact()
+
     async def persist(self) -> None:
-        """Save the spec table and index state if they changed (for a fast warm restart)."""
+        """Save the spec table and index state if they changed (for a fast warm restart),
+        and fold the lease journal into the lease files."""
         async with self.lock:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self.ws.flush)
+            await loop.run_in_executor(self._executor, self._persist)
 
     # status
 

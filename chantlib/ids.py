@@ -187,7 +187,7 @@ def resolve_partial(partial: str, ids, today: str | None = None) -> str:
 
     Exact match, else a unique suffix match, else (for three characters) a unique
     ``<today>-<input>-`` prefix, else a unique substring. Raises ``SpecNotFound`` or
-    ``AmbiguousSpecId``.
+    ``AmbiguousSpecId``. ``today`` (``YYYY-MM-DD``) defaults to the local date.
     """
     from .errors import AmbiguousSpecId, SpecNotFound, UsageError
 
@@ -198,8 +198,10 @@ def resolve_partial(partial: str, ids, today: str | None = None) -> str:
     if partial in ids:
         return partial
     stages = [lambda i: i.endswith(partial)]
-    if len(partial) == 3 and today:
-        head = f"{today}-{partial}-"
+    if len(partial) == 3:
+        import time
+
+        head = f"{today or time.strftime('%Y-%m-%d')}-{partial}-"
         stages.append(lambda i: i.startswith(head))
     stages.append(lambda i: partial in i)
     for match in stages:

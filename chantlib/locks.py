@@ -26,7 +26,7 @@ import os
 import threading
 import time
 
-from .errors import LockHeld, LockNotFound, NotHolder, StaleToken, StorageError, UsageError
+from .errors import Conflict, LockHeld, LockNotFound, NotHolder, StaleToken, StorageError, UsageError
 from .values import MAX_TTL
 
 __all__ = ["Lease", "LockTable", "FileLockTable", "MemoryLockTable", "format_time", "pid_alive"]
@@ -364,12 +364,15 @@ class LockTable:
 class MemoryLockTable(LockTable):
     """Leases in a dict (the daemon's table). ``start_token``: the last token ever issued.
 
-    ``persist_dir`` makes the table survive a crash: it starts from the leases and fencing
-    counter found there (the file backend's format, ``.chant/.locks/``), and writes every
-    change through to it before returning (temp file and rename, no fsync: a killed process
-    loses nothing, only a power cut could). Tokens are reserved in blocks of
-    ``token_block``, so the counter file is written once per block, and a restart, or the
-    file backend taking over, always continues above every token handed out.
+    ``persist_dir`` makes the table survive a crash. It starts from the leases and fencing
+    counter found there (the file backend's format, ``.chant/.locks/``) and owns that folder
+    while it lives: every change is appended to ``.journal`` before the call returns (one
+    ``write``, no fsync: a killed process loses nothing, only a power cut could), and
+    :meth:`compact` folds the journal into the lease files (the daemon does it every few
+    seconds and on its way out; a restart does it first). The file backend reads the journal
+    too, so direct mode sees these leases even after a ``kill -9``. Tokens are reserved in
+    blocks of ``token_block``, so the counter file is written once per block, and a restart,
+    or the file backend taking over, always continues above every token handed out.
     """
 
     def __init__(
@@ -380,11 +383,15 @@ class MemoryLockTable(LockTable):
         self._token = int(start_token)
         self._mutex = threading.RLock()
         self._files = None
+        self._journal = None
+        self._touched: set[str] = set()
         self._reserved = self._token
         self._block = max(1, int(token_block))
         if persist_dir is not None:
             files = FileLockTable(persist_dir, durable=False)
             files._ensure_dir()
+            self._journal = files._own_journal()  # a second owner is refused here
+            files._fold_journal(self._journal)  # what a killed owner left, into the lease files
             for lease in files._all():
                 self._leases[lease.spec] = lease
                 self._token = max(self._token, lease.token)
@@ -398,17 +405,50 @@ class MemoryLockTable(LockTable):
     def _read(self, spec):
         return self._leases.get(spec)
 
+    def _log(self, entry: dict) -> None:
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            os.write(self._journal, line)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "append to", self._files.journal_path) from None
+
     def _create(self, lease):
-        if self._files is not None:
-            self._files._replace(lease)
+        if self._journal is not None:
+            self._log({"put": lease.to_record()})
+            self._touched.add(lease.spec)
         self._leases[lease.spec] = lease
 
     _replace = _create
 
     def _delete(self, spec):
-        if self._files is not None:
-            self._files._delete(spec)
+        if self._journal is not None:
+            self._log({"del": spec})
+            self._touched.add(spec)
         self._leases.pop(spec, None)
+
+    def compact(self) -> int:
+        """Fold the journal into the lease files and empty it; returns the specs written."""
+        with self._mutex:
+            if self._journal is None or not self._touched:
+                return 0
+            touched, self._touched = self._touched, set()
+            for spec in touched:
+                lease = self._leases.get(spec)
+                if lease is None:
+                    self._files._remove_file(spec)
+                else:
+                    self._files._put_file(lease)
+            os.ftruncate(self._journal, 0)
+            return len(touched)
+
+    def close(self) -> None:
+        """Compact and let go of the folder (the daemon's last step)."""
+        with self._mutex:
+            if self._journal is not None:
+                self.compact()
+                os.unlink(self._files.journal_path)  # while we still hold it: nothing left to fold
+                os.close(self._journal)
+                self._journal = None
 
     def _next_token(self):
         if self._files is not None and self._token >= self._reserved:
@@ -438,6 +478,7 @@ class MemoryLockTable(LockTable):
 
 
 _FENCE = ".fence"
+_JOURNAL = ".journal"
 _MUTEX = ".table.lock"
 _UNREADABLE_GRACE = 60.0
 
@@ -481,7 +522,89 @@ class FileLockTable(LockTable):
         # make a sweep or a release act on another spec's file
         return lease if lease.spec == spec else lease.replace(spec=spec)
 
+    # the journal of a memory table that owns (or owned) this folder
+
+    @property
+    def journal_path(self) -> str:
+        return os.path.join(self.path, _JOURNAL)
+
+    def _journal(self) -> dict[str, Lease | None]:
+        """spec -> the journal's last word on it (``None``: released). Empty if no journal."""
+        try:
+            with open(self.journal_path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "read", self.journal_path) from None
+        out: dict[str, Lease | None] = {}
+        for line in raw.split(b"\n"):
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+                if "put" in entry:
+                    lease = Lease.from_record(entry["put"])
+                    out[lease.spec] = lease
+                else:
+                    out[str(entry["del"])] = None
+            except (ValueError, KeyError, TypeError, OverflowError):
+                break  # a torn last line: its writer was killed in the middle of it
+        return out
+
+    def _own_journal(self) -> int:
+        """Open the journal for appending and hold it (flock) for the life of the fd."""
+        import fcntl
+
+        try:
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "open", self.journal_path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise Conflict(
+                f"another process (a daemon) owns the lock table in {self.path}", path=self.path
+            ) from None
+        os.set_inheritable(fd, False)
+        return fd
+
+    def _fold_journal(self, fd: int | None = None) -> None:
+        """Write the journal's entries to the lease files and empty it (its owner, or a
+        process that found it unowned, does this)."""
+        entries = self._journal()
+        if not entries:
+            return
+        for spec, lease in entries.items():
+            if lease is None:
+                self._remove_file(spec)
+            else:
+                self._put_file(lease)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+        else:
+            with open(self.journal_path, "r+b") as fh:
+                fh.truncate(0)
+
+    def _writable(self) -> None:
+        """Before a write: a journal nobody owns is folded in; an owned one means a memory
+        table (a daemon) owns this folder, and writing behind its back is refused."""
+        if not os.path.exists(self.journal_path):
+            return
+        fd = self._own_journal()  # raises Conflict when owned
+        try:
+            self._fold_journal(fd)
+        finally:
+            os.close(fd)
+
     def _read(self, spec):
+        journal = self._journal()
+        if spec in journal:
+            return journal[spec]
+        return self._read_file(spec)
+
+    def _read_file(self, spec):
         path = self._lease_path(spec)
         try:
             with open(path, "rb") as fh:
@@ -499,16 +622,27 @@ class FileLockTable(LockTable):
     def _create(self, lease):
         from .store import atomic_write
 
+        self._writable()
         atomic_write(
             self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644, durable=self.durable
         )
 
     def _replace(self, lease):
+        self._writable()
+        self._put_file(lease)
+
+    def _delete(self, spec):
+        self._writable()
+        self._remove_file(spec)
+
+    # the raw writes (the journal's owner folds it in with these)
+
+    def _put_file(self, lease):
         from .store import atomic_write
 
         atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o644, durable=self.durable)
 
-    def _delete(self, spec):
+    def _remove_file(self, spec):
         try:
             os.unlink(self._lease_path(spec))
         except FileNotFoundError:
@@ -524,14 +658,19 @@ class FileLockTable(LockTable):
             return out
         except OSError as exc:
             raise StorageError.from_os_error(exc, "read folder", self.path) from None
+        journal = self._journal()
         for name in names:
             if name.endswith(".lock") and not name.startswith("."):
-                lease = self._read(name[:-5])
-                if lease is not None:
-                    out.append(lease)
+                spec = name[:-5]
+                if spec not in journal:
+                    lease = self._read_file(spec)
+                    if lease is not None:
+                        out.append(lease)
+        out.extend(lease for lease in journal.values() if lease is not None)
         return out
 
     def _next_token(self):
+        self._writable()
         fence = os.path.join(self.path, _FENCE)
         try:
             with open(fence, "rb") as fh:

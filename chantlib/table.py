@@ -557,8 +557,6 @@ class SpecTable:
         ``broken``, files that do not parse)."""
         from .errors import SpecNotFound
 
-        if today is None:
-            today = time.strftime("%Y-%m-%d")
         pools = [self.active, self.archived]
         if broken:
             pools.append({row.id: row for row in self.broken.values()})

@@ -206,7 +206,7 @@ class Workspace:
         }
 
     def _resolve(self, partial: str, *, broken: bool = False):
-        return self.table.resolve(partial, time.strftime("%Y-%m-%d"), broken=broken)
+        return self.table.resolve(partial, broken=broken)
 
     # operations: reading
 
