@@ -12,6 +12,7 @@ tantivy only for ``search``/``query``/``index_*``, filelock only for leases.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
@@ -26,7 +27,7 @@ INDEX_DIR = ".index"
 LOCKS_DIR = ".locks"
 
 
-_PROJECT_RE = __import__("re").compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_PROJECT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 def _now_utc() -> str:
@@ -39,8 +40,8 @@ class Workspace:
     ``root``: the repository root or any folder below it (default: the current folder).
     ``persist``: keep the spec table and index under ``.chant/.index/`` (else memory only).
     ``locks``: a :class:`~chantlib.locks.LockTable` to use instead of the file backend.
-    ``long_lived``: the workspace lives on (the daemon): index state is written on
-    :meth:`flush` rather than after every index write.
+    ``long_lived``: the workspace lives on (the daemon): the spec table and index state are
+    saved on :meth:`flush`, by its owner's schedule, not at the end of every operation.
     """
 
     def __init__(
