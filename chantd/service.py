@@ -30,11 +30,14 @@ INLINE = frozenset(
      "daemon_status"}
 )
 #: operations whose answer depends only on the files (not on leases, not on the clock): their
-#: results are kept, encoded, until anything changes, so a repeated `chant list` costs a send
+#: results are kept, encoded, keyed by the spec table's generation (which any change to a
+#: spec bumps), so a repeated `chant list` costs a send
 CACHED = frozenset({"list", "search", "query", "lint"})
-#: operations that read only: anything else empties that cache
-READ_ONLY = CACHED | {"hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list",
-                      "index_status", "daemon_status"}
+#: operations that change nothing those answers depend on: reads, and lease changes
+KEEPS_CACHE = CACHED | {
+    "hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list", "index_status",
+    "daemon_status", "lock_acquire", "lock_release", "lock_renew", "queue_claim",
+}
 #: operations that take an owner: when a request does not name one, the transport's
 #: identity of the peer is used (the socket's peer credentials, the HTTP client's address)
 OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
@@ -97,7 +100,7 @@ class Service:
         if cmd not in CACHED:
             return None
         try:
-            return (cmd, json.dumps(params, sort_keys=True))
+            return (cmd, json.dumps(params, sort_keys=True), self.ws.table.generation)
         except (TypeError, ValueError):
             return None
 
@@ -142,8 +145,8 @@ class Service:
             if cmd in OWNED and params.get("owner") in (None, "") and peer_owner:
                 params = dict(params, owner=peer_owner)
             async with self.lock:
-                if cmd not in READ_ONLY:
-                    self._forget()  # a write (or an unknown command): nothing cached survives
+                if cmd not in KEEPS_CACHE:
+                    self._forget()  # a write to specs (or an unknown command): nothing cached survives
                 if cmd in INLINE:
                     result = dispatch(self.ws, cmd, params)
                 else:

@@ -250,6 +250,55 @@ def test_metrics_pass_promtool(served):
     assert "2026-01-24" not in text  # no label holds a spec ID
 
 
+PROMETHEUS = shutil.which("prometheus")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package prometheus) is not installed; .ci/run installs it")
+def test_a_real_prometheus_scrapes_the_daemon(served, tmp_path):
+    from .conftest import free_port
+
+    served.call("lock_acquire", spec="aaa", owner="w1")
+    web = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n"
+        f"  - job_name: chant\n    static_configs:\n      - targets: ['127.0.0.1:{served.metrics_port}']\n"
+    )
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        def query(expr: str):
+            code, body = curl(f"http://127.0.0.1:{web}/api/v1/query?query={expr}")
+            if code != 200 or not isinstance(body, dict):
+                return None
+            return body["data"]["result"]
+
+        deadline = time.monotonic() + 60
+        up = locks = None
+        while time.monotonic() < deadline:
+            up = query("up%7Bjob%3D%22chant%22%7D")
+            locks = query("chant_locks_active")
+            if up and locks:
+                break
+            time.sleep(0.5)
+        assert up and up[0]["value"][1] == "1", up
+        assert locks and locks[0]["value"][1] == "1", locks
+        ready = query("sum(chant_specs_ready)")
+        assert ready and float(ready[0]["value"][1]) == 2
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 # --- lifecycle --------------------------------------------------------------------------------
 
 
