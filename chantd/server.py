@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -212,6 +213,9 @@ class Daemon:
             atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
             # load under the lock: requests that arrive meanwhile wait for a full table
             await service.apply_async(None)
+            # The table and index are long-lived: keep the cyclic GC from walking them over and
+            # over (each walk of a 50,000-spec table is a pause every request would pay for).
+            gc.freeze()
             tasks.append(asyncio.create_task(watcher.run()))
             tasks.append(asyncio.create_task(self._sweeper(service)))
             service.info["watch"] = "poll" if settings.poll else "native"

@@ -57,7 +57,7 @@ class Param:
             import re
 
             for item in value if isinstance(value, list) else (value,):
-                if re.search(self.pattern, item) is None:
+                if re.search(self.pattern, item) is None:  # re caches compiled patterns
                     raise UsageError(f"{op}: parameter '{self.name}' {self.hint}, got {item!r}", op=op, param=self.name)
         if self.minimum is not None and (value <= self.minimum if self.exclusive else value < self.minimum):
             bound = f"above {self.minimum}" if self.exclusive else f"at least {self.minimum}"
@@ -152,7 +152,7 @@ _KIND_WORDS = {
 
 
 class Op:
-    __slots__ = ("name", "method", "params", "doc", "writes")
+    __slots__ = ("name", "method", "params", "doc", "writes", "_by_name")
 
     def __init__(self, name, method, params=(), doc="", writes=False):
         self.name = name
@@ -160,14 +160,15 @@ class Op:
         self.params = tuple(params)
         self.doc = doc
         self.writes = writes
+        self._by_name = {}
+        for p in self.params:
+            self._by_name[p.name] = p
+            for alias in p.aliases:
+                self._by_name[alias] = p
 
     def bind(self, raw: dict) -> dict:
         """Check and convert ``raw`` parameters into keyword arguments for the method."""
-        by_name = {}
-        for p in self.params:
-            by_name[p.name] = p
-            for alias in p.aliases:
-                by_name[alias] = p
+        by_name = self._by_name
         kwargs: dict = {}
         for key, value in raw.items():
             p = by_name.get(key)
