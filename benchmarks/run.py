@@ -54,7 +54,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "out")
 DEFAULT_SIZES = (500, 5000, 50000)
 DEFAULT_SEED = 7
-DEFAULT_REPEAT = 7
+DEFAULT_REPEAT = 11
 BIG = 50000  # from this size on, fewer repeats
 
 DIRECT = ["--direct"]  # every measured command runs in process (no daemon), except the auto_list row
@@ -921,7 +921,7 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
         "to a temp file), with `--direct` (in process, no daemon probe), except the row \"without `--direct`\", "
         "which shows the default mode's cost when no daemon runs. Wall time is `time.perf_counter()` from just before the spawn to the reap, so it "
         "includes interpreter start-up and imports, as a user sees it.")
-    add("- Figures are the **median** of K runs (K = `--repeat`, default 7, for the warm commands; at most 5 for "
+    add(f"- Figures are the **median** of K runs (K = `--repeat`, default {DEFAULT_REPEAT}, for the warm commands; at most 5 for "
         "cold list and rebuild, and at 50,000 specs at most 5 warm / 3 slow runs); **min** is the fastest run.")
     add("- **Baseline:** a bare `<venv python> -c pass` (the interpreter in the `chant` script's `#!` line), run "
         "before every round of warm commands, every cold run and every rebuild; its median over the whole run is "
@@ -955,7 +955,7 @@ def render(results: list[dict], baseline: Measure, info: dict, args, chant: str,
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Benchmark the chant CLI on generated repositories.")
     p.add_argument("--sizes", help="comma-separated spec counts (default 500,5000,50000)")
-    p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="runs per fast command (default 7)")
+    p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="runs per fast command (default 11)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed (default 7)")
     p.add_argument("--write", metavar="PATH", help="write the markdown to PATH (it is printed as well)")
     p.add_argument("--json", metavar="PATH",

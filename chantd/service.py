@@ -82,7 +82,7 @@ class Service:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
         self._cache: dict[tuple, tuple[dict, bytes]] = {}
-        self._epoch = 0  # bumped whenever the cache is emptied
+        self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
 
     @property
@@ -114,21 +114,21 @@ class Service:
             if self.metrics is not None:
                 self.metrics.observe_request(transport, cmd, time.perf_counter() - started)
         else:
-            epoch = self._epoch
+            epoch = self._cache_epoch
             envelope = await self.call(cmd, params, transport, peer_owner)
             if not envelope.get("ok"):
                 return encode_answer(envelope, request_id)
             raw = _dumps(envelope["result"]).encode("utf-8")
             # kept only if nothing changed while it was computed (a write or a file event
             # between our turn at the lock and now would make it stale)
-            if key is not None and epoch == self._epoch:
+            if key is not None and epoch == self._cache_epoch:
                 self._remember(key, envelope["result"], raw)
         tail = b"}\n" if request_id is None else b',"id":' + _dumps(request_id).encode("utf-8") + b"}\n"
         return b'{"ok":true,"result":' + raw + tail
 
     def _forget(self) -> None:
         self._cache.clear()
-        self._epoch += 1
+        self._cache_epoch += 1
 
     def _remember(self, key, result, raw: bytes) -> None:
         if len(self._cache) >= 64:

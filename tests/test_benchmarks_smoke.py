@@ -76,6 +76,7 @@ def test_quick_benchmark_prints_the_table(tmp_path):
     for row in DAEMON_ROWS:
         assert f"| {row} |" in daemon_part, row
     assert "every daemon-mode command was served by the daemon" in daemon_part
+    assert "Side by side (the measure of the lock target): one client alternating" in daemon_part
     # the daemon rows of the targets table (the 5,000/50,000 ones say "not measured" at --quick)
     assert "| daemon-mode `chant list --ready` at 5,000 specs within 3× a bare interpreter start |" in out
     assert "`lock_release` round trip at 500 specs within 3× a `hello` round trip" in out
