@@ -646,6 +646,29 @@ def _write_in_place(path: str, text: str) -> None:
         fh.truncate()
 
 
+class _Latencies:
+    """The samples of one watch-latency series: a write, then a poll until the daemon shows it."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.missed = 0
+        self.error: str | None = None
+
+    def visible(self, client: DaemonClient, q: str, t0: float) -> None:
+        if _poll(client, q, lambda total: total >= 1, WATCH_TIMEOUT):
+            self.samples.append(time.perf_counter() - t0)
+        else:
+            self.missed += 1
+            self.error = self.error or f"not visible within {WATCH_TIMEOUT:g}s"
+        time.sleep(0.02)
+
+    def failed(self, exc: Exception) -> None:
+        self.error = self.error or f"{type(exc).__name__}: {exc}"
+
+    def result(self) -> dict:
+        return {"samples": self.samples, "missed": self.missed, "error": self.error}
+
+
 def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
     """{"new": {...}, "edit": {...}}: seconds from a write to its visibility in a search."""
     specs_dir = os.path.join(root, ".chant", "specs")
@@ -653,7 +676,7 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
     created: list[str] = []
     with DaemonClient.connect(root, timeout=30) as client:
         # new files
-        series, missed, first_error = [], 0, None
+        lat = _Latencies()
         try:
             for i in range(samples):
                 seq = "".join("0123456789abcdefghijklmnopqrstuvwxyz"[(i // 36 ** p) % 36] for p in (2, 1, 0))
@@ -663,14 +686,9 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                     fh.write(_PROBE.format(token=f"wpn{i}x"))
                 t0 = time.perf_counter()
                 created.append(path)
-                if _poll(client, f"id:{spec_id}", lambda total: total >= 1, WATCH_TIMEOUT):
-                    series.append(time.perf_counter() - t0)
-                else:
-                    missed += 1
-                    first_error = first_error or f"not visible within {WATCH_TIMEOUT:g}s"
-                time.sleep(0.02)
+                lat.visible(client, f"id:{spec_id}", t0)
         except (ChantError, DaemonGone, OSError) as exc:
-            first_error = first_error or f"{type(exc).__name__}: {exc}"
+            lat.failed(exc)
         finally:
             for path in created:
                 with contextlib.suppress(OSError):
@@ -679,10 +697,10 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                 with contextlib.suppress(ChantError, DaemonGone, OSError):
                     if not _poll(client, f"id:{PROBE_PREFIX}*", lambda total: total == 0, 30.0):
                         log("warning: the daemon still shows probe specs 30 s after they were removed")
-        out["new"] = {"samples": series, "missed": missed, "error": first_error}
+        out["new"] = lat.result()
 
         # in-place edits of one existing spec (its bytes kept in a backup file until restored)
-        series, missed, first_error = [], 0, None
+        lat = _Latencies()
         if edit_id is None:
             out["edit"] = {"samples": [], "missed": 0, "error": "no spec to edit"}
             return out
@@ -710,14 +728,9 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                 _write_in_place(path, f"{head}{sep} {token}{body}")
                 t0 = time.perf_counter()
                 last = token
-                if _poll(client, f"title:{token}", lambda total: total >= 1, WATCH_TIMEOUT):
-                    series.append(time.perf_counter() - t0)
-                else:
-                    missed += 1
-                    first_error = first_error or f"not visible within {WATCH_TIMEOUT:g}s"
-                time.sleep(0.02)
+                lat.visible(client, f"title:{token}", t0)
         except (ChantError, DaemonGone, OSError) as exc:
-            first_error = first_error or f"{type(exc).__name__}: {exc}"
+            lat.failed(exc)
         finally:
             _write_in_place(path, original)
             with contextlib.suppress(OSError):
@@ -726,7 +739,7 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                 with contextlib.suppress(ChantError, DaemonGone, OSError):
                     if not _poll(client, f"title:{last}", lambda total: total == 0, 30.0):
                         log(f"warning: the daemon still shows the edit of {edit_id} 30 s after it was undone")
-        out["edit"] = {"samples": series, "missed": missed, "error": first_error}
+        out["edit"] = lat.result()
     return out
 
 
@@ -893,22 +906,8 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
             mem("lock", ["lock", "release", lock_id])
 
         # where a daemon-mode command spends its time (import, main(argv), the rest)
-        for key, argv in (("list", ["list", "--ready"]), ("search", ["search", R.FREE_QUERY])):
-            series = {"wall": [], "import": [], "op": [], "rest": []}
-            for _ in range(3 if quick else 5):
-                r = R.run([python, "-c", R._BREAKDOWN, *argv], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
-                try:
-                    imp, op, code = r.stdout.strip().splitlines()[-1].split()
-                    imp, op = float(imp), float(op)
-                except (ValueError, IndexError):
-                    continue
-                if r.ok() and code in ("0", "5"):
-                    series["wall"].append(r.wall)
-                    series["import"].append(imp)
-                    series["op"].append(op)
-                    series["rest"].append(r.wall - imp - op)
-            if series["wall"]:
-                d["split"][key] = {k: statistics.median(v) for k, v in series.items()}
+        d["split"].update(R.breakdown(root, python, env, runs=3 if quick else 5, timeout=R.FAST_TIMEOUT,
+                                      commands=(("list", ["list", "--ready"]), ("search", ["search", R.FREE_QUERY]))))
         if n == 5000:  # the target's size: where a daemon-mode `list --ready` spends its time
             d["cprofile"] = R.cprofile(root, python, env, ["list", "--ready"])
             d["importtime"] = R.importtime(root, python, env, ["list", "--ready"])

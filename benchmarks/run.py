@@ -571,18 +571,19 @@ PROFILED = (
 )
 
 
-def breakdown(root: str, python: str, env: dict, runs: int = 5) -> dict:
-    """Split warm commands into ``import chant_cli.main``, ``main(argv)`` and the rest.
+def breakdown(root: str, python: str, env: dict, runs: int = 5, commands=PROFILED,
+              timeout: float = SLOW_TIMEOUT) -> dict:
+    """Split commands into ``import chant_cli.main``, ``main(argv)`` and the rest.
 
-    Each run is a child that times its own import and ``main(argv)``; its wall time is taken
-    from outside as for the table, so "rest" (start-up, teardown, exit) comes from the same
-    run. Medians of ``runs``.
+    ``commands`` is a sequence of (key, argv). Each run is a child that times its own import
+    and ``main(argv)``; its wall time is taken from outside as for the table, so "rest"
+    (start-up, teardown, exit) comes from the same run. Medians of ``runs``, by key.
     """
     out = {}
-    for key, argv in PROFILED:
+    for key, argv in commands:
         series: dict[str, list] = {"wall": [], "import": [], "op": [], "rest": []}
         for _ in range(runs):
-            r = run([python, "-c", _BREAKDOWN, *argv], cwd=root, timeout=SLOW_TIMEOUT, env=env)
+            r = run([python, "-c", _BREAKDOWN, *argv], cwd=root, timeout=timeout, env=env)
             try:
                 imp, op, code = r.stdout.strip().splitlines()[-1].split()
                 imp, op = float(imp), float(op)

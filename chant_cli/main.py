@@ -112,6 +112,15 @@ def _add_complete(sub):
     _common(p)
 
 
+def _action_parsers(sub, command: str, text: str, actions: dict[str, str], action: str | None):
+    """(name, parser) for each action of a command with actions (only ``action``'s when given)."""
+    p = sub.add_parser(command, help=text)
+    group = p.add_subparsers(dest=f"{command}_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, help_text in actions.items():
+        if action is None or name == action:
+            yield name, group.add_parser(name, help=help_text)
+
+
 _LOCK_ACTIONS = {
     "acquire": "take the lease on a spec",
     "release": "give up a lease",
@@ -122,12 +131,7 @@ _LOCK_ACTIONS = {
 
 
 def _add_lock(sub, action=None):
-    p = sub.add_parser("lock", help="leases on specs")
-    lock = p.add_subparsers(dest="lock_action", metavar="<action>", parser_class=_Parser, required=True)
-    for name, text in _LOCK_ACTIONS.items():
-        if action is not None and name != action:
-            continue
-        q = lock.add_parser(name, help=text)
+    for name, q in _action_parsers(sub, "lock", "leases on specs", _LOCK_ACTIONS, action):
         if name != "list":
             q.add_argument("id")
         if name in ("acquire", "release", "renew"):
@@ -145,12 +149,7 @@ _QUEUE_ACTIONS = {"next": "the next spec (--claim takes it)", "list": "the queue
 
 
 def _add_queue(sub, action=None):
-    p = sub.add_parser("queue", help="the queue of ready work")
-    queue = p.add_subparsers(dest="queue_action", metavar="<action>", parser_class=_Parser, required=True)
-    for name, text in _QUEUE_ACTIONS.items():
-        if action is not None and name != action:
-            continue
-        q = queue.add_parser(name, help=text)
+    for name, q in _action_parsers(sub, "queue", "the queue of ready work", _QUEUE_ACTIONS, action):
         q.add_argument("--project", help="only this project")
         q.add_argument("--label", action="append", help="only specs with this label (repeatable: any of them)")
         if name == "next":
@@ -166,11 +165,8 @@ _INDEX_ACTIONS = {"rebuild": "rebuild from the files", "status": "size and fresh
 
 
 def _add_index(sub, action=None):
-    p = sub.add_parser("index", help="the search index")
-    index = p.add_subparsers(dest="index_action", metavar="<action>", parser_class=_Parser, required=True)
-    for name, text in _INDEX_ACTIONS.items():
-        if action is None or name == action:
-            _common(index.add_parser(name, help=text))
+    for _name, q in _action_parsers(sub, "index", "the search index", _INDEX_ACTIONS, action):
+        _common(q)
 
 
 def _add_start_options(q) -> None:
@@ -192,12 +188,8 @@ _DAEMON_ACTIONS = {
 
 
 def _add_daemon(sub, action=None):
-    p = sub.add_parser("daemon", help="the daemon: a hot index, lock table and queue for this repository")
-    daemon = p.add_subparsers(dest="daemon_action", metavar="<action>", parser_class=_Parser, required=True)
-    for name, text in _DAEMON_ACTIONS.items():
-        if action is not None and name != action:
-            continue
-        q = daemon.add_parser(name, help=text)
+    text = "the daemon: a hot index, lock table and queue for this repository"
+    for name, q in _action_parsers(sub, "daemon", text, _DAEMON_ACTIONS, action):
         if name == "start":
             q.add_argument("--background", action="store_true", help="detach; return once the socket answers")
             _add_start_options(q)

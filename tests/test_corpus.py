@@ -113,9 +113,8 @@ def test_corpus_sizes():
 # --- parse, render, edit: every file of both snapshots ----------------------------------------
 
 
-@pytest.mark.parametrize("snapshot", SNAPSHOTS)
-def test_every_file_parses_and_renders_byte_identical(snapshot):
-    problems = []
+def _parsed_files(snapshot, problems):
+    """(path, bytes, text, spec) of each spec file of a snapshot that parses; the others go to ``problems``."""
     for spec_id, path, _archived in spec_files(snapshot):
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -124,6 +123,13 @@ def test_every_file_parses_and_renders_byte_identical(snapshot):
         if spec.error is not None:
             problems.append(f"{path}: error {spec.error}")
             continue
+        yield path, raw, text, spec
+
+
+@pytest.mark.parametrize("snapshot", SNAPSHOTS)
+def test_every_file_parses_and_renders_byte_identical(snapshot):
+    problems = []
+    for path, raw, text, spec in _parsed_files(snapshot, problems):
         if not spec.has_frontmatter or "status" not in spec.frontmatter:
             problems.append(f"{path}: no frontmatter/status seen")
         rendered = spec.render()
@@ -156,14 +162,7 @@ def _same_values(before: dict, after: dict, skip: str) -> list[str]:
 @pytest.mark.parametrize("snapshot", SNAPSHOTS)
 def test_editing_one_key_keeps_everything_else(snapshot):
     problems = []
-    for spec_id, path, _archived in spec_files(snapshot):
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        text = raw.decode("utf-8")
-        spec = Spec.parse(spec_id, text)
-        if spec.error is not None:
-            problems.append(f"{path}: error {spec.error}")
-            continue
+    for path, raw, text, spec in _parsed_files(snapshot, problems):
         keys = list(spec.frontmatter)
 
         # status: every file has it, written on one line
