@@ -792,9 +792,11 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
     index_dir = os.path.join(root, ".chant", ".index")
     local_bare = R.Measure("bare")
     d["bare_local"] = local_bare
+    this_round = {"bare": None}  # the bare interpreter's time in the current round
 
     def bare():
         r = R.run([python, "-c", "pass"], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
+        this_round["bare"] = r.wall if r.ok() else None
         if r.ok():
             baseline.add(r.wall)
             local_bare.add(r.wall)
@@ -859,7 +861,7 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
             m[key].attempts += 1
             r = R.run([chant, *argv], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
             if r.ok(codes):
-                m[key].add(r.wall)
+                m[key].add(r.wall, this_round["bare"])
             else:
                 m[key].failures.append(r.why())
             return r
@@ -874,7 +876,7 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
                 a = R.run([chant, "lock", "acquire", lock_id], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
                 b = R.run([chant, "lock", "release", lock_id], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
                 if a.ok() and b.ok():
-                    m["lock"].add(a.wall + b.wall)
+                    m["lock"].add(a.wall + b.wall, this_round["bare"])
                 else:
                     m["lock"].failures.append(f"acquire {a.why()}" if not a.ok() else f"release {b.why()}")
                     R.run([chant, "lock", "release", lock_id, "--force"], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
@@ -1215,19 +1217,16 @@ def target_rows(results: list[dict], bare: float | None, R) -> list[tuple[str, s
         rows += [(name1, why, "—"), (name2, why, "—")]
     else:
         meas = d.get("cli", {}).get("list")
-        if meas is None or meas.median is None or not bare:
+        if meas is None or meas.median is None or meas.paired is None or not bare:
             rows += [(name1, "failed to run", bad), (name2, "failed to run", bad)]
         else:
-            ratio = meas.median / bare
             fresh = d.get("cli", {}).get("list_fresh")
             also = ""
-            if fresh is not None and fresh.median is not None:
-                fr = fresh.median / bare
-                also = (f"; first after a write (answer computed): {_ms(fresh.median)} = {fr:.2f}× "
-                        f"{'(within 3×)' if fr <= 3 else '(**over 3×**)'}")
-            rows.append((name1, f"repeated (the daemon's cached answer): {_ms(meas.median)} = {ratio:.2f}× bare "
-                                f"({_ms(bare)}; limit {_ms(3 * bare)}; min run {meas.min / bare:.2f}×){also}",
-                         ok if ratio <= 3 else bad))
+            if fresh is not None and fresh.paired is not None:
+                also = (f"; first after a write (answer computed): {R.ratio_cell(fresh, bare, 3, _ms)} "
+                        f"{'(within 3×)' if fresh.paired <= 3 else '(**over 3×**)'}")
+            rows.append((name1, f"repeated (the daemon's cached answer): {R.ratio_cell(meas, bare, 3, _ms)}{also}",
+                         ok if meas.paired <= 3 else bad))
             cold = r["measures"].get("cold_list")
             if cold is None or cold.median is None:
                 rows.append((name2, "cold direct list failed", bad))

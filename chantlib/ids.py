@@ -190,8 +190,9 @@ def resolve_partial(partial: str, ids, today: str | None = None) -> str:
     ``AmbiguousSpecId``. ``today`` (``YYYY-MM-DD``) defaults to the local date.
     """
     from .errors import AmbiguousSpecId, SpecNotFound, UsageError
+    from .values import BLANK
 
-    partial = partial.strip()
+    partial = partial.strip(BLANK)
     if not partial:
         raise UsageError("Spec ID cannot be empty")
     ids = ids if isinstance(ids, (set, frozenset, dict)) else set(ids)

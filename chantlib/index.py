@@ -453,16 +453,22 @@ _OCC = tantivy.Occur
 
 
 def _wildcard_regex(value: str) -> str:
+    """A wildcard term as a tantivy regex: ``*`` any run, ``?`` one character, the rest literal.
+
+    Every character but a letter, a digit or ``_`` is written as ``\\x{HEX}``: a backslash before
+    punctuation is not always a literal there (``\\<`` and ``\\>`` are word boundaries, which
+    tantivy refuses), a code point escape always is.
+    """
     out = []
     for ch in value:
         if ch == "*":
             out.append(".*")
         elif ch == "?":
             out.append(".")
-        elif ch.isalnum() or ch in "_":
+        elif ch.isalnum() or ch == "_":
             out.append(ch)
         else:
-            out.append("\\" + ch if ch in r"\.+()[]{}|^$-/~#&<>@\"" else ch)
+            out.append(f"\\x{{{ord(ch):X}}}")
     return "".join(out)
 
 
@@ -557,18 +563,24 @@ class _Compiler:
         if kind == "bool" and value not in ("true", "false"):
             self.fail(t, f"field '{field}' takes true or false")
         if t.wildcard:
-            return _Q.regex_query(self.schema, field, _wildcard_regex(value))
+            return self.wildcard(t, field, value)
         return _Q.term_query(self.schema, field, value)
 
     def text(self, t: Term, field: str):
         if t.wildcard:
-            return _Q.regex_query(self.schema, field, _wildcard_regex(t.value.lower()))
+            return self.wildcard(t, field, t.value.lower())
         words = tokenize(t.value)
         if not words:
             return _Q.empty_query()
         if len(words) == 1:
             return _Q.term_query(self.schema, field, words[0])
         return _Q.phrase_query(self.schema, field, words)
+
+    def wildcard(self, t: Term, field: str, value: str):
+        try:
+            return _Q.regex_query(self.schema, field, _wildcard_regex(value))
+        except ValueError as exc:  # tantivy refused the pattern: the term's fault, not an internal error
+            self.fail(t, f"the wildcard term cannot be searched ({exc})")
 
     def fail(self, t: Term, message: str):
         raise QuerySyntaxError(f"Invalid query: {message} at position {t.pos}", position=t.pos)

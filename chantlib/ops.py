@@ -28,6 +28,7 @@ class Param:
     __slots__ = (
         "name", "kind", "default", "required", "aliases", "doc", "choices", "pattern", "minimum", "exclusive", "maximum",
         "hint",
+        "_match",
     )
 
     def __init__(self, name, kind="str", default=None, required=False, aliases=(), doc="", *, choices=None,
@@ -44,6 +45,11 @@ class Param:
         self.exclusive = exclusive
         self.maximum = maximum
         self.hint = hint  # what a value failing ``pattern`` is told
+        # ``pattern`` is published in the OpenAPI document, where JSON Schema reads it as an
+        # ECMAScript regex; Python's ``$`` also matches before a final newline, so the check
+        # here ends at the true end of the text (``\Z``) to accept exactly what the document says
+        self._match = pattern[:-1] + r"\Z" if pattern and pattern.endswith("$") and not pattern.endswith("\\$") \
+            else pattern
 
     def check(self, op: str, value):
         """Apply the constraints to a converted value."""
@@ -57,7 +63,7 @@ class Param:
             import re
 
             for item in value if isinstance(value, list) else (value,):
-                if re.search(self.pattern, item) is None:  # re caches compiled patterns
+                if re.search(self._match, item) is None:  # re caches compiled patterns
                     raise UsageError(f"{op}: parameter '{self.name}' {self.hint}, got {item!r}", op=op, param=self.name)
         if self.minimum is not None and (value <= self.minimum if self.exclusive else value < self.minimum):
             bound = f"above {self.minimum}" if self.exclusive else f"at least {self.minimum}"
@@ -186,7 +192,8 @@ class Op:
         return kwargs
 
 
-_NOT_BLANK = r"\S"
+_BLANK = r" \t\n\r\f\v"  # values.BLANK in a regex: the class below means the same to Python and ECMAScript
+_NOT_BLANK = f"[^{_BLANK}]"
 _SPEC = Param(
     "spec", required=True, aliases=("id",), doc="spec ID (partial IDs resolve)", pattern=_NOT_BLANK,
     hint="must not be blank",
@@ -239,7 +246,7 @@ OPS: dict[str, Op] = {
             "add",
             "add",
             (
-                Param("title", required=True, pattern=r"^[^\n\r]*\S[^\n\r]*$", doc="one line",
+                Param("title", required=True, pattern=rf"^[^\n\r]*[^{_BLANK}][^\n\r]*$", doc="one line",
                       hint="must be one line of text"),
                 Param("type", default="code", pattern=r"^[A-Za-z0-9_-]+$", hint="must be letters, digits, '_' or '-'"),
                 _LABELS,

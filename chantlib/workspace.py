@@ -20,6 +20,7 @@ from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound
 from .ids import sort_key
 from .store import SpecStore
 from .table import SpecTable
+from .values import BLANK
 
 __all__ = ["Workspace", "VERSION"]
 
@@ -355,8 +356,8 @@ class Workspace:
 
     def add(self, title, type="code", labels=None, depends_on=None, priority=None, project=None, criteria=None,
             description=None) -> dict:
-        title = (title or "").strip()
-        if not title or "\n" in title:
+        title = (title or "").strip(BLANK)
+        if not title or "\n" in title or "\r" in title:
             raise InvalidValue("a spec needs a one-line title")
         self._fresh()
         from .ids import generate_id

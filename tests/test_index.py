@@ -6,8 +6,10 @@ import os
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from chantlib.errors import QuerySyntaxError
+from chantlib.errors import ChantError, QuerySyntaxError
 
 SPECS = {
     "2026-01-20-001-aaa": (
@@ -91,6 +93,15 @@ def ids(ws, q, limit=100):
                                                          "2026-01-24-001-eee"]),
         ("search*", ["2026-01-22-002-ccc"]),
         ("fenc?ng", ["2026-01-22-001-bbb"]),
+        # punctuation in a wildcard term is literal, whatever it means to a regex
+        ("branch:chant/2026-01-20-*", ["2026-01-20-001-aaa"]),
+        ("target_files:src/merge.*", ["2026-01-20-001-aaa"]),
+        ("target_files:src/merge?rs", ["2026-01-20-001-aaa"]),
+        ("target_files:src/merge.r?.x*", []),
+        ("id:*>", []),
+        ("label:x<*", []),
+        ("branch:*$", []),
+        ("id:^2026*", []),
         ("nothingmatchesthis", []),
     ],
 )
@@ -137,6 +148,17 @@ def test_bad_values_are_query_errors(ws, query, fragment):
     with pytest.raises(QuerySyntaxError) as err:
         ws.search(query)
     assert fragment in err.value.message
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=40) | st.builds(lambda a, b: f"{a}*{b}", st.text(max_size=12), st.text(max_size=12)))
+def test_any_query_is_answered_or_refused_with_a_query_error(ws, query):
+    try:
+        result = ws.search(query, limit=5)
+    except ChantError as exc:  # a bad query is the user's error, never a crash inside tantivy
+        assert exc.code in ("bad_query", "bad_params", "usage"), (query, exc.code, exc.message)
+    else:
+        assert result["total"] >= len(result["specs"])
 
 
 def _touch_later(path):
