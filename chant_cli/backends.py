@@ -5,7 +5,8 @@ otherwise the repository's socket is tried, with a ``hello`` that checks the pro
 version and the repository root. No answer: direct mode, or, when the config says
 ``scale.daemon.enabled: true``, the daemon is started in the background and used.
 ``--direct`` skips all of it. A daemon that dies in the middle of a command is replaced by
-direct mode for that command, with one note on stderr.
+direct mode for that command, with one note on stderr, unless the command writes and its
+request had left: the daemon may have done it, so it fails rather than run twice.
 
 Import-light: talking to a daemon loads neither the index, nor the YAML parser, nor a server.
 """
@@ -15,16 +16,12 @@ from __future__ import annotations
 import os
 import sys
 
-from chantlib.ops import OPS
-
-#: operations whose owner defaults to the caller: the CLI names it, so a daemon (which would
-#: otherwise take the socket peer's user) records the same owner direct mode would
-_OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
+from chantlib.ops import OPS, OWNED
 
 
 def _clean(op: str, params: dict) -> dict:
     params = {k: v for k, v in params.items() if v is not None}
-    if op in _OWNED and not params.get("owner"):
+    if op in OWNED and not params.get("owner"):
         from chantlib.config import default_owner
 
         params["owner"] = default_owner()
@@ -69,6 +66,13 @@ class DaemonBackend:
         except DaemonGone as exc:
             if self.root is None:
                 raise
+            if exc.sent and OPS[op].writes:
+                from chantlib.errors import Unavailable
+
+                raise Unavailable(
+                    f"the daemon went away after it was sent `{op}` ({exc}); it may have done it before it went, "
+                    "so it is not run again here: look (`chant show`, `chant lock status`) before you retry"
+                ) from None
             self.note(f"warning: the daemon went away ({exc}); running this command in direct mode")
             return DirectBackend(self.root).call(op, params)
 

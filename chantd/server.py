@@ -216,6 +216,7 @@ class Daemon:
             # The table and index are long-lived: keep the cyclic GC from walking them over and
             # over (each walk of a 50,000-spec table is a pause every request would pay for).
             gc.freeze()
+            gc.enable()  # `chant daemon start` in the foreground comes from the CLI, which turns it off
             tasks.append(asyncio.create_task(watcher.run()))
             tasks.append(asyncio.create_task(self._sweeper(service)))
             service.info["watch"] = "poll" if settings.poll else "native"

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chantlib.errors import BadRequest, ChantError, error_envelope
-from chantlib.ops import OPS, dispatch
+from chantlib.ops import OPS, OWNED, dispatch
 
 log = logging.getLogger("chantd")
 
@@ -38,9 +38,6 @@ KEEPS_CACHE = CACHED | {
     "hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list", "index_status",
     "daemon_status", "lock_acquire", "lock_release", "lock_renew", "queue_claim",
 }
-#: operations that take an owner: when a request does not name one, the transport's
-#: identity of the peer is used (the socket's peer credentials, the HTTP client's address)
-OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
 
 
 def _dumps(value) -> str:

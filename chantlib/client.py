@@ -44,7 +44,15 @@ class DaemonUnavailable(Exception):
 
 
 class DaemonGone(Exception):
-    """The daemon went away in the middle of a request (the answer never came)."""
+    """The daemon went away in the middle of a request (the answer never came).
+
+    ``sent`` says whether the request had left: if it had, the daemon may have carried it
+    out before it went, so a write must not simply be run again elsewhere.
+    """
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def runtime_info(root: str) -> dict | None:
@@ -148,7 +156,7 @@ class DaemonClient:
         try:
             self.sock.sendall(data)
         except OSError as exc:
-            raise DaemonGone(f"lost the daemon while sending: {exc.strerror or exc}") from None
+            raise DaemonGone(f"lost the daemon while sending: {exc.strerror or exc}", sent=False) from None
 
     def _read_line(self) -> bytes:
         while b"\n" not in self._buffer:
@@ -241,6 +249,10 @@ class HttpClient:
         conn = self._connection()
         try:
             conn.request("POST", f"{self.prefix}/api/rpc", body=json.dumps(body), headers=headers)
+        except OSError as exc:  # not (wholly) sent: a server acts on no request without its body
+            self.close()
+            raise DaemonGone(f"lost the daemon at {self.base_url}: {exc}", sent=False) from None
+        try:
             response = conn.getresponse()
             raw = response.read()
         except OSError as exc:

@@ -289,6 +289,10 @@ OPS: dict[str, Op] = {
         Op("index_rebuild", "index_rebuild", doc="rebuild the table and index from the files", writes=True),
     )
 }
+#: operations that take an owner. Its default is the caller's: the CLI names it (CHANT_OWNER,
+#: else user@host) so that a daemon records the owner direct mode would; a request that names
+#: none gets the transport's identity of the peer (socket peer credentials, HTTP address)
+OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
 
 
 def dispatch(workspace, name: str, params: dict | None = None):

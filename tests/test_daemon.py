@@ -526,6 +526,20 @@ def test_cli_falls_back_when_the_daemon_dies_mid_way(repo):
     assert len(r.err.splitlines()) == 1
 
 
+def test_a_write_the_daemon_may_have_done_is_not_run_again(repo):
+    repo.write("2026-01-24-001-aaa")
+    fake = FakeDaemon(repo.root, repo.root, drop_request=True)
+    try:
+        r = run_chant(["lock", "acquire", "aaa", "--owner", "me@host"], repo.root)
+    finally:
+        fake.close()
+    assert r.code == 1 and r.out == ""
+    assert "the daemon went away after it was sent `lock_acquire`" in r.err and "not run again" in r.err
+    assert len(r.err.splitlines()) == 1
+    status = run_chant(["--direct", "lock", "status", "aaa", "--json"], repo.root)
+    assert status.code == 0 and json.loads(status.out)["locked"] is False  # not taken a second time here
+
+
 def test_a_daemon_for_another_root_is_not_trusted(repo, tmp_path):
     repo.write("2026-01-24-001-aaa")
     fake = FakeDaemon(repo.root, str(tmp_path), drop_request=False)
