@@ -21,6 +21,7 @@ daemon. Both take a ``clock`` (seconds since the epoch) so expiry is tested with
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -202,6 +203,10 @@ class LockTable:
         """The table's critical section, re-entrant: hold it to act on a lease and on what
         it guards (a spec write) as one step."""
         return self._critical()
+
+    def check_writable(self) -> None:
+        """Raise :class:`Conflict` if this table may not write now (the file backend while a
+        daemon owns its folder); a writer that does more than a lease change checks first."""
 
     # the contract
 
@@ -390,12 +395,15 @@ class MemoryLockTable(LockTable):
         if persist_dir is not None:
             files = FileLockTable(persist_dir, durable=False)
             files._ensure_dir()
-            self._journal = files._own_journal()  # a second owner is refused here
-            files._fold_journal(self._journal)  # what a killed owner left, into the lease files
-            for lease in files._all():
-                self._leases[lease.spec] = lease
-                self._token = max(self._token, lease.token)
-            self._token = max(self._token, files.last_token)
+            # under the file backend's lock: a direct-mode write either ends before this (and
+            # is loaded below) or starts after the journal is owned (and is refused)
+            with files._critical():
+                self._journal = files._own_journal()  # a second owner is refused here
+                files._fold_journal(self._journal)  # what a killed owner left, into the lease files
+                for lease in files._all():
+                    self._leases[lease.spec] = lease
+                    self._token = max(self._token, lease.token)
+                self._token = max(self._token, files.last_token)
             self._reserved = self._token
             self._files = files
 
@@ -408,7 +416,10 @@ class MemoryLockTable(LockTable):
     def _log(self, entry: dict) -> None:
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
         try:
-            os.write(self._journal, line)
+            written = os.write(self._journal, line)
+            if written != len(line):  # a full disk: take the piece back, the journal holds whole lines
+                os.ftruncate(self._journal, os.fstat(self._journal).st_size - written)
+                raise OSError(errno.ENOSPC, f"wrote {written} of {len(line)} bytes")
         except OSError as exc:
             raise StorageError.from_os_error(exc, "append to", self._files.journal_path) from None
 
@@ -431,15 +442,17 @@ class MemoryLockTable(LockTable):
         with self._mutex:
             if self._journal is None or not self._touched:
                 return 0
-            touched, self._touched = self._touched, set()
-            for spec in touched:
+            done = 0
+            for spec in sorted(self._touched):  # a failed write leaves it (and the journal) for next time
                 lease = self._leases.get(spec)
                 if lease is None:
                     self._files._remove_file(spec)
                 else:
                     self._files._put_file(lease)
+                self._touched.discard(spec)
+                done += 1
             os.ftruncate(self._journal, 0)
-            return len(touched)
+            return done
 
     def close(self) -> None:
         """Compact and let go of the folder (the daemon's last step)."""
@@ -549,7 +562,7 @@ class FileLockTable(LockTable):
                 else:
                     out[str(entry["del"])] = None
             except (ValueError, KeyError, TypeError, OverflowError):
-                break  # a torn last line: its writer was killed in the middle of it
+                continue  # a torn line (its writer killed in the middle of it): the rest still counts
         return out
 
     def _own_journal(self) -> int:
@@ -565,36 +578,35 @@ class FileLockTable(LockTable):
         except OSError:
             os.close(fd)
             raise Conflict(
-                f"another process (a daemon) owns the lock table in {self.path}", path=self.path
+                f"a daemon owns the lock table in {self.path} while it runs: ask it (drop --direct; "
+                "from a script, chantlib.client.DaemonClient) or stop it with `chant daemon stop`",
+                path=self.path,
             ) from None
         os.set_inheritable(fd, False)
         return fd
 
-    def _fold_journal(self, fd: int | None = None) -> None:
+    def _fold_journal(self, fd: int) -> None:
         """Write the journal's entries to the lease files and empty it (its owner, or a
-        process that found it unowned, does this)."""
+        process that found it unowned and holds it through ``fd``, does this)."""
         entries = self._journal()
-        if not entries:
-            return
         for spec, lease in entries.items():
             if lease is None:
                 self._remove_file(spec)
             else:
                 self._put_file(lease)
-        if fd is not None:
+        if entries:
             os.ftruncate(fd, 0)
-        else:
-            with open(self.journal_path, "r+b") as fh:
-                fh.truncate(0)
 
-    def _writable(self) -> None:
-        """Before a write: a journal nobody owns is folded in; an owned one means a memory
-        table (a daemon) owns this folder, and writing behind its back is refused."""
+    def check_writable(self) -> None:
+        """A journal nobody owns (its daemon was killed) is folded in and removed; an owned
+        one means a memory table (a daemon) owns this folder: writing behind its back is
+        refused with :class:`Conflict`. Call it inside the critical section."""
         if not os.path.exists(self.journal_path):
             return
         fd = self._own_journal()  # raises Conflict when owned
         try:
             self._fold_journal(fd)
+            os.unlink(self.journal_path)  # while we hold it; under the table lock no daemon is starting
         finally:
             os.close(fd)
 
@@ -622,17 +634,17 @@ class FileLockTable(LockTable):
     def _create(self, lease):
         from .store import atomic_write
 
-        self._writable()
+        self.check_writable()
         atomic_write(
             self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644, durable=self.durable
         )
 
     def _replace(self, lease):
-        self._writable()
+        self.check_writable()
         self._put_file(lease)
 
     def _delete(self, spec):
-        self._writable()
+        self.check_writable()
         self._remove_file(spec)
 
     # the raw writes (the journal's owner folds it in with these)
@@ -652,13 +664,13 @@ class FileLockTable(LockTable):
 
     def _all(self):
         out = []
+        journal = self._journal()  # first: a fold between the two reads then leaves the files complete
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
             return out
         except OSError as exc:
             raise StorageError.from_os_error(exc, "read folder", self.path) from None
-        journal = self._journal()
         for name in names:
             if name.endswith(".lock") and not name.startswith("."):
                 spec = name[:-5]
@@ -670,7 +682,7 @@ class FileLockTable(LockTable):
         return out
 
     def _next_token(self):
-        self._writable()
+        self.check_writable()
         fence = os.path.join(self.path, _FENCE)
         try:
             with open(fence, "rb") as fh:

@@ -76,7 +76,6 @@ class Workspace:
         self._config = None
         self._index = None
         self._locks = locks
-        self._file_locks = locks is None  # the file backend, shared with any daemon
         self._queue = None
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
@@ -125,7 +124,6 @@ class Workspace:
     def locks(self, table) -> None:
         """Use another LockTable (the daemon's memory table); before any lease operation."""
         self._locks = table
-        self._file_locks = False
         self._queue = None
 
     @property
@@ -417,7 +415,6 @@ class Workspace:
         can never be written through (fencing)."""
         if outcome not in ("success", "failure"):
             raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
-        self._guard_lock_writes()
         self._fresh()
         row = self._resolve(spec)
         if row.archived:
@@ -425,6 +422,7 @@ class Workspace:
         values = {"status": "completed", "completed_at": _now_utc()} if outcome == "success" else {"status": "failed"}
         locks = self.locks
         with locks.critical():
+            locks.check_writable()  # the spec is written only if its lease can be released after
             lease = locks.get(row.id)
             if token is not None:
                 lease = locks.check(row.id, token)
@@ -450,19 +448,6 @@ class Workspace:
 
         return default_owner()
 
-    def _guard_lock_writes(self) -> None:
-        """Direct-mode lease writes are refused while a daemon owns the lock table."""
-        if self._file_locks:
-            from .client import daemon_alive
-
-            if daemon_alive(self.root):
-                from .errors import Conflict
-
-                raise Conflict(
-                    "a daemon owns the lock table of this repository while it runs: "
-                    "drop --direct, or stop it with `chant daemon stop`"
-                )
-
     def _lock_target(self, spec: str) -> str:
         """A spec ID for a lease: resolved against the specs, or an exact ID with a lease file."""
         try:
@@ -473,7 +458,6 @@ class Workspace:
             raise
 
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
-        self._guard_lock_writes()
         self._fresh()
         spec_id = self._lock_target(spec)
         lease = self.locks.acquire(spec_id, self._owner(owner), ttl, force=force)
@@ -481,7 +465,6 @@ class Workspace:
         return lease.to_dict()
 
     def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
-        self._guard_lock_writes()
         self._fresh()
         spec_id = self._lock_target(spec)
         owner = None if token is not None or force else self._owner(owner)
@@ -490,7 +473,6 @@ class Workspace:
         return lease.to_dict()
 
     def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
-        self._guard_lock_writes()
         self._fresh()
         spec_id = self._lock_target(spec)
         owner = None if token is not None else self._owner(owner)
@@ -522,7 +504,6 @@ class Workspace:
         return result
 
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
-        self._guard_lock_writes()
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self._done()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
