@@ -64,14 +64,14 @@ class DaemonBackend:
         try:
             return self.client.call(op, params)
         except DaemonGone as exc:
-            if self.root is None:
-                raise
-            if exc.sent and OPS[op].writes:
+            maybe_done = exc.sent and OPS[op].writes
+            if maybe_done or self.root is None:  # self.root None: a remote daemon, no files here
                 from chantlib.errors import Unavailable
 
                 raise Unavailable(
                     f"the daemon went away after it was sent `{op}` ({exc}); it may have done it before it went, "
                     "so it is not run again here: look (`chant show`, `chant lock status`) before you retry"
+                    if maybe_done else f"the daemon went away in the middle of `{op}` ({exc})"
                 ) from None
             self.note(f"warning: the daemon went away ({exc}); running this command in direct mode")
             return DirectBackend(self.root).call(op, params)

@@ -1,8 +1,9 @@
 """The ``chant`` command: parse arguments, run the operation, render the result.
 
-Every command except ``init`` is one operation of :mod:`chantlib.ops`. The backend that runs
-it is picked here (today: direct mode, in process; ``--direct`` is accepted before or after
-the subcommand and will force it once a daemon exists). Exit codes are mapped in one place,
+Every command except ``init`` and ``daemon`` is one operation of :mod:`chantlib.ops`. It goes
+to the repository's daemon when one answers (``CHANT_DAEMON`` names a remote one), else it
+runs in direct mode, in process on the files (see :mod:`chant_cli.backends`); ``--direct``,
+before or after the subcommand, forces direct mode. Exit codes are mapped in one place,
 :func:`main`: 0 ok, 1 error, 2 usage, 3 conflict (already locked, stale token), 4 not found,
 5 nothing ready. Errors are one line on stderr, never a traceback (``CHANT_DEBUG=1`` shows it).
 

@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 
@@ -145,6 +146,34 @@ def _info_pid(root: str):
     return info.get("pid")
 
 
+def private_socket_dir(folder: str, private: bool | None = None) -> None:
+    """Make the socket's folder. The fallback under /tmp (``chant-<uid>``, for repositories
+    whose path is too long for a socket) must be ours alone (``private``, by default for that
+    folder): made 0700 here, and refused if another user made it first, or if it is a link or
+    open to others."""
+    if private is None:
+        private = folder == os.path.join("/tmp", f"chant-{os.getuid()}")
+    if not private:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "create", folder) from None
+        return
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, "create", folder) from None
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise Conflict(
+            f"{folder} is not a private folder of this user (a link, another owner, or open to others): "
+            "not putting the daemon's socket there; set scale.daemon.socket",
+            path=folder,
+        )
+
+
 def clear_stale_socket(path: str) -> None:
     """Remove a socket file nobody answers on; refuse to touch one that answers."""
     if not os.path.lexists(path):
@@ -199,8 +228,8 @@ class Daemon:
         tasks: list[asyncio.Task] = []
         info_path = os.path.join(ws.store.chant_dir, INFO_FILE)
         try:
+            private_socket_dir(os.path.dirname(settings.socket))
             clear_stale_socket(settings.socket)
-            os.makedirs(os.path.dirname(settings.socket), exist_ok=True)
             sock_server = SocketServer(service, settings.socket)
             await sock_server.start()
             servers.append(sock_server)

@@ -25,6 +25,7 @@ RUNTIME_IGNORES = (
     "store/",
     "logs/",
     "daemon.sock",
+    "daemon.json",
     "daemon.pid",
     "daemon.lock",
     "",
@@ -184,6 +185,24 @@ class SpecStore:
             raise StorageError.from_os_error(exc, "create", os.path.dirname(path)) from None
         atomic_write(path, text, exclusive=exclusive)
 
+    def _write_gitignore(self) -> None:
+        """``.chant/.gitignore``: the runtime entries; one that exists keeps every line it has
+        and gains the entries it lacks (a repository made by an older chant)."""
+        path = os.path.join(self.chant_dir, ".gitignore")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            atomic_write(path, "\n".join(RUNTIME_IGNORES) + "\n")
+            return
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"cannot read {path}: {exc}", path=path) from None
+        have = {line.strip() for line in text.splitlines()}
+        missing = [entry for entry in RUNTIME_IGNORES if entry and not entry.startswith("#") and entry not in have]
+        if missing:
+            sep = "" if not text or text.endswith("\n") else "\n"
+            atomic_write(path, f"{text}{sep}\n# Added by chant init\n" + "\n".join(missing) + "\n")
+
     def init(self, project_name: str | None = None) -> bool:
         """Create ``.chant/`` with its folders, config and .gitignore. False if it existed."""
         existed = os.path.isdir(self.chant_dir)
@@ -193,9 +212,7 @@ class SpecStore:
                 os.makedirs(path, exist_ok=True)
             except OSError as exc:
                 raise StorageError.from_os_error(exc, "create", path) from None
-        gitignore = os.path.join(self.chant_dir, ".gitignore")
-        if not os.path.exists(gitignore):
-            atomic_write(gitignore, "\n".join(RUNTIME_IGNORES) + "\n")
+        self._write_gitignore()
         if not os.path.exists(self.config_path):
             name = project_name or os.path.basename(self.root) or "project"
             from .spec import dump_yaml_value

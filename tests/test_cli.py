@@ -44,6 +44,19 @@ def test_init_creates_the_layout(tmp_path):
     assert again.code == 0 and "already exists" in again.err
 
 
+def test_init_again_completes_an_older_gitignore_and_keeps_its_lines(tmp_path):
+    target = tmp_path / "old"
+    (target / ".chant").mkdir(parents=True)
+    (target / ".chant" / ".gitignore").write_text("# mine\nscratch/\n.locks/")  # no final newline
+    assert run_chant(["init"], target).code == 0
+    text = (target / ".chant" / ".gitignore").read_text()
+    assert text.startswith("# mine\nscratch/\n.locks/\n")
+    lines = text.splitlines()
+    assert lines.count(".locks/") == 1 and "daemon.json" in lines and "daemon.sock" in lines
+    assert run_chant(["init"], target).code == 0
+    assert (target / ".chant" / ".gitignore").read_text() == text  # nothing more to add
+
+
 def test_list_prints_upstream_lines(filled, chant):
     r = chant("list")
     assert r.code == 0, r

@@ -138,6 +138,25 @@ def test_socket_file_is_private(served):
     assert stat.S_IMODE(os.stat(served.socket).st_mode) == 0o600
 
 
+def test_the_fallback_socket_folder_must_be_private(tmp_path):
+    from chantd.server import private_socket_dir
+    from chantlib.errors import Conflict
+
+    fresh = tmp_path / "fresh"
+    private_socket_dir(str(fresh), private=True)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+    private_socket_dir(str(fresh), private=True)  # ours already: fine
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    os.chmod(shared, 0o755)
+    link = tmp_path / "link"
+    link.symlink_to(fresh)
+    for folder in (shared, link):
+        with pytest.raises(Conflict):
+            private_socket_dir(str(folder), private=True)
+    private_socket_dir(str(shared / "any"), private=False)  # a configured folder is the user's choice
+
+
 def test_owner_defaults_to_the_socket_peer(served):
     import getpass
 
