@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._version import PROTOCOL_VERSION
 from .errors import UsageError
-from .values import MAX_TTL
+from .values import MAX_TTL, STATUS_FILTERS, canon_status
 
 __all__ = ["Param", "Op", "OPS", "dispatch", "PROTOCOL_VERSION"]
 
@@ -28,11 +28,12 @@ class Param:
     __slots__ = (
         "name", "kind", "default", "required", "aliases", "doc", "choices", "pattern", "minimum", "exclusive", "maximum",
         "hint",
+        "fold",
         "_match",
     )
 
     def __init__(self, name, kind="str", default=None, required=False, aliases=(), doc="", *, choices=None,
-                 pattern=None, minimum=None, exclusive=False, maximum=None, hint="has a bad form"):
+                 pattern=None, minimum=None, exclusive=False, maximum=None, hint="has a bad form", fold=None):
         self.name = name
         self.kind = kind
         self.default = default
@@ -45,6 +46,7 @@ class Param:
         self.exclusive = exclusive
         self.maximum = maximum
         self.hint = hint  # what a value failing ``pattern`` is told
+        self.fold = fold  # str -> str: the spellings of one choice to its canonical form (default: lower case)
         # ``pattern`` is published in the OpenAPI document, where JSON Schema reads it as an
         # ECMAScript regex; Python's ``$`` also matches before a final newline, so the check
         # here ends at the true end of the text (``\Z``) to accept exactly what the document says
@@ -53,12 +55,15 @@ class Param:
 
     def check(self, op: str, value):
         """Apply the constraints to a converted value."""
-        if self.choices is not None and value.lower() not in self.choices:
-            raise UsageError(
-                f"{op}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {value!r}",
-                op=op,
-                param=self.name,
-            )
+        if self.choices is not None:
+            folded = self.fold(value) if self.fold is not None else value.lower()
+            if folded not in self.choices:
+                raise UsageError(
+                    f"{op}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {value!r}",
+                    op=op,
+                    param=self.name,
+                )
+            value = folded
         if self.pattern is not None:
             import re
 
@@ -211,9 +216,6 @@ _QUERY = Param(
     hint="must not be blank",
 )
 _LIMIT = Param("limit", "int", 100, doc="at most this many specs", minimum=0)
-_STATUSES = (
-    "pending", "ready", "blocked", "in_progress", "paused", "completed", "failed", "needs_attention", "cancelled",
-)
 _LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any of these labels")
 
 OPS: dict[str, Op] = {
@@ -230,7 +232,8 @@ OPS: dict[str, Op] = {
             "list_specs",
             (
                 Param("ready", "bool", False, doc="only ready specs (groups left out)"),
-                Param("status", doc="only this status (ready and blocked are computed)", choices=_STATUSES),
+                Param("status", doc="only this status (ready and blocked are computed)", choices=STATUS_FILTERS,
+                      fold=canon_status),
                 _LABELS,
                 Param("type"),
                 _PROJECT,

@@ -217,17 +217,15 @@ class Workspace:
         self._fresh()
         graph = self.table.graph
         active = self.table.active
-        if status is not None:
-            status = status.lower().replace("-", "_")
-            from .values import KNOWN_STATUSES
+        if status is not None:  # the ops table checked it already; a library caller may not have
+            from .values import STATUS_FILTERS, canon_status
 
-            if status not in KNOWN_STATUSES and status not in ("ready", "inprogress", "needsattention"):
+            status = canon_status(status)
+            if status not in STATUS_FILTERS:
                 raise InvalidValue(
-                    f"Invalid status filter: {status}. Valid options: "
-                    + ", ".join(sorted(set(KNOWN_STATUSES) | {"ready"})),
+                    f"Invalid status filter: {status}. Valid options: {', '.join(sorted(STATUS_FILTERS))}",
                     status=status,
                 )
-            status = {"inprogress": "in_progress", "needsattention": "needs_attention"}.get(status, status)
         if ready or status == "ready":
             ids = [i for i in graph.ready if not (ready and active[i].type == "group")]
         elif status == "blocked":

@@ -93,6 +93,17 @@ def test_invalid_status_filter(filled, chant):
     no_traceback(r)
 
 
+def test_status_filters_take_every_spelling_of_a_status(filled, chant):
+    from chantlib.values import KNOWN_STATUSES, STATUS_FILTERS
+
+    assert set(STATUS_FILTERS) == set(KNOWN_STATUSES) | {"ready"}
+    expected = chant("list", "--status", "in_progress", "--count")
+    assert expected.code == 0 and expected.out == "1\n"
+    for spelling in ("in-progress", "inprogress", "In_Progress"):
+        r = chant("list", "--status", spelling, "--count")
+        assert (r.code, r.out) == (0, "1\n"), spelling
+
+
 def test_show_and_partial_ids(filled, chant):
     r = chant("show", "ccc")
     assert r.code == 0
