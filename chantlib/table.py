@@ -337,11 +337,20 @@ class SpecTable:
                 self._read_one(rel, (st.st_mtime_ns, st.st_size, st.st_ino), old, changes)
                 if st.st_mtime_ns >= racy_since:
                     new_racy.add(rel)
-        for rel in [r for r in files if r not in seen and r[: r.rindex("/") + 1] not in skipped]:
+        def unread(path: str) -> bool:
+            """Below a folder that was skipped, at any depth: not read, so not gone."""
+            i = path.find("/")
+            while i != -1:
+                if path[: i + 1] in skipped:
+                    return True
+                i = path.find("/", i + 1)
+            return False
+
+        for rel in [r for r in files if r not in seen and not unread(r)]:
             del files[rel]
             self.rows.pop(rel, None)
             changes.removed.append(rel)
-        for prefix in [p for p in folders if p not in visited]:
+        for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
         if verify:
             self.archive_verified_ns = scan_ns

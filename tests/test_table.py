@@ -61,6 +61,27 @@ def test_archiving_and_removing_are_seen_at_once(repo):
     assert "archive/2026-01-13/" not in ws3.table.folders
 
 
+def test_a_nested_archive_folder_stays_known_below_a_skipped_one(repo):
+    repo.write("2026-01-10-001-top", "status: completed", "# Top\n", archive="2026-01-11")
+    top = os.path.dirname(repo.path("2026-01-10-001-top", archive="2026-01-11"))
+    os.makedirs(os.path.join(top, "sub"))
+    nested = os.path.join(top, "sub", "2026-01-10-002-deep.md")
+    with open(nested, "w") as fh:
+        fh.write("---\nstatus: completed\n---\n# Deep\n")
+    for path in (nested, os.path.join(top, "sub"), repo.path("2026-01-10-001-top", archive="2026-01-11"), top):
+        _old(path)
+    ws = repo.workspace()
+    assert "archive/2026-01-11/sub/2026-01-10-002-deep.md" in ws.refresh().added
+    ws.flush()
+    for _ in range(3):  # the top folder is skipped from now on: the nested file must not come and go
+        again = repo.workspace()
+        changes = again.refresh()
+        assert not changes.added and not changes.removed, (changes.added, changes.removed)
+        assert "archive/2026-01-11/sub/2026-01-10-002-deep.md" in again.table.files
+        assert "archive/2026-01-11/sub/" in again.table.folders
+        again.flush()
+
+
 def test_a_full_refresh_reads_every_archived_file(repo):
     repo.write("2026-01-10-001-old", "status: completed", "# Old\n", archive="2026-01-11")
     path = repo.path("2026-01-10-001-old", archive="2026-01-11")
