@@ -95,9 +95,10 @@ class Index:
     """The tantivy index of one :class:`~chantlib.table.SpecTable`.
 
     ``path``: the index folder (``None``: in memory, rebuilt by each process).
-    ``defer_state``: write the indexed-state file only on :meth:`flush` (a long-lived
-    process: the daemon flushes every few seconds and on its way out; a state file that
-    lags behind only means re-indexing a few documents, which is idempotent).
+    ``defer_state``: write the indexed-state file on :meth:`flush` (a long-lived process: the
+    daemon flushes every few seconds and on its way out), and at once only when a new path
+    enters the index, so that the file always names every document: one that lags behind
+    only means re-indexing a few documents, which is idempotent.
     """
 
     def __init__(self, table, path: str | None = None, *, defer_state: bool = False) -> None:
@@ -216,13 +217,10 @@ class Index:
         path = self._state_path()
         if path is None:
             return
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(marshal.dumps({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": self._indexed}))
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise StorageError.from_os_error(exc, "write", path) from None
+        from .store import atomic_write
+
+        data = marshal.dumps({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": self._indexed})
+        atomic_write(path, data, mode=0o644, durable=False)  # a cache: rebuilt if lost
 
     # keeping in step
 
@@ -320,6 +318,15 @@ class Index:
             fresh = not indexed and len(todo) == len(self.table.rows)
             if fresh:
                 writer.delete_all_documents()
+            elif self.defer_state:
+                # the state file may lag, but must always name every path the index holds, or
+                # a document whose file goes while we are down is never deleted: new paths go
+                # in before the commit (with no checksum, so they are indexed again if need be)
+                new = [rel for rel in todo if rel not in indexed]
+                if new:
+                    for rel in new:
+                        indexed[rel] = -1
+                    self._write_state()
             for rel in gone:
                 writer.delete_documents_by_term("path", rel)
                 indexed.pop(rel, None)

@@ -262,19 +262,14 @@ class SpecTable:
             "racy": sorted(self._racy),
             "extra": self.extra,
         }
-        tmp = f"{path}.{os.getpid()}.tmp"
+        from .errors import StorageError
+        from .store import atomic_write
+
+        self._dirty = False
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(marshal.dumps(data))
-            os.replace(tmp, path)
-            self._dirty = False
-        except (OSError, ValueError) as exc:
-            self._dirty = False
-            self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {exc}")
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            atomic_write(path, marshal.dumps(data), mode=0o644, durable=False)  # a cache: rebuilt if lost
+        except (StorageError, ValueError) as exc:
+            self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {getattr(exc, 'message', exc)}")
 
     # refresh
 

@@ -255,6 +255,20 @@ def test_a_lost_state_file_or_index_is_rebuilt(repo, ws):
     assert {q: repo.workspace().search(q) for q in QUERIES} == before
 
 
+def test_a_daemon_killed_before_it_saved_its_state_leaves_no_ghost(repo, ws):
+    ws.search("merge")
+    ws.flush()
+    daemon = repo.workspace(long_lived=True)  # defers the index state to its flush()
+    daemon.search("merge")
+    repo.write("2026-01-25-001-zzz", "status: pending", "# Quokka notes\n")
+    assert daemon.search("quokka")["total"] == 1
+    del daemon  # killed: no flush
+    os.unlink(repo.path("2026-01-25-001-zzz"))
+    after = repo.workspace()
+    assert after.search("quokka")["total"] == 0
+    assert after.index.searcher().num_docs == len(SPECS) + 1  # the five and the archived one
+
+
 def test_a_corrupt_table_file_is_ignored(repo, ws):
     ws.list_specs()
     with open(os.path.join(repo.root, ".chant", ".index", "table.marshal"), "wb") as fh:
