@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from chantlib._version import VERSION
 from chantlib.client import MAX_LINE
-from chantlib.errors import BadRequest, ChantError, status_for_code
+from chantlib.errors import BadRequest, ChantError, Unauthorized, status_for_code
 from chantlib.ops import OPS
 
 from .metrics import CONTENT_TYPE
@@ -120,8 +120,9 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
         return f"http@{client.host}" if client else "http"
 
     def unauthorised() -> JSONResponse:
-        body = {"ok": False, "error": {"code": "unauthorized", "message": "missing or wrong bearer token"}}
-        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        response = _error(Unauthorized("missing or wrong bearer token"))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     def rest_endpoint(op_name: str):
         async def endpoint(request: Request) -> Response:
@@ -152,20 +153,12 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
             envelope["id"] = request_id
         return _answer(envelope)
 
-    async def livez(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
-
     async def readyz(request: Request) -> Response:
         if service.ready:
             return PlainTextResponse("ready\n")
         return PlainTextResponse("starting\n", status_code=503)
 
-    async def metrics_endpoint(request: Request) -> Response:
-        if metrics is None:
-            return PlainTextResponse("metrics are off\n", status_code=404)
-        async with service.lock:
-            body = metrics.render()
-        return Response(body, media_type=CONTENT_TYPE)
+    metrics_endpoint = _metrics_endpoint(service, metrics)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(secured=bool(token)))
@@ -200,20 +193,29 @@ def _paths() -> dict[str, dict[str, str]]:
     return out
 
 
-def build_metrics_app(service, metrics) -> Starlette:
-    """The app on ``--metrics-port``: just /metrics and the health checks."""
+async def livez(request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+def _metrics_endpoint(service, metrics):
+    """``GET /metrics``: the exposition, rendered under the service's lock (a consistent view)."""
 
     async def metrics_endpoint(request: Request) -> Response:
+        if metrics is None:
+            return PlainTextResponse("metrics are off\n", status_code=404)
         async with service.lock:
             body = metrics.render()
         return Response(body, media_type=CONTENT_TYPE)
 
-    async def livez(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
+    return metrics_endpoint
 
-    return Starlette(
-        routes=[Route("/metrics", metrics_endpoint, methods=["GET"]), Route("/livez", livez, methods=["GET"])]
-    )
+
+def build_metrics_app(service, metrics) -> Starlette:
+    """The app on ``--metrics-port``: just /metrics and the health checks."""
+    return Starlette(routes=[
+        Route("/metrics", _metrics_endpoint(service, metrics), methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+    ])
 
 
 # --- the OpenAPI document ---------------------------------------------------------------------

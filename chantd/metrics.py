@@ -141,9 +141,8 @@ class WorkspaceCollector:
         yield CounterMetricFamily("chant_lock_releases", "Leases released.", value=stats["released"])
         yield CounterMetricFamily("chant_lock_expirations", "Leases that expired (counted when freed).", value=stats["expired"])
 
-        try:
-            documents = ws.index.searcher().num_docs
-        except Exception:  # an index being rebuilt: report what the table knows
+        documents = service.documents()
+        if documents is None:  # an index being rebuilt: report what the table knows
             documents = len(table.rows)
         yield GaugeMetricFamily("chant_index_documents", "Documents in the search index.", value=documents)
         yield GaugeMetricFamily(

@@ -18,6 +18,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from chantlib._version import PROTOCOL_VERSION, VERSION
 from chantlib.errors import BadRequest, ChantError, error_envelope
 from chantlib.ops import OPS, OWNED, dispatch
 
@@ -78,7 +79,7 @@ class Service:
         self._lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
-        self._cache: dict[tuple, tuple[dict, bytes]] = {}
+        self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
 
@@ -103,13 +104,14 @@ class Service:
 
     async def call_encoded(self, cmd, params: dict, transport: str, peer_owner: str | None, request_id) -> bytes:
         """The answer line, encoded: from the cache when the same read was answered before."""
+        started = time.perf_counter()
         key = self._cache_key(cmd, params)
-        hit = self._cache.get(key) if key is not None else None
-        if hit is not None:
-            started = time.perf_counter()
-            raw = hit[1]
+        raw = self._cache.get(key) if key is not None else None
+        if raw is not None:
             if self.metrics is not None:
                 self.metrics.observe_request(transport, cmd, time.perf_counter() - started)
+                if cmd in ("search", "query"):
+                    self.metrics.index_queries.inc()  # answered, if from the cache
         else:
             epoch = self._cache_epoch
             envelope = await self.call(cmd, params, transport, peer_owner)
@@ -119,7 +121,7 @@ class Service:
             # kept only if nothing changed while it was computed (a write or a file event
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
-                self._remember(key, envelope["result"], raw)
+                self._remember(key, raw)
         tail = b"}\n" if request_id is None else b',"id":' + _dumps(request_id).encode("utf-8") + b"}\n"
         return b'{"ok":true,"result":' + raw + tail
 
@@ -127,10 +129,10 @@ class Service:
         self._cache.clear()
         self._cache_epoch += 1
 
-    def _remember(self, key, result, raw: bytes) -> None:
+    def _remember(self, key, raw: bytes) -> None:
         if len(self._cache) >= 64:
             self._cache.clear()
-        self._cache[key] = (result, raw)
+        self._cache[key] = raw
 
     async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None) -> dict:
         """Run one request; always returns an envelope, never raises (but CancelledError)."""
@@ -188,16 +190,8 @@ class Service:
 
         Runs on the worker thread with the lock held. Returns the documents written.
         """
-        ws = self.ws
         self._forget()
-        if config_changed:
-            ws.table.extra.pop("config", None)
-            ws._config = None
-        if relpaths is None:  # a full walk: at start, and when folders moved
-            changes = ws.table.refresh(save=False, full=True)
-        else:
-            changes = ws.table.refresh_paths(relpaths)
-        written = ws.index.sync(changes.parsed, changes)
+        written = self.ws.apply_changes(relpaths, config_changed)  # None: a full walk (start, folders moved)
         self.track_ready()
         # the table and index state are saved by persist(), every few seconds and at the end
         if written and self.metrics is not None:
@@ -239,17 +233,21 @@ class Service:
 
     # status
 
+    def documents(self) -> int | None:
+        """Documents in the search index (None while it cannot be read, e.g. being rebuilt)."""
+        try:
+            return self.ws.index.searcher().num_docs
+        except Exception:  # noqa: BLE001 - a status figure, never a reason to fail a request
+            return None
+
     def status(self) -> dict:
         """What ``chant daemon status`` prints (called through the daemon_status operation)."""
         ws = self.ws
-        try:
-            documents = ws.index.searcher().num_docs
-        except ChantError:
-            documents = None
+        documents = self.documents()
         return {
             "pid": os.getpid(),
-            "version": ws.hello()["version"],
-            "protocol": ws.hello()["protocol"],
+            "version": VERSION,
+            "protocol": PROTOCOL_VERSION,
             "root": ws.root,
             "started_at": self.started,
             "uptime_seconds": round(self.clock() - self.started, 3),

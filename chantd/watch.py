@@ -31,7 +31,6 @@ class Watcher:
         self.poll = poll
         self.poll_delay_ms = poll_delay_ms
         self._stop = asyncio.Event()
-        self.batches = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -115,4 +114,3 @@ class Watcher:
                 raise
             except Exception:  # one bad batch must not stop the watcher
                 log.exception("applying %d file changes failed", len(changes))
-            self.batches += 1

@@ -53,6 +53,7 @@ __all__ = [
     "AlreadyExists",
     "NothingReady",
     "Unavailable",
+    "Unauthorized",
     "SpecParseError",
     "StorageError",
     "error_envelope",
@@ -218,6 +219,13 @@ class Unavailable(ChantError):
     http_status = 503
 
 
+class Unauthorized(ChantError):
+    """The HTTP API wants a bearer token this request did not bring."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
 class SpecParseError(ChantError):
     code = "parse_error"
     http_status = 422
@@ -235,16 +243,14 @@ class StorageError(ChantError):
 _BY_CODE: dict[str, type[ChantError]] = {}
 for _klass in (
     UsageError, BadRequest, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
-    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, SpecParseError,
-    StorageError,
+    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, Unauthorized,
+    SpecParseError, StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)
 
 
 def status_for_code(code: str) -> int:
-    """The HTTP status of an error code (``unauthorized`` 401; unknown codes 500)."""
-    if code == "unauthorized":
-        return 401
+    """The HTTP status of an error code (unknown codes 500)."""
     klass = _BY_CODE.get(code)
     return klass.http_status if klass is not None else 500
 

@@ -140,6 +140,18 @@ class Workspace:
         changes = self.table.refresh(save=False)
         return changes
 
+    def apply_changes(self, relpaths=None, config_changed: bool = False) -> int:
+        """Bring the table and index in step with files known to have changed (a watcher's
+        events; ``None``: walk everything, every archived file included). For a workspace
+        without ``auto_refresh``, whose owner watches the files. Returns the documents indexed."""
+        if config_changed:
+            self._config = None  # read again on next use (its files' stamps changed)
+        if relpaths is None:
+            changes = self.table.refresh(save=False, full=True)
+        else:
+            changes = self.table.refresh_paths(relpaths)
+        return self.index.sync(changes.parsed, changes)
+
     def _fresh(self):
         if self.auto_refresh:
             return self.refresh()
