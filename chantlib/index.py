@@ -245,8 +245,10 @@ class Index:
 
     def _mark_in_step(self) -> None:
         if self.path is not None:
-            self.table.extra["index_synced"] = self._meta_stamp()
-            self.table._dirty = True
+            stamp = self._meta_stamp()
+            if self.table.extra.get("index_synced") != stamp:
+                self.table.extra["index_synced"] = stamp
+                self.table._dirty = True
 
     def pending(self) -> tuple[list[str], list[str]]:
         """(paths to (re)index, paths to delete) to bring the index in step with the table."""

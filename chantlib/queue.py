@@ -19,8 +19,7 @@ __all__ = ["Queue"]
 class Queue:
     """Ready work over a spec table and a lock table.
 
-    ``table``: a :class:`~chantlib.table.SpecTable` (or anything with ``active`` and
-    ``graph``); ``locks``: a :class:`~chantlib.locks.LockTable`.
+    ``table``: a :class:`~chantlib.table.SpecTable`; ``locks``: a :class:`~chantlib.locks.LockTable`.
     """
 
     def __init__(self, table, locks, *, refresh=None) -> None:
@@ -28,39 +27,39 @@ class Queue:
         self.locks = locks
         self._refresh = refresh
 
-    def _rows(self, project: str | None, labels):
-        """Ready work matching the filters, in queue order (a generator: claims stop early)."""
+    def _free(self, project: str | None, labels):
+        """Ready work matching the filters with no live lease, in queue order: a generator,
+        so a peek or a claim stops at the first row it can use. The rows and the leases are
+        as they were when it started; a claim re-checks both for the row it takes."""
         if self._refresh is not None:
             self._refresh()
         wanted = set(labels or ())
+        held = self.locks.held_specs()
         for row in self.table.graph.queue_rows:
             if project is not None and row.project != project:
                 continue
             if wanted and not wanted.intersection(row.labels):
                 continue
-            yield row
+            if row.id not in held:
+                yield row
 
     def items(self, project: str | None = None, labels=None) -> list:
         """Queued rows, in order."""
-        held = self.locks.held_specs()
-        return [row for row in self._rows(project, labels) if row.id not in held]
+        return list(self._free(project, labels))
 
     def __len__(self) -> int:
         return len(self.items())
 
     def next(self, project: str | None = None, labels=None):
         """The row that a claim would take now, or ``None``."""
-        held = self.locks.held_specs()
-        return next((row for row in self._rows(project, labels) if row.id not in held), None)
+        return next(self._free(project, labels), None)
 
     def _still_ready(self, row):
         """``row`` re-read from its file if it is still queued work, else ``None``.
 
         Called with the spec's lease held, so no other claimer can finish it while we look.
         """
-        refresh_paths = getattr(self.table, "refresh_paths", None)
-        if refresh_paths is not None:
-            refresh_paths([row.path])
+        self.table.refresh_paths([row.path])
         current = self.table.active.get(row.id)
         if current is None or current.type == "group" or row.id not in self.table.graph.ready_set:
             return None
@@ -68,7 +67,7 @@ class Queue:
 
     def claim_nowait(self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, pid=None):
         """Take the next spec with a lease: ``(row, lease)``; :class:`NothingReady` if none."""
-        for row in self.items(project, labels):
+        for row in self._free(project, labels):
             try:
                 lease = self.locks.acquire(row.id, owner, ttl, reentrant=False, pid=pid)
             except LockHeld:

@@ -423,10 +423,7 @@ class SpecTable:
                         self._archived[new[_ID]] = new_row(Row, new)
                 else:
                     self._active[new[_ID]] = new_row(Row, new)
-        self.generation += 1
-        self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
-        self._by_id = None
-        self._graph = None
+        self._invalidate()  # the id maps were patched above: only the derived views go
         return True
 
     def _read_one(self, rel: str, key: tuple, old, changes: Changes) -> None:
@@ -445,11 +442,16 @@ class SpecTable:
         changes.parsed[rel] = spec
         (changes.changed if old is not None else changes.added).append(rel)
 
-    def _changed(self) -> None:
+    def _invalidate(self) -> None:
+        """Rows changed: a new generation; cached results (but the config) and the graph go."""
         self.generation += 1
         self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
-        self._by_id = self._active = self._archived = None
+        self._by_id = None
         self._graph = None
+
+    def _changed(self) -> None:
+        self._invalidate()
+        self._active = self._archived = None
 
     def clear(self) -> None:
         """Forget everything (a rebuild starts here)."""

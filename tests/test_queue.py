@@ -144,14 +144,14 @@ def test_claim_skips_a_spec_won_since_the_snapshot(repo):
         repo.write(sid(seq))
     ws = fresh(repo)
     queue = ws.queue
-    snapshot = queue.items
+    snapshot = queue._free  # the claim's view of the queue
 
     def snapshot_then_raced(*args, **kwargs):
-        rows = snapshot(*args, **kwargs)
+        rows = list(snapshot(*args, **kwargs))
         ws.locks.acquire(sid(1), "other", 60)  # another claimer wins 001 right after our snapshot
         return rows
 
-    queue.items = snapshot_then_raced
+    queue._free = snapshot_then_raced
     row, lease = queue.claim_nowait("me", 60)
     assert row.id == sid(2)
     assert ws.locks.get(sid(1)).owner == "other"
@@ -163,17 +163,17 @@ def test_claim_skips_a_spec_finished_since_the_snapshot(repo):
     for seq in (1, 2):
         repo.write(sid(seq))
     late, early = fresh(repo), fresh(repo)
-    snapshot = late.queue.items
+    snapshot = late.queue._free
 
     def snapshot_then_raced(*args, **kwargs):
-        rows = snapshot(*args, **kwargs)  # its view: 001 and 002 are ready
+        rows = list(snapshot(*args, **kwargs))  # its view: 001 and 002 are ready
         first = dispatch(early, "queue_claim", {"owner": "w1", "ttl": 60})
         assert first["spec"]["id"] == sid(1)
         dispatch(early, "complete", {"spec": sid(1), "token": first["lease"]["token"]})
         assert early.locks.get(sid(1)) is None
         return rows
 
-    late.queue.items = snapshot_then_raced
+    late.queue._free = snapshot_then_raced
     row, lease = late.queue.claim_nowait("w2", 60)
     assert (row.id, row.status) == (sid(2), "pending")
     assert late.locks.get(sid(1)) is None  # the lease it took on 001 in passing was given back
@@ -183,14 +183,14 @@ def test_claim_skips_a_spec_finished_since_the_snapshot(repo):
 def test_claim_returns_the_row_as_it_is_now(repo):
     repo.write(sid(1), "status: pending\nlabels: [old]")
     ws = fresh(repo)
-    snapshot = ws.queue.items
+    snapshot = ws.queue._free
 
     def snapshot_then_edited(*args, **kwargs):
-        rows = snapshot(*args, **kwargs)
+        rows = list(snapshot(*args, **kwargs))
         repo.write(sid(1), "status: pending\nlabels: [new, edited]")
         return rows
 
-    ws.queue.items = snapshot_then_edited
+    ws.queue._free = snapshot_then_edited
     row, _ = ws.queue.claim_nowait("w", 60)
     assert row.labels == ("new", "edited")
 
