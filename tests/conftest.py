@@ -220,3 +220,79 @@ def daemon_factory():
     yield start
     for d in started:
         d.stop()
+
+
+@pytest.fixture
+def cli_daemon(repo):
+    """For tests that start the daemon through the CLI (`--background`, autostart): whatever
+    daemon of ``repo`` still runs at the end, however the test ended, is killed."""
+    yield repo
+    from chantlib.client import runtime_info
+    from chantlib.locks import pid_alive
+
+    pid = (runtime_info(repo.root) or {}).get("pid")
+    if isinstance(pid, int) and pid_alive(pid):
+        os.kill(pid, _signal.SIGKILL)
+
+
+#: for scripts run by :func:`run_racers`: ``wait_for_go(path)`` blocks until the start signal
+WAIT_FOR_GO = textwrap.dedent(
+    """
+    import os as _os, sys as _sys, time as _time
+
+    def wait_for_go(go, limit=30):
+        deadline = _time.monotonic() + limit
+        while not _os.path.exists(go):
+            if _time.monotonic() > deadline:
+                _sys.exit("no start signal")
+            _time.sleep(0.002)
+    """
+)
+
+
+def run_racers(script: str, argvs: list[list[str]], go: str, timeout: float = 60) -> list:
+    """Start ``python -c script *argv`` for each argv (this checkout on the path), let them all
+    go at once (they wait for the file ``go``), and return what each printed, as JSON, in
+    order. A racer that fails fails the test; none outlives it."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = []
+    try:
+        for argv in argvs:
+            procs.append(subprocess.Popen([sys.executable, "-c", WAIT_FOR_GO + script, *argv],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        with open(go, "w"):
+            pass
+        results = []
+        for index, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"racer {index} failed: {err}"
+            results.append(_json.loads(out))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+#: the real spec corpus beside the project (``CHANT_CORPUS`` overrides): test data, never copied in
+CORPUS = os.path.abspath(os.environ.get("CHANT_CORPUS") or os.path.join(ROOT, "..", "shared", "corpus"))
+
+
+def copy_corpus(snapshot: str, dest) -> str:
+    """A writable copy of one corpus snapshot under ``dest`` (the corpus itself is read-only);
+    skips the test, with the reason, where the corpus is absent."""
+    import shutil
+    import stat
+
+    src = os.path.join(CORPUS, snapshot)
+    if not os.path.isdir(os.path.join(src, ".chant")):
+        pytest.skip(f"real spec corpus not found at {src} (set CHANT_CORPUS)")
+    target = os.path.join(str(dest), snapshot)
+    shutil.copytree(src, target)
+    os.chmod(target, os.stat(target).st_mode | stat.S_IWUSR)
+    for folder, dirs, files in os.walk(target):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
+    return target

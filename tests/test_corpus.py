@@ -13,15 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import stat
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CORPUS = os.path.abspath(os.environ.get("CHANT_CORPUS") or os.path.join(ROOT, "..", "shared", "corpus"))
+from .conftest import CORPUS, copy_corpus, run_chant
+
 JAN24 = "lex00-chant-2026-01-24"
 FEB05 = "lex00-chant-2026-02-05"
 SNAPSHOTS = (JAN24, FEB05)
@@ -65,35 +61,17 @@ def chant_order(spec_id: str) -> tuple:
     return (m.group(1), int(m.group(2), 36), m.group(3), members)
 
 
-def _copy(snapshot: str, dest) -> str:
-    dst = os.path.join(str(dest), snapshot)
-    shutil.copytree(os.path.join(CORPUS, snapshot), dst)
-    # the corpus is read-only and copytree copies modes: make the copy writable (.chant/.index)
-    for dirpath, _dirs, files in os.walk(dst):
-        os.chmod(dirpath, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-        for name in files:
-            os.chmod(os.path.join(dirpath, name), stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory) -> dict[str, str]:
     """One writable copy of each snapshot for the module's read-only checks."""
     base = tmp_path_factory.mktemp("corpus")
-    return {s: _copy(s, base) for s in SNAPSHOTS}
+    return {s: copy_corpus(s, base) for s in SNAPSHOTS}
 
 
-def run_cli(args, cwd) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "chant_cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ),
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
+def run_cli(args, cwd):
+    r = run_chant(args, cwd)
+    assert "Traceback" not in r.err, r.err
+    return r
 
 
 def first_tokens(stdout: str) -> list[str]:
@@ -302,10 +280,10 @@ def _check_lint(report: dict, snapshot: str) -> None:
 @pytest.mark.parametrize("snapshot", SNAPSHOTS)
 def test_lint_cli(copies, snapshot):
     proc = run_cli(["lint", "--json"], copies[snapshot])
-    report = json.loads(proc.stdout)
+    report = json.loads(proc.out)
     assert set(report) == LINT_KEYS
     _check_lint(report, snapshot)
-    assert proc.returncode == (1 if snapshot == JAN24 else 0), proc
+    assert proc.code == (1 if snapshot == JAN24 else 0), proc
 
 
 @pytest.mark.parametrize("snapshot", SNAPSHOTS)
@@ -469,8 +447,8 @@ def test_list_order_follows_chant_order(jan_ws):
 
 def test_cli_list_ready(copies):
     proc = run_cli(["list", "--ready"], copies[JAN24])
-    assert proc.returncode == 0, proc
-    assert first_tokens(proc.stdout) == EXPECTED_READY
+    assert proc.code == 0, proc
+    assert first_tokens(proc.out) == EXPECTED_READY
 
 
 # --- lex00-chant-2026-02-05: three cancelled active specs and a big archive -------------------
@@ -511,11 +489,11 @@ def test_feb_table(feb_ws):
 
 def test_feb_cli_list(copies):
     proc = run_cli(["list"], copies[FEB05])
-    assert proc.returncode == 0, proc
-    assert proc.stdout == ""
+    assert proc.code == 0, proc
+    assert proc.out == ""
     proc = run_cli(["list", "--status", "cancelled"], copies[FEB05])
-    assert proc.returncode == 0, proc
-    assert first_tokens(proc.stdout) == FEB_ACTIVE
+    assert proc.code == 0, proc
+    assert first_tokens(proc.out) == FEB_ACTIVE
 
 
 def _grep_count(pattern: str, where) -> list[str]:

@@ -234,7 +234,9 @@ def test_a_token_guards_the_api(repo, daemon_factory):
 def test_beyond_loopback_without_a_token_is_refused(repo):
     repo.write("2026-01-24-001-aaa")
     proc = subprocess.run(
-        [sys.executable, "-m", "chantd", "-C", repo.root, "--api-host", "0.0.0.0", "--api-port", "1",
+        # 192.0.2.1 (TEST-NET-1) is beyond loopback yet on no interface here: should the check
+        # ever break, the bind fails instead of listening on the network
+        [sys.executable, "-m", "chantd", "-C", repo.root, "--api-host", "192.0.2.1", "--api-port", "1",
          "--metrics-port", "0"],
         capture_output=True, text=True, timeout=60,
     )
@@ -321,7 +323,8 @@ def test_a_real_prometheus_scrapes_the_daemon(served, tmp_path):
 # --- lifecycle --------------------------------------------------------------------------------
 
 
-def test_cli_lifecycle_start_status_stop(repo):
+def test_cli_lifecycle_start_status_stop(cli_daemon):
+    repo = cli_daemon
     repo.write("2026-01-24-001-aaa")
     env = {"CHANT_LOG_LEVEL": "warning"}
     try:
@@ -569,7 +572,8 @@ def test_a_daemon_for_another_root_is_not_trusted(repo, tmp_path):
     assert r.code == 0 and r.out == "1\n" and r.err == ""  # quietly direct
 
 
-def test_scale_daemon_enabled_starts_one(repo):
+def test_scale_daemon_enabled_starts_one(cli_daemon):
+    repo = cli_daemon
     repo.write("2026-01-24-001-aaa")
     with open(os.path.join(repo.root, ".chant", "config.md"), "w") as fh:
         fh.write("---\nscale:\n  daemon:\n    enabled: true\n    api_port: 0\n    metrics_port: 0\n---\n")
@@ -579,7 +583,8 @@ def test_scale_daemon_enabled_starts_one(repo):
         assert r.err.startswith("Started the daemon (PID ")
         assert run_chant(["daemon", "status"], repo.root).code == 0
     finally:
-        assert run_chant(["daemon", "stop"], repo.root).code == 0
+        stop = run_chant(["daemon", "stop"], repo.root)
+    assert stop.code == 0
 
 
 def test_remote_daemon_over_http(repo, daemon_factory, tmp_path):

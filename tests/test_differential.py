@@ -7,28 +7,9 @@ stdout and exit codes must match exactly.
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
-
 import pytest
 
-from .conftest import ROOT, run_chant
-
-CORPUS = os.path.abspath(os.environ.get("CHANT_CORPUS") or os.path.join(ROOT, "..", "shared", "corpus"))
-
-
-def _copy_snapshot(name: str, dest) -> str:
-    src = os.path.join(CORPUS, name)
-    if not os.path.isdir(os.path.join(src, ".chant")):
-        pytest.skip(f"real spec corpus not found at {src} (set CHANT_CORPUS)")
-    target = str(dest / name)
-    shutil.copytree(src, target)
-    for folder, dirs, files in os.walk(target):  # the corpus is read-only; the copy must not be
-        for name_ in dirs + files:
-            path = os.path.join(folder, name_)
-            os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
-    return target
+from .conftest import copy_corpus, run_chant
 
 
 def _generated(dest) -> str:
@@ -76,7 +57,7 @@ def _commands(root: str) -> list[list[str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", REPOS)
 def test_daemon_mode_prints_what_direct_mode_prints(name, tmp_path, daemon_factory):
-    root = _generated(tmp_path) if name == "generated" else _copy_snapshot(name, tmp_path)
+    root = _generated(tmp_path) if name == "generated" else copy_corpus(name, tmp_path)
     run_chant(["list", "--direct"], root)  # build the cache once, so both modes start warm
     commands = _commands(root)
     direct = {tuple(c): run_chant([*c, "--direct"], root) for c in commands}

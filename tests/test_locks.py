@@ -23,8 +23,7 @@ from chantlib.errors import LockHeld, LockNotFound, NotHolder, StaleToken, Usage
 from chantlib.locks import _UNREADABLE_GRACE, FileLockTable, Lease, LockTable, MemoryLockTable
 from chantlib.testing import LOCK_CHECKS, FakeClock, check_lock_backend
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from .conftest import run_racers
 
 # the conformance suite, on every backend
 
@@ -552,17 +551,13 @@ N_WORKERS = 8
 
 RACER = textwrap.dedent(
     """
-    import json, os, sys, time
+    import json, sys
     from chantlib.errors import LockHeld
     from chantlib.locks import FileLockTable
 
     folder, owner, reentrant, go, n = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4], int(sys.argv[5])
     table = FileLockTable(folder)
-    deadline = time.monotonic() + 30
-    while not os.path.exists(go):
-        if time.monotonic() > deadline:
-            sys.exit("no start signal")
-        time.sleep(0.002)
+    wait_for_go(go)
     won = {}
     for i in range(n):
         spec = f"spec-{i:03d}"
@@ -577,35 +572,13 @@ RACER = textwrap.dedent(
 
 def _race(tmp_path, owners, *, reentrant: bool) -> dict[str, list[tuple[str, int]]]:
     """Start one racer per owner; return spec -> [(worker, token), ...] over all the wins."""
-    folder = str(tmp_path / "locks")
-    go = str(tmp_path / "go")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = []
-    try:
-        for owner in owners:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", RACER, folder, owner, "1" if reentrant else "0", go, str(N_SPECS)],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-            )
-        with open(go, "w"):
-            pass
-        wins: dict[str, list[tuple[str, int]]] = {}
-        for index, proc in enumerate(procs):
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, f"racer {index} failed: {err}"
-            for spec, token in json.loads(out).items():
-                wins.setdefault(spec, []).append((f"racer {index}", token))
-        return wins
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+    folder, go = str(tmp_path / "locks"), str(tmp_path / "go")
+    argvs = [[folder, owner, "1" if reentrant else "0", go, str(N_SPECS)] for owner in owners]
+    wins: dict[str, list[tuple[str, int]]] = {}
+    for index, won in enumerate(run_racers(RACER, argvs, go)):
+        for spec, token in won.items():
+            wins.setdefault(spec, []).append((f"racer {index}", token))
+    return wins
 
 
 def _assert_each_won_once(wins):

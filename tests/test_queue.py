@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -17,7 +15,7 @@ from chantlib.locks import MemoryLockTable
 from chantlib.ops import dispatch
 from chantlib.testing import FakeClock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .conftest import run_racers
 
 DAY = "2026-01-24"
 
@@ -285,18 +283,15 @@ def test_queue_claim_sees_new_specs(repo):
 
 WORKER = textwrap.dedent(
     """
-    import json, os, sys, time
+    import json, sys, time
     from chantlib.errors import NothingReady
     from chantlib.ops import dispatch
     from chantlib.workspace import Workspace
 
     root, owner, go, complete = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
     ws = Workspace(root)
+    wait_for_go(go)
     deadline = time.monotonic() + 30
-    while not os.path.exists(go):
-        if time.monotonic() > deadline:
-            sys.exit("no start signal")
-        time.sleep(0.002)
     claimed = []
     while time.monotonic() < deadline:
         try:
@@ -313,32 +308,7 @@ WORKER = textwrap.dedent(
 
 def _run_workers(repo, tmp_path, n: int, *, complete: bool) -> list[list[str]]:
     go = str(tmp_path / "go")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = []
-    try:
-        for _ in range(n):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER, repo.root, "shared@host", go, "1" if complete else "0"],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-            )
-        with open(go, "w"):
-            pass
-        results = []
-        for index, proc in enumerate(procs):
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, f"worker {index} failed: {err}"
-            results.append(json.loads(out))
-        return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
+    return run_racers(WORKER, [[repo.root, "shared@host", go, "1" if complete else "0"]] * n, go)
 
 
 def _write_backlog(repo, n: int) -> list[str]:

@@ -25,14 +25,17 @@ def test_exported_names_are_pinned():
         assert getattr(chantlib, name) is not None
 
 
-def imported_modules(args, cwd=ROOT, code=None) -> set[str]:
-    """Top-level module names imported by a Python run (from -X importtime)."""
+def imported_modules(args, cwd=ROOT, code=None, *, full=False, codes=(0,)) -> set[str]:
+    """Module names imported by a Python run that exits with one of ``codes`` (from -X
+    importtime): top-level names, or with ``full`` the dotted ones."""
     cmd = [sys.executable, "-X", "importtime"] + (["-c", code] if code else ["-m", "chant_cli", *args])
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode in codes, proc.stderr[-2000:]
     names = set()
     for line in proc.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+            name = line.rsplit("|", 1)[1].strip()
+            names.add(name if full else name.split(".")[0])
     return names
 
 
@@ -61,9 +64,12 @@ def test_search_is_the_one_that_loads_tantivy(repo):
 def test_a_daemon_query_loads_nothing_heavy(repo, daemon_factory):
     repo.write("2026-01-24-001-aaa")
     daemon_factory(repo.root, api=False, metrics=False)
-    mods = imported_modules(["list", "--ready"], cwd=repo.root)
-    assert "chantlib" in mods
-    assert not mods & (HEAVY | {"yaml", "filelock", "socket", "selectors"}), mods & (HEAVY | {"yaml", "filelock"})
+    mods = imported_modules(["list", "--ready"], cwd=repo.root, full=True)
+    assert "chantlib.client" in mods  # it did talk to the daemon...
+    assert "chantlib.table" not in mods and "chantlib.workspace" not in mods  # ...and did not run here
+    top = {name.split(".")[0] for name in mods}
+    light = HEAVY | {"yaml", "filelock", "socket", "selectors"}
+    assert not top & light, top & light
 
 
 def test_chantlib_imports_no_server_package():
