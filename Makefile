@@ -31,7 +31,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py --write docs/benchmarks.md
 
 lint: install
-	$(BIN)/ruff check chantlib chant_cli tests benchmarks scripts
+	$(BIN)/ruff check chantlib chant_cli chantd tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis build *.egg-info

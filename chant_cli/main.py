@@ -5,7 +5,8 @@ to the repository's daemon when one answers (``CHANT_DAEMON`` names a remote one
 runs in direct mode, in process on the files (see :mod:`chant_cli.backends`); ``--direct``,
 before or after the subcommand, forces direct mode. Exit codes are mapped in one place,
 :func:`main`: 0 ok, 1 error, 2 usage, 3 conflict (already locked, stale token), 4 not found,
-5 nothing ready. Errors are one line on stderr, never a traceback (``CHANT_DEBUG=1`` shows it).
+5 nothing ready, 130 interrupted, 141 broken pipe. Errors are one line on stderr, never a
+traceback (``CHANT_DEBUG=1`` shows it).
 
 Kept light: argparse and json at import; the library's heavier parts load only when the
 operation needs them.
@@ -248,7 +249,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chant",
         description="Specs for coding agents: list, search, lock and queue the work in .chant/specs/.",
-        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 conflict, 4 not found, 5 nothing ready.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 conflict, 4 not found, 5 nothing ready, "
+        "130 interrupted, 141 broken pipe.",
     )
     parser.add_argument("--direct", action="store_true", default=False, help="never use a daemon")
     parser.add_argument("-C", dest="chdir", metavar="DIR", help="run as if started in DIR")

@@ -2,8 +2,8 @@
 
 Every route turns path, query and JSON-body parameters into one ``service.call``, the same
 call the socket makes, and answers with the same envelope (``{"ok": true, "result": ...}``
-or ``{"ok": false, "error": {...}}``); the HTTP status comes from the error's class (bad
-input 400, unauthorized 401, not found 404, already locked 409, unavailable 503).
+or ``{"ok": false, "error": {...}}``); the HTTP status comes from the error's class
+(``http_status`` in :mod:`chantlib.errors`; the table is in docs/daemon.md).
 ``POST /api/rpc`` takes the socket's JSON as is. ``/livez``, ``/readyz``, ``/metrics`` and
 ``/openapi.json`` are open; everything under ``/api`` needs ``Authorization: Bearer
 <token>`` when a token is configured (it must be when the API listens beyond loopback).
