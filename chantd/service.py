@@ -79,6 +79,7 @@ class Service:
         self._lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
+        self._tracked_graph = None  # the graph whose ready changes track_ready follows
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
@@ -176,6 +177,10 @@ class Service:
             spec_id = result["spec"]["id"]
             since = self._ready_since.pop(spec_id, None)
             m.queue_wait.observe(max(0.0, now - since) if since is not None else 0.0)
+        elif cmd == "lock_release":
+            spec_id = result.get("spec")
+            if spec_id in self.ws.table.graph.ready_set:  # let go unfinished: queued again from now
+                self._ready_since.setdefault(spec_id, now)
         elif cmd == "complete":
             m.completions.labels(result=result.get("outcome", "success")).inc()
             released = result.get("released") or {}
@@ -204,14 +209,28 @@ class Service:
             return await loop.run_in_executor(self._executor, self.apply, relpaths, config_changed)
 
     def track_ready(self) -> None:
-        """Remember since when each queued spec has been ready (for chant_queue_wait_seconds)."""
+        """Remember since when each queued spec has been ready (for chant_queue_wait_seconds).
+
+        The graph reports which specs became ready or stopped being ready since the last look,
+        so a file event costs what it changed; a graph seen for the first time (the start, or
+        a rebuild after an unusual change) is walked once.
+        """
         now = self.clock()
-        ready = self.ws.table.graph.ready_set
+        graph = self.ws.table.graph
+        changes = graph.take_ready_changes() if graph is self._tracked_graph else None
         since = self._ready_since
-        for spec_id in [s for s in since if s not in ready]:
-            del since[spec_id]
-        for spec_id in ready:
-            since.setdefault(spec_id, now)
+        ready = graph.ready_set
+        if changes is None:
+            graph.take_ready_changes()  # follow this graph from here on
+            self._tracked_graph = graph
+            for spec_id in [s for s in since if s not in ready]:
+                del since[spec_id]
+            changes = ready
+        for spec_id in changes:
+            if spec_id in ready:
+                since.setdefault(spec_id, now)
+            else:
+                since.pop(spec_id, None)
 
     async def sweep(self) -> int:
         """Drop expired leases (each counts as an expiration)."""

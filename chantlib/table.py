@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Mapping
 from operator import itemgetter
 
 from .ids import parse_id, resolve_partial, sort_key
@@ -172,6 +173,62 @@ def parse_file(relpath: str, raw: bytes) -> tuple[tuple, object]:
     return summarize(relpath, spec), spec
 
 
+class _ArchivedStatuses:
+    """id -> status of the archive, read through its rows: what the graph asks of the archive
+    (is a dependency done?), without a dict of its own to build or keep in step."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict) -> None:
+        self._raw = raw
+
+    def get(self, spec_id: str, default=None):
+        t = self._raw.get(spec_id)
+        return default if t is None else t[_STATUS]
+
+    def __contains__(self, spec_id) -> bool:
+        return spec_id in self._raw
+
+    def __getitem__(self, spec_id: str) -> str:
+        return self._raw[spec_id][_STATUS]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self):
+        return iter(self._raw)
+
+
+class _ById(Mapping):
+    """The active specs over the archived ones, looked up in both: see ``SpecTable.by_id``."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table) -> None:
+        self._table = table
+
+    def __getitem__(self, spec_id: str) -> Row:
+        row = self._table._active.get(spec_id)
+        if row is not None:
+            return row
+        t = self._table._archived_raw[spec_id]
+        return tuple.__new__(Row, t)
+
+    def __contains__(self, spec_id) -> bool:
+        return spec_id in self._table._active or spec_id in self._table._archived_raw
+
+    def __iter__(self):
+        active = self._table._active
+        yield from active
+        for spec_id in self._table._archived_raw:
+            if spec_id not in active:
+                yield spec_id
+
+    def __len__(self) -> int:
+        active = self._table._active
+        return len(active) + sum(1 for spec_id in self._table._archived_raw if spec_id not in active)
+
+
 class Changes:
     """What one refresh saw: paths added, changed and removed, and the specs it parsed."""
 
@@ -204,7 +261,6 @@ class SpecTable:
         self.generation = 0
         self.warnings: list[str] = []
         self._racy: set[str] = set()
-        self._by_id: dict[str, Row] | None = None
         self._active: dict[str, Row] | None = None
         self._archived: dict[str, Row] | None = None
         self._archived_raw: dict[str, tuple] = {}
@@ -253,6 +309,10 @@ class SpecTable:
         path = self._table_path()
         if path is None:
             return
+        g = self._graph
+        if g is not None and g._ready is not None:
+            # the live graph, kept in step with every patch, is saved as computed results
+            self.extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
         data = {
             "format": (FORMAT, sys.version_info[:2], self.store.root),
             "files": self.files,
@@ -385,45 +445,59 @@ class SpecTable:
         return changes
 
     def _patch(self, before: dict, changes: Changes) -> bool:
-        """Update the id maps for a few changed files in place, instead of rebuilding them
-        from every row (the daemon's watcher applies one file at a time). False when the
-        change touches anything unusual (a file that does not parse, two files with one
-        ID): the caller then rebuilds from scratch."""
+        """Update the id maps and the graph for a few changed files in place, instead of
+        rebuilding them from every row (the daemon's watcher applies one batch at a time).
+        False when the change touches two files with one ID: the caller then rebuilds."""
         if self._active is None:
             return False
-        new_row = tuple.__new__
-        for rel in changes.added + changes.changed + changes.removed:
+        rels = changes.added + changes.changed + changes.removed
+        duplicated = {spec_id for spec_id, _paths in self._duplicates}
+        for rel in rels:
             old, new = before.get(rel), self.rows.get(rel)
             for t in (old, new):
-                if t is not None and (t[_ERROR] is not None or any(t[_ID] == d for d, _paths in self._duplicates)):
+                if t is not None and t[_ID] in duplicated:
                     return False
-            if old is not None:
+            if old is not None and old[_ERROR] is None:
                 target = self._archived_raw if old[_ARCHIVED] else self._active
                 current = target.get(old[_ID])
                 if current is None or current[_PATH] != rel:
                     return False
-            if new is not None:
+            if new is not None and new[_ERROR] is None:
                 target = self._archived_raw if new[_ARCHIVED] else self._active
                 current = target.get(new[_ID])
                 if current is not None and current[_PATH] != rel:
                     return False  # another file holds this ID: a duplicate
-        for rel in changes.added + changes.changed + changes.removed:
+        new_row = tuple.__new__
+        active = self._active
+        active_changed: dict[str, Row | None] = {}  # id -> its row before this batch
+        archived_changed: list[str] = []
+        for rel in rels:
             old, new = before.get(rel), self.rows.get(rel)
             if old is not None:
-                if old[_ARCHIVED]:
+                if old[_ERROR] is not None:
+                    self._broken.pop(rel, None)
+                elif old[_ARCHIVED]:
                     del self._archived_raw[old[_ID]]
                     if self._archived is not None:
                         del self._archived[old[_ID]]
+                    archived_changed.append(old[_ID])
                 else:
-                    del self._active[old[_ID]]
+                    active_changed.setdefault(old[_ID], active[old[_ID]])
+                    del active[old[_ID]]
             if new is not None:
-                if new[_ARCHIVED]:
+                if new[_ERROR] is not None:
+                    self._broken[rel] = new_row(Row, new)
+                elif new[_ARCHIVED]:
                     self._archived_raw[new[_ID]] = new
                     if self._archived is not None:
                         self._archived[new[_ID]] = new_row(Row, new)
+                    archived_changed.append(new[_ID])
                 else:
-                    self._active[new[_ID]] = new_row(Row, new)
-        self._invalidate()  # the id maps were patched above: only the derived views go
+                    active_changed.setdefault(new[_ID], active.get(new[_ID]))
+                    active[new[_ID]] = new_row(Row, new)
+        self._invalidate()
+        if self._graph is not None:
+            self._graph.update(active_changed, archived_changed)
         return True
 
     def _read_one(self, rel: str, key: tuple, old, changes: Changes) -> None:
@@ -443,15 +517,16 @@ class SpecTable:
         (changes.changed if old is not None else changes.added).append(rel)
 
     def _invalidate(self) -> None:
-        """Rows changed: a new generation; cached results (but the config) and the graph go."""
+        """Rows changed: a new generation; cached results but the config go (the live graph
+        is kept in step by the caller, and written back into ``extra`` when saved)."""
         self.generation += 1
         self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
-        self._by_id = None
-        self._graph = None
 
     def _changed(self) -> None:
+        """Rows changed in ways not worth following: the id maps and the graph are rebuilt."""
         self._invalidate()
         self._active = self._archived = None
+        self._graph = None
 
     def clear(self) -> None:
         """Forget everything (a rebuild starts here)."""
@@ -494,7 +569,6 @@ class SpecTable:
         self._active = {i: new(Row, t) for i, t in active.items()}
         self._archived_raw, self._broken = archived, broken
         self._archived = None
-        self._by_id = None
         self._duplicates = sorted(((k, sorted(v)) for k, v in dup.items()), key=lambda kv: sort_key(kv[0]))
 
     @property
@@ -521,19 +595,19 @@ class SpecTable:
             self._archived = {i: new(Row, t) for i, t in self._archived_raw.items()}
         return self._archived
 
-    def archived_statuses(self) -> dict[str, str]:
+    def archived_statuses(self) -> Mapping[str, str]:
+        """id -> status of the archive (a view over the rows)."""
         if self._active is None:
             self._index()
-        return {i: t[_STATUS] for i, t in self._archived_raw.items()}
+        return _ArchivedStatuses(self._archived_raw)
 
     @property
-    def by_id(self) -> dict[str, Row]:
-        """id -> row, active specs shadowing archived ones of the same ID."""
-        if self._by_id is None:
-            by_id = dict(self.archived)
-            by_id.update(self.active)
-            self._by_id = by_id
-        return self._by_id
+    def by_id(self) -> Mapping[str, Row]:
+        """id -> row, active specs shadowing archived ones of the same ID (a view: nothing
+        is copied, so a long-lived table pays nothing for it when rows change)."""
+        if self._active is None:
+            self._index()
+        return _ById(self)
 
     @property
     def duplicates(self) -> list[tuple[str, list[str]]]:
@@ -543,18 +617,17 @@ class SpecTable:
 
     @property
     def graph(self):
-        """The :class:`~chantlib.graph.Graph` of the active specs (cached with the table)."""
+        """The :class:`~chantlib.graph.Graph` of the active specs: built once, then kept in
+        step with every patch (cached with the table when saved)."""
         if self._graph is None:
             from .graph import Graph
 
-            g = Graph(self.active, self.archived_statuses())
-            cached = self.extra.get("graph")  # dropped by _changed(), so present means valid
+            g = Graph(self.active, _ArchivedStatuses(self._archived_raw))
+            cached = self.extra.get("graph")  # dropped by _invalidate(), so present means valid
             if cached is not None:
-                g._ready = list(cached[0])
-                g._blocked = set(cached[1])
+                g._restore(cached[0], cached[1])
             else:
-                self.extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
-                self._dirty = True
+                self._dirty = True  # the graph goes into the saved table (see save)
             self._graph = g
         return self._graph
 
