@@ -13,7 +13,6 @@ tantivy errors are translated to :class:`~chantlib.errors.ChantError` here and o
 from __future__ import annotations
 
 import datetime as _dt
-import marshal
 import os
 import sys
 
@@ -106,6 +105,9 @@ class Index:
         self.path = path
         self.defer_state = defer_state
         self._state_dirty = False
+        self._state_snapshot = None
+        self._state_changes: dict[str, int | None] = {}  # path -> crc (None: deleted) since the last write
+        self._state_full = False  # the next write of the state must be a full one
         self._schema = None
         self._lock = None
         self._indexed: dict[str, int] | None = None
@@ -180,25 +182,40 @@ class Index:
     def _forget_state(self) -> None:
         """A new, empty index: nothing in it was indexed from any file."""
         self._indexed = {}
+        self._state_changes.clear()
+        self._state_full = True
         path = self._state_path()
         if path is not None:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            for name in (path, path + ".journal"):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
 
     def _load_state(self) -> dict[str, int]:
         if self._indexed is None:
             self._indexed = {}
+            self._state_changes.clear()
             path = self._state_path()
             if path:
-                try:
-                    with open(path, "rb") as fh:
-                        data = marshal.loads(fh.read())
+                from .snapshot import Snapshot
+
+                self._state_snapshot = Snapshot(path)
+                loaded = self._state_snapshot.load()
+                if loaded is not None:
+                    data, records = loaded
                     if data.get("format") == (SCHEMA_VERSION, sys.version_info[:2]):
-                        self._indexed = data["docs"]
-                except (OSError, EOFError, ValueError, TypeError, AttributeError):
-                    pass
+                        docs = data["docs"]
+                        for record in records:  # appended since (see _write_state)
+                            if record[0] == "put":
+                                docs.update(record[1])
+                            elif record[0] == "del":
+                                for rel in record[1]:
+                                    docs.pop(rel, None)
+                        self._indexed = docs
+                        self._state_full = False
+                    else:
+                        self._state_full = True  # another version's file: replaced, never appended to
         return self._indexed
 
     def flush(self) -> None:
@@ -214,13 +231,28 @@ class Index:
             self._write_state()
 
     def _write_state(self) -> None:
+        """Save the state: the entries changed since the last write, appended to the state
+        file's journal (a few records for a watcher's batch), or the whole map when that is
+        due (see :mod:`chantlib.snapshot`)."""
         path = self._state_path()
         if path is None:
             return
-        from .store import atomic_write
+        from .snapshot import Snapshot
 
-        data = marshal.dumps({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": self._indexed})
-        atomic_write(path, data, mode=0o644, durable=False)  # a cache: rebuilt if lost
+        if self._state_snapshot is None:
+            self._state_snapshot = Snapshot(path)
+        changes = self._state_changes
+        indexed = self._indexed if self._indexed is not None else {}
+        if not self._state_full and len(changes) * 8 <= len(indexed):
+            puts = {rel: crc for rel, crc in changes.items() if crc is not None}
+            gone = [rel for rel, crc in changes.items() if crc is None]
+            records = ([("put", puts)] if puts else []) + ([("del", gone)] if gone else [])
+            if not records or self._state_snapshot.append(records):
+                changes.clear()
+                return
+        self._state_snapshot.write({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": indexed})
+        changes.clear()
+        self._state_full = False
 
     # keeping in step
 
@@ -310,6 +342,7 @@ class Index:
     def _write(self, todo: list[str], gone: list[str], parsed: dict) -> int:
         index = self._open()
         indexed = self._load_state()
+        changes = self._state_changes
         try:
             # a few documents (the watcher's batches) need no big arena: tantivy's minimum is 15 MB
             big = len(todo) >= 2000
@@ -327,11 +360,12 @@ class Index:
                 new = [rel for rel in todo if rel not in indexed]
                 if new:
                     for rel in new:
-                        indexed[rel] = -1
+                        indexed[rel] = changes[rel] = -1
                     self._write_state()
             for rel in gone:
                 writer.delete_documents_by_term("path", rel)
                 indexed.pop(rel, None)
+                changes[rel] = None
             for rel in todo:
                 row = self.table.row(rel)
                 spec = parsed.get(rel)
@@ -339,7 +373,7 @@ class Index:
                 if not fresh:
                     writer.delete_documents_by_term("path", rel)
                 writer.add_document(self._document(row, body))
-                indexed[rel] = self.table.files[rel][3]
+                indexed[rel] = changes[rel] = self.table.files[rel][3]
             writer.commit()
             writer.wait_merging_threads()
         except ValueError as exc:

@@ -269,6 +269,11 @@ class SpecTable:
         self._graph = None
         self._loaded = False
         self._dirty = False
+        # what changed since the last save, for appending it (see flush)
+        self._snapshot = None
+        self._touched: set[str] = set()  # relpaths whose entry changed
+        self._meta_changed = False  # folders, the archive check time or the racy set changed
+        self._full_save = False  # the next save must write everything (after clear, a foreign file)
 
     # persistence
 
@@ -285,32 +290,80 @@ class SpecTable:
         path = self._table_path()
         if path is None:
             return
-        try:
-            with open(path, "rb") as fh:
-                data = marshal.loads(fh.read())
-        except (OSError, EOFError, ValueError, TypeError):
+        from .snapshot import Snapshot
+
+        self._snapshot = Snapshot(path)
+        loaded = self._snapshot.load()
+        if loaded is None:
             return
-        if not isinstance(data, dict) or data.get("format") != (FORMAT, sys.version_info[:2], self.store.root):
+        data, records = loaded
+        if data.get("format") != (FORMAT, sys.version_info[:2], self.store.root):
+            self._full_save = True  # a foreign table: never append to it
             return
-        self.files = data["files"]
-        self.folders = data["folders"]
-        self.archive_verified_ns = data["archive_verified_ns"]
-        self.rows = data["rows"]
-        self._racy = set(data["racy"])
-        self.extra = data["extra"]
+        files, rows, extra = data["files"], data["rows"], data["extra"]
+        folders, verified, racy = data["folders"], data["archive_verified_ns"], data["racy"]
+        rows_changed = False
+        for record in records:  # what the owner appended since (see _append)
+            kind = record[0]
+            if kind == "put":
+                files[record[1]], rows[record[1]] = record[2], record[3]
+                rows_changed = True
+            elif kind == "del":
+                files.pop(record[1], None)
+                rows.pop(record[1], None)
+                rows_changed = True
+            elif kind == "meta":
+                folders, verified, racy = record[1], record[2], record[3]
+            elif kind == "extra":
+                graph = extra.get("graph")
+                extra = dict(record[1])
+                if graph is not None and not rows_changed:
+                    extra["graph"] = graph  # the snapshot's graph, still true of its rows
+        if rows_changed and "graph" in extra:
+            del extra["graph"]  # computed from rows that changed since
+        self.files, self.rows, self.extra = files, rows, extra
+        self.folders, self.archive_verified_ns, self._racy = folders, verified, set(racy)
 
     def flush(self) -> None:
-        """Save the table if anything in it changed since it was loaded or saved."""
+        """Save what changed since the table was loaded or saved: appended to the journal of
+        the saved table when that is cheaper (see :mod:`chantlib.snapshot`), else in full."""
         if self._dirty:
-            self.save()
+            if not self._append():
+                self.save()
+
+    def _append(self) -> bool:
+        """Append the entries changed since the last save to the table's journal: a save
+        that costs what changed. False when a full save is due instead."""
+        snapshot = self._snapshot
+        if snapshot is None or self._full_save or len(self._touched) * 8 > len(self.rows):
+            return False
+        files, rows = self.files, self.rows
+        records: list = []
+        for rel in self._touched:
+            entry, row = files.get(rel), rows.get(rel)
+            records.append(("put", rel, entry, row) if entry is not None and row is not None else ("del", rel))
+        if self._meta_changed:
+            records.append(("meta", self.folders, self.archive_verified_ns, sorted(self._racy)))
+        # the graph is left out: O(ready) on every save; it is saved with the next full table
+        records.append(("extra", {k: v for k, v in self.extra.items() if k != "graph"}))
+        try:
+            if not snapshot.append(records):
+                return False
+        except ValueError:  # a value marshal cannot store: the full save reports it
+            return False
+        self._touched.clear()
+        self._meta_changed = False
+        self._dirty = False
+        return True
 
     def save(self) -> None:
-        """Write the table (temp file + rename). Silently skipped when the folder is unwritable."""
+        """Write the whole table (temp file + rename) and drop its journal. Silently skipped
+        (with a warning) when the folder is unwritable."""
         path = self._table_path()
         if path is None:
             return
         g = self._graph
-        if g is not None and g._ready is not None:
+        if g is not None:
             # the live graph, kept in step with every patch, is saved as computed results
             self.extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
         data = {
@@ -323,13 +376,19 @@ class SpecTable:
             "extra": self.extra,
         }
         from .errors import StorageError
-        from .store import atomic_write
+        from .snapshot import Snapshot
 
+        if self._snapshot is None:
+            self._snapshot = Snapshot(path)
         self._dirty = False
         try:
-            atomic_write(path, marshal.dumps(data), mode=0o644, durable=False)  # a cache: rebuilt if lost
+            self._snapshot.write(data)
         except (StorageError, ValueError) as exc:
             self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {getattr(exc, 'message', exc)}")
+            return
+        self._touched.clear()
+        self._meta_changed = False
+        self._full_save = False
 
     # refresh
 
@@ -356,6 +415,7 @@ class SpecTable:
         racy_since = scan_ns - RACY_NS
         verify = full or scan_ns - self.archive_verified_ns > ARCHIVE_VERIFY_NS
         folders = self.folders
+        folders_before = dict(folders)  # a few thousand entries at most (one per archive day)
 
         def keep(prefix: str, key: tuple) -> bool:
             return (
@@ -404,6 +464,7 @@ class SpecTable:
         for rel in [r for r in files if r not in seen and not unread(r)]:
             del files[rel]
             self.rows.pop(rel, None)
+            self._touched.add(rel)
             changes.removed.append(rel)
         for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
@@ -415,6 +476,8 @@ class SpecTable:
             self._changed()
         if changes or racy != new_racy:
             self._dirty = True
+        if verify or racy != new_racy or folders_before != folders:
+            self._meta_changed = self._dirty = True
         if save:
             self.flush()
         return changes
@@ -432,6 +495,7 @@ class SpecTable:
                 if rel in self.files:
                     del self.files[rel]
                     self.rows.pop(rel, None)
+                    self._touched.add(rel)
                     changes.removed.append(rel)
                 continue
             except OSError:
@@ -509,6 +573,7 @@ class SpecTable:
             return
         crc = zlib.crc32(raw)
         self.files[rel] = (key[0], key[1], key[2], crc)
+        self._touched.add(rel)
         if old is not None and old[3] == crc and rel in self.rows:
             return
         row, spec = parse_file(rel, raw)
@@ -536,6 +601,8 @@ class SpecTable:
         self.rows.clear()
         self._racy.clear()
         self.extra = {}
+        self._touched.clear()
+        self._full_save = True
         self._loaded = True
         self._changed()
 

@@ -58,3 +58,132 @@ def test_ready_since_follows_the_graph_without_walking_it(repo):
         assert service._ready_since == {"2026-01-24-002-bbb": 1030.0}
     finally:
         service.close()
+
+
+# --- saving costs what changed: the table and the index state append to a journal -------------
+
+
+def _daemon_like(repo):
+    """A workspace as the daemon keeps one: loaded once, fed file events, flushed on a schedule."""
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    ws.flush()
+    return ws
+
+
+def _stamp(path):
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def test_a_save_after_one_change_appends_instead_of_rewriting(repo):
+    from chantlib.table import SpecTable
+
+    for n in range(1, 30):
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending")
+    ws = _daemon_like(repo)
+    cache = ws.cache_dir
+    table_file, state_file = os.path.join(cache, "table.marshal"), os.path.join(cache, "indexed.marshal")
+    before = _stamp(table_file), _stamp(state_file)
+    repo.write("2026-01-24-001-aaa", "status: completed")
+    repo.write("2026-01-25-001-new", "status: pending")
+    ws.apply_changes(["specs/2026-01-24-001-aaa.md", "specs/2026-01-25-001-new.md"])
+    os.unlink(repo.path("2026-01-24-002-aaa"))
+    ws.apply_changes(["specs/2026-01-24-002-aaa.md"])
+    ws.flush()
+    assert (_stamp(table_file), _stamp(state_file)) == before  # neither rewritten...
+    assert os.path.getsize(table_file + ".journal") and os.path.getsize(state_file + ".journal")  # ...appended to
+    # what another process loads from the files equals what the daemon holds
+    other = SpecTable(ws.store, cache)
+    other.load()
+    assert other.files == ws.table.files and other.rows == ws.table.rows
+    assert other.folders == ws.table.folders and other.archive_verified_ns == ws.table.archive_verified_ns
+    assert {k: v for k, v in other.extra.items() if k != "graph"} == {
+        k: v for k, v in ws.table.extra.items() if k != "graph"}
+    assert "graph" not in other.extra  # computed from rows that changed since the snapshot
+    fresh = repo.workspace(auto_refresh=False, long_lived=True)
+    assert fresh.index._load_state() == ws.index._load_state()
+    assert "specs/2026-01-24-002-aaa.md" not in fresh.index._load_state()
+    # and a direct-mode command on top of that sees the same repository, with no work to do
+    direct = repo.workspace()
+    listed = [s["id"] for s in direct.list_specs(ready=True)["specs"]]
+    assert listed == [i for i in ws.table.graph.ready]
+    assert direct.index_status()["changed_since_last_run"] == 0 and direct.index_status()["stale"] == 0
+    # a clean stop writes it all again, and the journals go
+    ws.table.save()
+    ws.index._state_full = True
+    ws.flush()
+    assert not os.path.exists(table_file + ".journal")
+
+
+def test_a_new_document_is_named_in_the_state_before_its_commit(repo, monkeypatch):
+    """The crash-safety rule of the index state (design.md, "The index"), with the journal:
+    the state on disk names a new path before tantivy's commit makes its document exist."""
+    repo.write("2026-01-24-001-aaa", "status: pending")
+    ws = _daemon_like(repo)
+    from chantlib.index import Index
+
+    seen = {}
+    real_write = Index._write
+
+    def spy(self, todo, gone, parsed):
+        import tantivy
+
+        real_commit = tantivy.IndexWriter.commit
+
+        def commit(writer):
+            seen["named"] = Index(ws.table, ws.cache_dir)._load_state().get("specs/2026-01-25-001-new.md")
+            return real_commit(writer)
+
+        monkeypatch.setattr(tantivy.IndexWriter, "commit", commit, raising=False)
+        try:
+            return real_write(self, todo, gone, parsed)
+        finally:
+            monkeypatch.setattr(tantivy.IndexWriter, "commit", real_commit, raising=False)
+
+    monkeypatch.setattr(Index, "_write", spy)
+    repo.write("2026-01-25-001-new", "status: pending")
+    ws.apply_changes(["specs/2026-01-25-001-new.md"])
+    assert seen["named"] == -1  # named, with no checksum: indexed again after a crash
+
+
+def test_a_journal_is_ignored_when_it_is_torn_or_belongs_to_another_snapshot(tmp_path):
+    from chantlib.snapshot import Snapshot
+
+    path = str(tmp_path / "state.marshal")
+    a = Snapshot(path)
+    a.write({"docs": {"x": 1}})
+    assert a.append([("put", {"y": 2})]) and a.append([("put", {"z": 3})])
+    assert Snapshot(path).load() == ({"docs": {"x": 1}, "token": a._token}, [("put", {"y": 2}), ("put", {"z": 3})])
+    with open(path + ".journal", "ab") as fh:  # a writer killed half-way through a record
+        fh.write(b"\x40\x00\x00\x00partial")
+    assert Snapshot(path).load()[1] == [("put", {"y": 2}), ("put", {"z": 3})]
+    # another process writes a new snapshot: this one's appends are refused from then on
+    b = Snapshot(path)
+    b.load()
+    b.write({"docs": {"x": 9}})
+    assert not a.append([("put", {"w": 4})])
+    assert Snapshot(path).load()[1] == []
+    # a journal left behind by an older snapshot (a crash between the two writes) is not replayed
+    assert b.append([("put", {"v": 5})])
+    with open(path + ".journal", "rb") as fh:
+        journal = fh.read()
+    b.write({"docs": {}})
+    with open(path + ".journal", "wb") as fh:
+        fh.write(journal)
+    assert Snapshot(path).load()[1] == []
+
+
+def test_the_journal_is_folded_into_a_new_snapshot_once_it_has_grown(tmp_path):
+    from chantlib import snapshot
+
+    path = str(tmp_path / "state.marshal")
+    s = snapshot.Snapshot(path)
+    s.write({"docs": {}})
+    big = "x" * 4096
+    appended = 0
+    while s.append([("put", {str(appended): big})]):
+        appended += 1
+    assert s.compact_due() and s.journal_bytes > snapshot.COMPACT_MIN and appended >= 200
+    s.write({"docs": {}})
+    assert not s.compact_due() and s.append([("put", {"a": 1})])
