@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
 from chantlib.errors import BadRequest, ChantError, error_envelope
-from chantlib.ops import OPS, OWNED, dispatch
+from chantlib.ops import OPS, OWNED, dispatch, dispatch_json
 
 log = logging.getLogger("chantd")
 
@@ -44,6 +44,14 @@ KEEPS_CACHE = CACHED | {
 def _dumps(value) -> str:
     # ASCII out: a lone surrogate a client sent (and we echo in a message) stays encodable
     return json.dumps(value, separators=(",", ":"))
+
+
+class _Encoded(bytes):
+    """A result already encoded as JSON (see ``Service.call(encoded=True)``)."""
+
+
+def _dispatch_encoded(ws, cmd, params) -> _Encoded:
+    return _Encoded(dispatch_json(ws, cmd, params).encode("ascii"))
 
 
 def encode_answer(answer: dict, request_id=None) -> bytes:
@@ -115,10 +123,11 @@ class Service:
                     self.metrics.index_queries.inc()  # answered, if from the cache
         else:
             epoch = self._cache_epoch
-            envelope = await self.call(cmd, params, transport, peer_owner)
+            envelope = await self.call(cmd, params, transport, peer_owner, encoded=True)
             if not envelope.get("ok"):
                 return encode_answer(envelope, request_id)
-            raw = _dumps(envelope["result"]).encode("utf-8")
+            result = envelope["result"]
+            raw = result if isinstance(result, _Encoded) else _dumps(result).encode("utf-8")
             # kept only if nothing changed while it was computed (a write or a file event
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
@@ -135,8 +144,13 @@ class Service:
             self._cache.clear()
         self._cache[key] = raw
 
-    async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None) -> dict:
-        """Run one request; always returns an envelope, never raises (but CancelledError)."""
+    async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None, *,
+                   encoded: bool = False) -> dict:
+        """Run one request; always returns an envelope, never raises (but CancelledError).
+
+        ``encoded``: the result of a pure read comes as its JSON bytes (an ``_Encoded``),
+        made on the worker thread with the operation, not on the event loop afterwards.
+        """
         started = time.perf_counter()
         name = cmd if isinstance(cmd, str) and cmd in OPS else "unknown"
         try:
@@ -151,7 +165,8 @@ class Service:
                     result = dispatch(self.ws, cmd, params)
                 else:
                     loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self._executor, dispatch, self.ws, cmd, params)
+                    run = _dispatch_encoded if encoded and cmd in CACHED else dispatch
+                    result = await loop.run_in_executor(self._executor, run, self.ws, cmd, params)
                 self._after(cmd, result)
             envelope = {"ok": True, "result": result}
         except ChantError as exc:

@@ -66,7 +66,7 @@ class Graph:
 
     __slots__ = (
         "active", "archived", "_members", "_drivers", "_rdeps", "_blocked", "_ready", "_ready_keys", "_ready_set",
-        "_cycles", "_queue", "_queue_keys", "_queued", "_ready_changes",
+        "_cycles", "_queue", "_queue_keys", "_queued", "_ready_changes", "_order", "_order_keys",
     )
 
     def __init__(self, active: dict, archived=None) -> None:
@@ -95,6 +95,8 @@ class Graph:
         self._queued: dict[str, tuple] = {}  # id -> its key in _queue_keys
         self._cycles: list[list[str]] | None = None
         self._ready_changes: set[str] | None = None  # see take_ready_changes()
+        self._order: list[str] | None = None  # every active ID in chant order, once asked for
+        self._order_keys: list[tuple] = []
 
     # single-spec rules
 
@@ -211,6 +213,14 @@ class Graph:
         return self._queue
 
     @property
+    def order(self) -> list[str]:
+        """Every active ID in chant order (a live list, kept sorted across updates)."""
+        if self._order is None:
+            self._order_keys = sorted(_ready_key(i) for i in self.active)
+            self._order = [k[1] for k in self._order_keys]
+        return self._order
+
+    @property
     def ready_set(self) -> set[str]:
         if self._ready is None:
             self._compute()
@@ -273,6 +283,15 @@ class Graph:
                         del rdeps[dep]
             for dep in new_deps - old_deps:
                 rdeps.setdefault(dep, set()).add(spec_id)
+            if (old is None) != (new is None) and self._order is not None:
+                key = _ready_key(spec_id)
+                at = bisect_left(self._order_keys, key)
+                if new is None:
+                    del self._order_keys[at]
+                    del self._order[at]
+                else:
+                    self._order_keys.insert(at, key)
+                    self._order.insert(at, spec_id)
             if (old is None) != (new is None) and "." in spec_id:
                 driver = driver_of(spec_id)
                 if driver is not None:

@@ -191,6 +191,7 @@ def _graph_view(g: Graph) -> dict:
         "blocked": set(g.blocked),
         "queue": [(row.id, id(row)) for row in g.queue_rows],
         "display": {i: g.display_status(row) for i, row in g.active.items()},
+        "order": list(g.order),
     }
 
 
@@ -208,6 +209,7 @@ def test_incremental_graph_equals_a_full_rebuild(start, ops):
         if op[0] == "look":
             if op[1] == "queue":
                 live.queue_rows  # noqa: B018 - from here on the queue is kept in step too
+                live.order  # noqa: B018 - and the chant order of every active spec
             elif op[1] == "ready":
                 reported |= live.take_ready_changes()
             continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 
 def _service(repo, clock):
     from chantd.metrics import Metrics
@@ -187,3 +189,134 @@ def test_the_journal_is_folded_into_a_new_snapshot_once_it_has_grown(tmp_path):
     assert s.compact_due() and s.journal_bytes > snapshot.COMPACT_MIN and appended >= 200
     s.write({"docs": {}})
     assert not s.compact_due() and s.append([("put", {"a": 1})])
+
+
+# --- the client reads a large answer linearly ----------------------------------------------------
+
+
+class _ChunkedSocket:
+    """What a socket delivers: the given bytes, at most ``size`` at a time."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data, self.size, self.pos, self.sent = data, size, 0, b""
+
+    def recv(self, n: int) -> bytes:
+        take = min(n, self.size, len(self.data) - self.pos)
+        chunk = self.data[self.pos : self.pos + take]
+        self.pos += take
+        return chunk
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_client_reads_multi_megabyte_answers_in_any_chunking():
+    import json
+
+    from chantlib.client import DaemonClient, DaemonGone
+
+    big = {"specs": [{"id": f"2026-01-24-{i:03d}-aaa", "title": "x" * (i % 97)} for i in range(60000)]}
+    first = json.dumps({"ok": True, "result": big}, separators=(",", ":")).encode()
+    second = json.dumps({"ok": True, "result": {"n": 2}}).encode()
+    assert len(first) > 4 << 20
+    # small pieces (a quadratic read of 4 MB in 61-byte pieces would take minutes), a newline
+    # on a piece boundary, two answers in one piece, and a piece ending just before the end
+    for size in (61, 1 << 16, len(first), len(first) + 1, len(first) + 5):
+        client = DaemonClient(_ChunkedSocket(first + b"\n" + second + b"\n" + b'{"ok":tr', size), {}, "test")
+        assert client.call("list") == big
+        assert client.call("hello") == {"n": 2}
+        with pytest.raises(DaemonGone):
+            client.call("hello")  # the daemon went away half-way through a line
+
+
+# --- list's daemon face: the same answer, encoded piecewise --------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from chantlib.values import SPEC_FIELDS, STATUS_FILTERS  # noqa: E402
+
+_list_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "ready": st.booleans(),
+        "status": st.sampled_from(STATUS_FILTERS),
+        "labels": st.lists(st.sampled_from(["bug", "docs", "cli"]), max_size=2),
+        "type": st.sampled_from(["code", "group", "task"]),
+        "project": st.sampled_from(["auth", "infra"]),
+        "fields": st.lists(st.sampled_from(SPEC_FIELDS), max_size=5, unique=True),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A long-lived workspace (as the daemon keeps one) on a generated repository, shared by
+    the examples, so its memo of encoded specs carries over from one example to the next."""
+    from chantlib import Workspace
+    from chantlib.generate import generate
+
+    root = str(tmp_path_factory.mktemp("gen") / "repo")
+    generate(root, 300, seed=11)
+    ws = Workspace(root, auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    return ws
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(params=_list_params, edits=st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(
+    ["completed", "pending", "failed", "in_progress"])), max_size=3))
+def test_list_json_is_the_encoding_of_list(live, params, edits):
+    import json
+
+    from chantlib.ops import dispatch, dispatch_json
+
+    ws = live
+    active = sorted(ws.table.active)
+    for pick, status in edits:  # change a few specs, as the watcher would report them
+        row = ws.table.active[active[pick % len(active)]]
+        path = os.path.join(ws.store.chant_dir, row.path)
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text.replace(f"status: {row.status}", f"status: {status}", 1))
+        ws.apply_changes([row.path])
+    assert dispatch_json(ws, "list", params) == json.dumps(dispatch(ws, "list", params), separators=(",", ":"))
+
+
+def test_list_fields_pick_keys_and_unknown_ones_are_refused(repo):
+    from chantlib.errors import ChantError
+    from chantlib.ops import dispatch
+
+    repo.write("2026-01-24-001-aaa", "status: pending\napproval: {required: true, status: pending}")
+    ws = repo.workspace()
+    specs = dispatch(ws, "list", {"fields": "status,id"})["specs"]
+    assert specs == [{"id": "2026-01-24-001-aaa", "status": "pending"}]  # the spec object's order
+    full = dispatch(ws, "list", {})["specs"][0]
+    assert list(full) == list(SPEC_FIELDS)
+    with pytest.raises(ChantError) as err:
+        dispatch(ws, "list", {"fields": ["id", "secret"]})
+    assert err.value.code == "bad_params"
+
+
+def test_list_json_follows_a_dependents_state_though_its_row_did_not_change(repo):
+    import json
+
+    from chantlib.ops import dispatch_json
+
+    repo.write("2026-01-24-001-aaa", "status: pending")
+    repo.write("2026-01-24-002-bbb", "status: pending\ndepends_on: [2026-01-24-001-aaa]")
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+
+    def states():
+        specs = json.loads(dispatch_json(ws, "list", {"fields": ["id", "ready", "blocked"]}))["specs"]
+        return {s["id"][-3:]: (s["ready"], s["blocked"]) for s in specs}
+
+    assert states() == {"aaa": (True, False), "bbb": (False, True)}
+    repo.write("2026-01-24-001-aaa", "status: completed")
+    ws.apply_changes(["specs/2026-01-24-001-aaa.md"])
+    assert states() == {"aaa": (False, False), "bbb": (True, False)}
