@@ -18,7 +18,7 @@ import sys
 
 import tantivy
 
-from .errors import ChantError, QuerySyntaxError, StorageError
+from .errors import ChantError, QuerySyntaxError, SpecParseError, StorageError
 from .ids import parse_id
 from .query import FIELDS, And, Not, Or, Term, parse_query, tokenize
 from .values import PRIORITY_NAMES
@@ -30,6 +30,9 @@ TANTIVY_DIR = "tantivy"
 SCHEMA_VERSION = 2
 SCHEMA_MARKER = f"chant-schema-{SCHEMA_VERSION}"
 
+#: a write of more documents than this commits every BATCH of them (see _write)
+BATCH = 5000
+BIG_HEAP = 48_000_000  # bytes of tantivy's indexing arena for such a write
 _UTC = _dt.UTC
 _KEYWORD_FIELDS = ("status", "type", "project", "label", "prompt")
 _EXACT_FIELDS = ("id", "target_files", "commit", "branch", "depends_on", "archived")
@@ -58,6 +61,28 @@ def sortkey_text(row) -> str:
         members = "".join(f"{m:010d}" for m in p.members)
         head = f"{p.date}{int(p.seq, 36):010d}{p.suffix}{p.project or ''}\x00{members}"
     return f"{head}\x00{row.path}"
+
+
+def _give_back_freed_memory() -> None:
+    """Hand the pages the C allocator holds free back to the system (glibc's malloc_trim).
+
+    Building documents frees as much as it allocates, but glibc keeps freed pages that lie
+    below live ones, so a daemon that indexed 200,000 specs at its start would carry them
+    for its whole life. Elsewhere (no glibc) this does nothing.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def _rmtree(folder: str) -> None:
@@ -290,13 +315,14 @@ class Index:
         gone = [rel for rel in indexed if rel not in self.table.rows]
         return todo, gone
 
-    def sync(self, parsed: dict | None = None, changes=None) -> int:
+    def sync(self, parsed: dict | None = None, changes=None, *, progress=None) -> int:
         """Index what changed; returns how many documents were written or deleted.
 
         ``parsed``: specs a refresh has just parsed (path -> Spec), to spare a second read.
         ``changes``: what that refresh saw (a :class:`~chantlib.table.Changes`). When this
         process has synced before, only those paths are compared instead of every row (the
-        daemon's watcher knows exactly what moved).
+        daemon's watcher knows exactly what moved). ``progress``: a callable ``(phase,
+        done, total)`` told how the writing goes (phase ``"indexing"``).
         """
         if changes is not None and self._indexed is not None and self._index is not None:
             indexed, files, rows = self._indexed, self.table.files, self.table.rows
@@ -305,7 +331,7 @@ class Index:
             if not todo and not gone:
                 self._mark_in_step()
                 return 0
-            return self._locked_write(todo, gone, parsed or {}, recheck=False)
+            return self._locked_write(todo, gone, parsed or {}, recheck=False, progress=progress)
         if self.in_step():
             return 0
         self._open()  # a missing or foreign index is created anew here, and the state forgotten
@@ -313,11 +339,11 @@ class Index:
         if not todo and not gone:
             self._mark_in_step()
             return 0
-        return self._locked_write(todo, gone, parsed or {}, recheck=True)
+        return self._locked_write(todo, gone, parsed or {}, recheck=True, progress=progress)
 
-    def _locked_write(self, todo: list[str], gone: list[str], parsed: dict, *, recheck: bool) -> int:
+    def _locked_write(self, todo: list[str], gone: list[str], parsed: dict, *, recheck: bool, progress=None) -> int:
         if self.path is None:
-            return self._write(todo, gone, parsed)
+            return self._write(todo, gone, parsed, progress)
         from filelock import Timeout
 
         try:
@@ -331,7 +357,7 @@ class Index:
                         self._reload()
                         self._mark_in_step()
                         return 0
-                written = self._write(todo, gone, parsed)
+                written = self._write(todo, gone, parsed, progress)
                 self._mark_in_step()
                 return written
         except Timeout:
@@ -339,24 +365,29 @@ class Index:
         except OSError as exc:
             raise StorageError.from_os_error(exc, "lock the index in", self.path) from None
 
-    def _write(self, todo: list[str], gone: list[str], parsed: dict) -> int:
+    def _write(self, todo: list[str], gone: list[str], parsed: dict, progress=None) -> int:
         index = self._open()
         indexed = self._load_state()
         changes = self._state_changes
+        big = len(todo) > BATCH
         try:
-            # a few documents (the watcher's batches) need no big arena: tantivy's minimum is 15 MB
-            big = len(todo) >= 2000
-            writer = index.writer(heap_size=128_000_000 if big else 16_000_000, num_threads=0 if big else 1)
+            # one indexing thread and a small arena, committed every BATCH documents: memory
+            # stays bounded however many documents a cold build writes (a 128 MB arena on
+            # every core held far more than the table itself), and the Python side, which
+            # builds the documents, is the bottleneck anyway. tantivy's minimum is 15 MB.
+            writer = index.writer(heap_size=BIG_HEAP if big else 16_000_000, num_threads=1)
         except ValueError as exc:
             raise ChantError(f"cannot write the index: {exc}") from None
         try:
             fresh = not indexed and len(todo) == len(self.table.rows)
             if fresh:
+                # no document survives this: a crash before the state is saved rebuilds again
                 writer.delete_all_documents()
-            elif self.defer_state:
+            else:
                 # the state file may lag, but must always name every path the index holds, or
                 # a document whose file goes while we are down is never deleted: new paths go
-                # in before the commit (with no checksum, so they are indexed again if need be)
+                # in before the first commit (with no checksum, so they are indexed again if
+                # need be; an append to the state's journal, see _write_state)
                 new = [rel for rel in todo if rel not in indexed]
                 if new:
                     for rel in new:
@@ -366,6 +397,10 @@ class Index:
                 writer.delete_documents_by_term("path", rel)
                 indexed.pop(rel, None)
                 changes[rel] = None
+            from .progress import phase
+
+            report = phase(progress, "indexing", len(todo))
+            in_batch = 0
             for rel in todo:
                 row = self.table.row(rel)
                 spec = parsed.get(rel)
@@ -374,10 +409,19 @@ class Index:
                     writer.delete_documents_by_term("path", rel)
                 writer.add_document(self._document(row, body))
                 indexed[rel] = changes[rel] = self.table.files[rel][3]
+                if report is not None:
+                    report.step()
+                in_batch += 1
+                if in_batch == BATCH:
+                    writer.commit()
+                    in_batch = 0
+                    _give_back_freed_memory()
             writer.commit()
             writer.wait_merging_threads()
         except ValueError as exc:
             raise ChantError(f"cannot write the index: {exc}") from None
+        if big:
+            _give_back_freed_memory()
         self._save_state()
         self._reload()
         return len(todo) + len(gone)
@@ -388,13 +432,19 @@ class Index:
         self._searcher = None
 
     def _read_body(self, rel: str) -> str:
+        """The body of a spec file, as ``Spec.parse(...).body`` gives it, without parsing
+        the frontmatter (a cold build reads every body again: the table kept no parsed spec)."""
         try:
             text = self.table.store.read_text(rel)
         except (StorageError, UnicodeDecodeError):
             return ""
-        from .spec import Spec
+        from .spec import split_document
 
-        return Spec.parse(rel.rsplit("/", 1)[-1][:-3], text).body
+        try:
+            parts = split_document(text)
+        except SpecParseError:
+            return text
+        return text if parts is None else parts[3]
 
     def _document(self, row, body: str):
         row = row.full()
@@ -431,7 +481,7 @@ class Index:
         doc.add_text("body", body)
         return doc
 
-    def rebuild(self) -> int:
+    def rebuild(self, *, progress=None) -> int:
         """Throw the index away and index every spec again; returns the document count."""
         self._index = None
         self._schema = None
@@ -440,7 +490,7 @@ class Index:
         if folder is not None:
             _rmtree(folder)
         self._forget_state()
-        self.sync()
+        self.sync(progress=progress)
         return len(self._load_state())
 
     # reading

@@ -31,6 +31,8 @@ RACY_NS = 2_000_000_000
 #: How often every archived file is stat'ed even when its folder looks unchanged (see refresh)
 ARCHIVE_VERIFY_NS = 60_000_000_000
 TABLE_FILE = "table.marshal"
+#: a refresh that parses more files than this keeps none of the parsed specs (see _read_many)
+PARSED_KEEP = 1000
 
 #: What list, the rules, the queue and summaries read on every command.
 HOT_FIELDS = (
@@ -392,8 +394,11 @@ class SpecTable:
 
     # refresh
 
-    def refresh(self, *, save: bool = True, full: bool = False) -> Changes:
+    def refresh(self, *, save: bool = True, full: bool = False, progress=None) -> Changes:
         """Bring the table in step with the files; returns what changed.
+
+        ``progress``: a callable ``(phase, done, total)`` told how the parsing goes (phase
+        ``"reading"``, see :mod:`chantlib.progress`).
 
         Every spec under ``specs/`` is stat'ed on every refresh. Archived specs are history:
         a folder of the archive whose mtime and inode are what they were when it was last
@@ -426,6 +431,7 @@ class SpecTable:
             )
 
         visited: set[str] = set()
+        to_read: list[tuple] = []  # (relpath, stat key, old entry): read once the walk is done
         for prefix, entries, folder_key in self.store.scan(keep=keep):
             visited.add(prefix)
             if entries is None:
@@ -449,9 +455,10 @@ class SpecTable:
                     and rel not in racy
                 ):
                     continue
-                self._read_one(rel, (st.st_mtime_ns, st.st_size, st.st_ino), old, changes)
+                to_read.append((rel, (st.st_mtime_ns, st.st_size, st.st_ino), old))
                 if st.st_mtime_ns >= racy_since:
                     new_racy.add(rel)
+        self._read_many(to_read, changes, progress)
         def unread(path: str) -> bool:
             """Below a folder that was skipped, at any depth: not read, so not gone."""
             i = path.find("/")
@@ -488,6 +495,7 @@ class SpecTable:
             self._load()
         changes = Changes()
         before = {rel: self.rows.get(rel) for rel in relpaths}
+        to_read = []
         for rel in relpaths:
             try:
                 st = os.stat(self.store.abspath(rel))
@@ -500,8 +508,8 @@ class SpecTable:
                 continue
             except OSError:
                 continue
-            key = (st.st_mtime_ns, st.st_size, st.st_ino)
-            self._read_one(rel, key, self.files.get(rel), changes)
+            to_read.append((rel, (st.st_mtime_ns, st.st_size, st.st_ino), self.files.get(rel)))
+        self._read_many(to_read, changes)
         if changes:
             if not self._patch(before, changes):
                 self._changed()
@@ -564,7 +572,20 @@ class SpecTable:
             self._graph.update(active_changed, archived_changed)
         return True
 
-    def _read_one(self, rel: str, key: tuple, old, changes: Changes) -> None:
+    def _read_many(self, to_read: list, changes: Changes, progress=None) -> None:
+        """Read the files a walk found changed. The parsed specs are kept for the index only
+        when they are few (a watcher's batch, a command's refresh): a cold build's would hold
+        every spec's text at once, and the index reads the bodies again instead."""
+        from .progress import phase
+
+        keep = len(to_read) <= PARSED_KEEP
+        report = phase(progress, "reading", len(to_read))
+        for rel, key, old in to_read:
+            self._read_one(rel, key, old, changes, keep)
+            if report is not None:
+                report.step()
+
+    def _read_one(self, rel: str, key: tuple, old, changes: Changes, keep: bool = True) -> None:
         try:
             with open(self.store.abspath(rel), "rb") as fh:
                 raw = fh.read()
@@ -578,7 +599,8 @@ class SpecTable:
             return
         row, spec = parse_file(rel, raw)
         self.rows[rel] = row
-        changes.parsed[rel] = spec
+        if keep:
+            changes.parsed[rel] = spec
         (changes.changed if old is not None else changes.added).append(rel)
 
     def _invalidate(self) -> None:

@@ -112,6 +112,13 @@ class Workspace:
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, JSON text)
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
+        #: ``progress(phase, done, total)``, called during long work when set: phase
+        #: ``"reading"`` while the spec table parses files, ``"indexing"`` while the index
+        #: writes documents, from :meth:`apply_changes` (``None``: the daemon's start),
+        #: :meth:`refresh` and :meth:`index_rebuild`; about ten times a second at most, and
+        #: once at the end of each phase (``done == total``). It may be called from the
+        #: daemon's worker thread. See :mod:`chantlib.progress`.
+        self.progress = None
 
     # parts
 
@@ -170,7 +177,7 @@ class Workspace:
 
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
-        changes = self.table.refresh(save=False)
+        changes = self.table.refresh(save=False, progress=self.progress)
         return changes
 
     def apply_changes(self, relpaths=None, config_changed: bool = False) -> int:
@@ -180,9 +187,9 @@ class Workspace:
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
-            changes = self.table.refresh(save=False, full=True)
-        else:
-            changes = self.table.refresh_paths(relpaths)
+            changes = self.table.refresh(save=False, full=True, progress=self.progress)
+            return self.index.sync(changes.parsed, changes, progress=self.progress)
+        changes = self.table.refresh_paths(relpaths)
         return self.index.sync(changes.parsed, changes)
 
     def _fresh(self):
@@ -625,8 +632,8 @@ class Workspace:
     def index_rebuild(self) -> dict:
         started = time.perf_counter()
         self.table.clear()
-        self.table.refresh(save=False)
-        documents = self.index.rebuild()
+        self.table.refresh(save=False, progress=self.progress)
+        documents = self.index.rebuild(progress=self.progress)
         self.table.graph  # noqa: B018 - compute and cache the graph with the new table
         self.table.save()
         return {"documents": documents, "specs": len(self.table.rows), "seconds": round(time.perf_counter() - started, 3)}

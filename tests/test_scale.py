@@ -128,7 +128,7 @@ def test_a_new_document_is_named_in_the_state_before_its_commit(repo, monkeypatc
     seen = {}
     real_write = Index._write
 
-    def spy(self, todo, gone, parsed):
+    def spy(self, todo, gone, parsed, *rest):
         import tantivy
 
         real_commit = tantivy.IndexWriter.commit
@@ -139,7 +139,7 @@ def test_a_new_document_is_named_in_the_state_before_its_commit(repo, monkeypatc
 
         monkeypatch.setattr(tantivy.IndexWriter, "commit", commit, raising=False)
         try:
-            return real_write(self, todo, gone, parsed)
+            return real_write(self, todo, gone, parsed, *rest)
         finally:
             monkeypatch.setattr(tantivy.IndexWriter, "commit", real_commit, raising=False)
 
@@ -320,3 +320,118 @@ def test_list_json_follows_a_dependents_state_though_its_row_did_not_change(repo
     repo.write("2026-01-24-001-aaa", "status: completed")
     ws.apply_changes(["specs/2026-01-24-001-aaa.md"])
     assert states() == {"aaa": (False, False), "bbb": (True, False)}
+
+
+# --- the cold build: bounded memory (nothing parsed is kept, the index commits in batches) ------
+
+
+def test_a_cold_build_keeps_no_parsed_spec_and_indexes_in_batches(repo, monkeypatch):
+    import tantivy
+
+    from chantlib import index as index_module
+    from chantlib import table as table_module
+
+    monkeypatch.setattr(table_module, "PARSED_KEEP", 5)
+    monkeypatch.setattr(index_module, "BATCH", 7)
+    for n in range(1, 31):
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending", f"# Spec {n}\n\nword{n} and merge\n")
+    commits = []
+    real_commit = tantivy.IndexWriter.commit
+
+    def commit(writer):
+        commits.append(1)
+        return real_commit(writer)
+
+    monkeypatch.setattr(tantivy.IndexWriter, "commit", commit, raising=False)
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    changes = ws.table.refresh(save=False, full=True)
+    assert len(changes.added) == 30 and changes.parsed == {}  # the bodies are read again by the index
+    assert ws.index.sync(changes.parsed, changes) == 30
+    assert len(commits) == 5  # 7 + 7 + 7 + 7 + 2
+    assert ws.search("merge", limit=None)["total"] == 30
+    assert ws.search("word17")["specs"][0]["id"] == "2026-01-24-017-aaa"
+    assert all(crc == ws.table.files[rel][3] for rel, crc in ws.index._load_state().items())
+    # a watcher's batch is small: its parsed specs are handed to the index, one commit
+    commits.clear()
+    repo.write("2026-01-24-003-aaa", "status: pending", "# Spec 3\n\nchanged\n")
+    changes = ws.table.refresh_paths(["specs/2026-01-24-003-aaa.md"])
+    assert list(changes.parsed) == ["specs/2026-01-24-003-aaa.md"]
+    assert ws.index.sync(changes.parsed, changes) == 1 and len(commits) == 1
+
+
+@pytest.mark.parametrize("text", [
+    "---\nstatus: pending\n---\n# Title\n\nbody\n",
+    "---\nstatus: [\n---\n# Broken YAML\n\nbody\n",
+    "---\nstatus: pending\n# never closed\n",
+    "# No frontmatter\n\nbody\n",
+    "",
+    "---\n---\n",
+    "---\r\nstatus: pending\r\n---\r\n# CRLF\r\n",
+    "---\n- a list, not a mapping\n---\nbody\n",
+])
+def test_the_index_reads_a_body_as_the_spec_parser_does(repo, text):
+    from chantlib.spec import Spec
+
+    path = repo.write("2026-01-24-001-aaa", raw=text)
+    ws = repo.workspace()
+    assert ws.index._read_body("specs/2026-01-24-001-aaa.md") == Spec.parse("2026-01-24-001-aaa", text).body
+    os.unlink(path)
+
+
+# --- the progress hook -------------------------------------------------------------------------
+
+
+def test_progress_reports_reading_and_indexing_throttled_and_at_the_end(repo, monkeypatch):
+    from chantlib import progress as progress_module
+
+    ticks = [0.0]
+
+    def monotonic():  # every look at the clock is 10 ms later: a report every ~10 items
+        ticks[0] += 0.01
+        return ticks[0]
+
+    monkeypatch.setattr(progress_module.time, "monotonic", monotonic)
+    for n in range(1, 101):
+        path = repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending")
+        os.utime(path, (os.stat(path).st_mtime - 3600,) * 2)  # out of the racy window: read once
+    calls = []
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.progress = lambda phase, done, total: calls.append((phase, done, total))
+    ws.apply_changes(None)
+    ws.flush()
+    for phase in ("reading", "indexing"):
+        mine = [c for c in calls if c[0] == phase]
+        assert mine[-1] == (phase, 100, 100)  # once at the end, done == total
+        assert 5 <= len(mine) <= 12  # about one per 0.1 s of (fake) time, not one per file
+        assert [d for _, d, _ in mine] == sorted(d for _, d, _ in mine)
+    assert [c[0] for c in calls] == ["reading"] * len([c for c in calls if c[0] == "reading"]) + ["indexing"] * len(
+        [c for c in calls if c[0] == "indexing"])
+    # refresh() reports reading; index_rebuild() reports both phases again
+    calls.clear()
+    direct = repo.workspace()
+    direct.progress = lambda phase, done, total: calls.append((phase, done, total))
+    path = repo.write("2026-01-25-001-new", "status: pending")
+    os.utime(path, (os.stat(path).st_mtime - 3600,) * 2)
+    direct.refresh()
+    assert calls[-1] == ("reading", 1, 1)
+    calls.clear()
+    direct.index_rebuild()
+    assert ("reading", 101, 101) in calls and calls[-1] == ("indexing", 101, 101)
+    # nothing to do: nothing reported
+    calls.clear()
+    direct.refresh()
+    assert calls == []
+
+
+def test_progress_is_called_from_the_daemons_worker_thread(repo):
+    import threading
+
+    repo.write("2026-01-24-001-aaa", "status: pending")
+    service = _service(repo, lambda: 0.0)
+    threads = set()
+    service.ws.progress = lambda phase, done, total: threads.add(threading.current_thread().name)
+    try:
+        asyncio.run(service.apply_async(None))
+    finally:
+        service.close()
+    assert threads and all(name.startswith("chantd-op") for name in threads)
