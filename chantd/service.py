@@ -34,6 +34,7 @@ INLINE = frozenset(
 #: results are kept, encoded, keyed by the spec table's generation (which any change to a
 #: spec bumps), so a repeated `chant list` costs a send
 CACHED = frozenset({"list", "search", "query", "lint"})
+CACHE_BYTES = 64 << 20  # at most this much of them
 #: operations that change nothing those answers depend on: reads, and lease changes
 KEEPS_CACHE = CACHED | {
     "hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list", "index_status",
@@ -89,6 +90,7 @@ class Service:
         self._ready_since: dict[str, float] = {}
         self._tracked_graph = None  # the graph whose ready changes track_ready follows
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
+        self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
 
@@ -137,12 +139,16 @@ class Service:
 
     def _forget(self) -> None:
         self._cache.clear()
+        self._cache_bytes = 0
         self._cache_epoch += 1
 
     def _remember(self, key, raw: bytes) -> None:
-        if len(self._cache) >= 64:
+        # bounded in bytes too: a `list` of every spec is 11 MB at 200,000 specs
+        if len(self._cache) >= 64 or self._cache_bytes + len(raw) > CACHE_BYTES:
             self._cache.clear()
+            self._cache_bytes = 0
         self._cache[key] = raw
+        self._cache_bytes += len(raw)
 
     async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None, *,
                    encoded: bool = False) -> dict:

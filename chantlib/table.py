@@ -490,9 +490,16 @@ class SpecTable:
         return changes
 
     def refresh_paths(self, relpaths) -> Changes:
-        """Re-read just these files (the daemon's watcher knows what moved)."""
+        """Re-read just these files (the daemon's watcher knows what moved). An entry ending
+        in ``/`` names a folder (created, removed or renamed): every spec file below it now,
+        and every one the table had below it, is looked at again."""
         if not self._loaded:
             self._load()
+        relpaths = list(dict.fromkeys(relpaths))  # each once: a path named twice is read once
+        folders = [rel for rel in relpaths if rel.endswith("/")]
+        if folders:
+            relpaths = sorted({rel for rel in relpaths if not rel.endswith("/")}.union(
+                *(self._below(prefix) for prefix in folders)))
         changes = Changes()
         before = {rel: self.rows.get(rel) for rel in relpaths}
         to_read = []
@@ -524,53 +531,87 @@ class SpecTable:
             return False
         rels = changes.added + changes.changed + changes.removed
         duplicated = {spec_id for spec_id, _paths in self._duplicates}
+        leaving: set[tuple] = set()  # (archived, id) of the rows this batch takes away
         for rel in rels:
-            old, new = before.get(rel), self.rows.get(rel)
-            for t in (old, new):
-                if t is not None and t[_ID] in duplicated:
-                    return False
+            old = before.get(rel)
+            if old is not None and old[_ID] in duplicated:
+                return False
             if old is not None and old[_ERROR] is None:
                 target = self._archived_raw if old[_ARCHIVED] else self._active
                 current = target.get(old[_ID])
                 if current is None or current[_PATH] != rel:
                     return False
-            if new is not None and new[_ERROR] is None:
-                target = self._archived_raw if new[_ARCHIVED] else self._active
-                current = target.get(new[_ID])
-                if current is not None and current[_PATH] != rel:
-                    return False  # another file holds this ID: a duplicate
+                leaving.add((old[_ARCHIVED], old[_ID]))
+        arriving: set[tuple] = set()
+        for rel in rels:
+            new = self.rows.get(rel)
+            if new is None or new[_ERROR] is not None:
+                continue
+            if new[_ID] in duplicated:
+                return False
+            place = (new[_ARCHIVED], new[_ID])
+            target = self._archived_raw if new[_ARCHIVED] else self._active
+            current = target.get(new[_ID])
+            if place in arriving or (current is not None and current[_PATH] != rel and place not in leaving):
+                return False  # another file holds this ID: a duplicate
+            arriving.add(place)
         new_row = tuple.__new__
         active = self._active
         active_changed: dict[str, Row | None] = {}  # id -> its row before this batch
         archived_changed: list[str] = []
+        for rel in rels:  # what leaves first, so that a spec moved between folders arrives after
+            old = before.get(rel)
+            if old is None:
+                continue
+            if old[_ERROR] is not None:
+                self._broken.pop(rel, None)
+            elif old[_ARCHIVED]:
+                del self._archived_raw[old[_ID]]
+                if self._archived is not None:
+                    del self._archived[old[_ID]]
+                archived_changed.append(old[_ID])
+            else:
+                active_changed.setdefault(old[_ID], active[old[_ID]])
+                del active[old[_ID]]
         for rel in rels:
-            old, new = before.get(rel), self.rows.get(rel)
-            if old is not None:
-                if old[_ERROR] is not None:
-                    self._broken.pop(rel, None)
-                elif old[_ARCHIVED]:
-                    del self._archived_raw[old[_ID]]
-                    if self._archived is not None:
-                        del self._archived[old[_ID]]
-                    archived_changed.append(old[_ID])
-                else:
-                    active_changed.setdefault(old[_ID], active[old[_ID]])
-                    del active[old[_ID]]
-            if new is not None:
-                if new[_ERROR] is not None:
-                    self._broken[rel] = new_row(Row, new)
-                elif new[_ARCHIVED]:
-                    self._archived_raw[new[_ID]] = new
-                    if self._archived is not None:
-                        self._archived[new[_ID]] = new_row(Row, new)
-                    archived_changed.append(new[_ID])
-                else:
-                    active_changed.setdefault(new[_ID], active.get(new[_ID]))
-                    active[new[_ID]] = new_row(Row, new)
+            new = self.rows.get(rel)
+            if new is None:
+                continue
+            if new[_ERROR] is not None:
+                self._broken[rel] = new_row(Row, new)
+            elif new[_ARCHIVED]:
+                self._archived_raw[new[_ID]] = new
+                if self._archived is not None:
+                    self._archived[new[_ID]] = new_row(Row, new)
+                archived_changed.append(new[_ID])
+            else:
+                active_changed.setdefault(new[_ID], active.get(new[_ID]))
+                active[new[_ID]] = new_row(Row, new)
         self._invalidate()
         if self._graph is not None:
             self._graph.update(active_changed, archived_changed)
         return True
+
+    def _below(self, prefix: str) -> set[str]:
+        """The spec files below folder ``prefix`` (``specs/sub/``): on disk now, and known to
+        the table (the table's keys are scanned: a folder event is rare, and a scan of
+        strings costs a few milliseconds where a walk of the files would stat every one)."""
+        found = {rel for rel in self.files if rel.startswith(prefix)}
+        stack = [prefix]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(self.store.abspath(folder[:-1])) as it:
+                    for entry in it:
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.name.endswith(".md") and entry.is_file():
+                            found.add(folder + entry.name)
+                        elif entry.is_dir():
+                            stack.append(f"{folder}{entry.name}/")
+            except OSError:
+                continue  # gone, or not a folder: only the table's entries below it are left
+        return found
 
     def _read_many(self, to_read: list, changes: Changes, progress=None) -> None:
         """Read the files a walk found changed. The parsed specs are kept for the index only

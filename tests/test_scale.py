@@ -435,3 +435,80 @@ def test_progress_is_called_from_the_daemons_worker_thread(repo):
     finally:
         service.close()
     assert threads and all(name.startswith("chantd-op") for name in threads)
+
+
+# --- a folder event looks below the folder, not at the whole repository -------------------------
+
+
+def test_a_folder_event_refreshes_what_is_below_it(repo):
+    import shutil
+
+    from chantlib.table import SpecTable
+
+    repo.write("2026-01-10-001-old", "status: completed", archive="2026-01-11")
+    repo.write("2026-01-24-001-new", "status: pending\ndepends_on: [2026-01-10-002-two]")
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    graph = ws.table.graph
+    assert ws.table.graph.ready == []
+
+    def same_as_a_full_walk():
+        fresh = SpecTable(ws.store)
+        fresh.refresh(save=False, full=True)
+        assert fresh.rows == ws.table.rows and list(fresh.graph.ready) == list(ws.table.graph.ready)
+
+    # a new archive folder, files and all (archiving on a new day; the files raise no event of
+    # their own if they were there before the watch on the folder was)
+    repo.write("2026-01-10-002-two", "status: completed", archive="2026-01-12")
+    repo.write("2026-01-10-003-six", "status: completed", archive="2026-01-12")
+    changes = ws.table.refresh_paths(["archive/2026-01-12/"])
+    assert sorted(changes.added) == ["archive/2026-01-12/2026-01-10-002-two.md", "archive/2026-01-12/2026-01-10-003-six.md"]
+    assert ws.table.graph is graph and ws.table.graph.ready == ["2026-01-24-001-new"]
+    same_as_a_full_walk()
+    # renamed: the old folder's entries go, the new one's come
+    archive = os.path.join(repo.root, ".chant", "archive")
+    os.rename(os.path.join(archive, "2026-01-12"), os.path.join(archive, "2026-01-13"))
+    changes = ws.table.refresh_paths(["archive/2026-01-12/", "archive/2026-01-13/"])
+    assert len(changes.removed) == 2 and len(changes.added) == 2
+    same_as_a_full_walk()
+    # removed, with a folder below it
+    os.makedirs(os.path.join(archive, "2026-01-13", "sub"))
+    repo.write("2026-01-10-004-sub", "status: completed", archive="2026-01-13/sub")
+    ws.table.refresh_paths(["archive/2026-01-13/sub/"])
+    shutil.rmtree(os.path.join(archive, "2026-01-13"))
+    changes = ws.table.refresh_paths(["archive/2026-01-13/"])
+    assert len(changes.removed) == 3
+    assert ws.table.graph is graph and ws.table.graph.ready == []
+    same_as_a_full_walk()
+
+
+def test_the_daemon_follows_folders_created_renamed_and_removed(repo, daemon_factory):
+    import shutil
+    import time
+
+    repo.write("2026-01-24-001-new", "status: pending\ndepends_on: [2026-01-10-002-two]")
+    d = daemon_factory(repo.root, api=False, metrics=False)
+    archive = os.path.join(repo.root, ".chant", "archive")
+
+    def ready():
+        return [s["id"] for s in d.call("list", ready=True)["specs"]]
+
+    def eventually(check, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, "the daemon did not follow"
+            time.sleep(0.05)
+
+    staging = os.path.join(repo.root, "staging")  # built elsewhere, then moved in: one folder event
+    os.makedirs(staging)
+    with open(os.path.join(staging, "2026-01-10-002-two.md"), "w") as fh:
+        fh.write("---\nstatus: completed\n---\n# Two\n")
+    os.rename(staging, os.path.join(archive, "2026-01-12"))
+    eventually(lambda: ready() == ["2026-01-24-001-new"])
+    os.rename(os.path.join(archive, "2026-01-12"), os.path.join(repo.root, "moved-out"))
+    eventually(lambda: ready() == [])
+    os.rename(os.path.join(repo.root, "moved-out"), os.path.join(archive, "2026-01-14"))
+    eventually(lambda: ready() == ["2026-01-24-001-new"])
+    shutil.rmtree(os.path.join(archive, "2026-01-14"))
+    eventually(lambda: ready() == [])
+    assert d.call("search", q="id:2026-01-10-*")["total"] == 0
