@@ -102,6 +102,12 @@ class Service:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        index = self.ws._index
+        if index is not None:
+            try:
+                index.close()  # the kept writer: its merges finished, the writer lock let go
+            except Exception:  # noqa: BLE001 - on the way out: log, never mask the exit
+                log.exception("closing the index writer failed")
 
     # requests
 

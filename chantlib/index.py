@@ -123,12 +123,21 @@ class Index:
     daemon flushes every few seconds and on its way out), and at once only when a new path
     enters the index, so that the file always names every document: one that lags behind
     only means re-indexing a few documents, which is idempotent.
+    ``keep_writer``: keep one tantivy writer open between writes (the daemon), so that a
+    watcher's batch is a commit and nothing more: a writer made and closed per batch waits,
+    at its close, for the segment merges its commit set off (hundreds of milliseconds now and
+    then at 50,000 specs), where a kept writer merges in the background. It holds the index's
+    writer lock until :meth:`close`; meanwhile a direct-mode process searches the index as
+    the daemon keeps it instead of writing it.
     """
 
-    def __init__(self, table, path: str | None = None, *, defer_state: bool = False) -> None:
+    def __init__(self, table, path: str | None = None, *, defer_state: bool = False,
+                 keep_writer: bool = False) -> None:
         self.table = table
         self.path = path
         self.defer_state = defer_state
+        self.keep_writer = keep_writer
+        self._writer = None  # the kept writer (keep_writer), with the writer lock held for it
         self._state_dirty = False
         self._state_snapshot = None
         self._state_changes: dict[str, int | None] = {}  # path -> crc (None: deleted) since the last write
@@ -298,6 +307,10 @@ class Index:
         catches an index that was replaced or deleted behind the table's back.
         """
         mark = self.table.extra.get("index_synced")
+        if mark is not None and self._writer is not None:
+            # this process holds the writer, so nobody replaced the index: and the merges the
+            # writer runs in the background rewrite meta.json, which must not look like a change
+            return True
         return mark is not None and self.path is not None and mark == self._meta_stamp()
 
     def _mark_in_step(self) -> None:
@@ -333,6 +346,11 @@ class Index:
                 return 0
             return self._locked_write(todo, gone, parsed or {}, recheck=False, progress=progress)
         if self.in_step():
+            if self.defer_state:
+                # a long-lived owner (the daemon's start): have the state at hand, so that the
+                # next batch is compared path by path, not by a pass over every row
+                self._open()
+                self._load_state()
             return 0
         self._open()  # a missing or foreign index is created anew here, and the state forgotten
         todo, gone = self.pending()
@@ -346,30 +364,59 @@ class Index:
             return self._write(todo, gone, parsed, progress)
         from filelock import Timeout
 
+        lock = self._writer_lock()
         try:
-            with self._writer_lock():
-                if recheck:
-                    # another process may have done it while we waited
-                    if not self.defer_state:
-                        self._indexed = None
-                    todo, gone = self.pending()
-                    if not todo and not gone:
-                        self._reload()
-                        self._mark_in_step()
-                        return 0
-                written = self._write(todo, gone, parsed, progress)
-                self._mark_in_step()
-                return written
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if not self.keep_writer and self._daemon_runs():
+                    # the daemon holds the writer and keeps the index in step with the files:
+                    # search it as it is (its documents are at least as new as our table)
+                    return 0
+                lock.acquire(timeout=60)
         except Timeout:
             raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
         except OSError as exc:
             raise StorageError.from_os_error(exc, "lock the index in", self.path) from None
+        try:
+            if recheck:
+                # another process may have done it while we waited
+                if not self.defer_state:
+                    self._indexed = None
+                todo, gone = self.pending()
+                if not todo and not gone:
+                    self._reload()
+                    self._mark_in_step()
+                    return 0
+            written = self._write(todo, gone, parsed, progress)
+            self._mark_in_step()
+            return written
+        finally:
+            lock.release()
 
-    def _write(self, todo: list[str], gone: list[str], parsed: dict, progress=None) -> int:
-        index = self._open()
-        indexed = self._load_state()
-        changes = self._state_changes
-        big = len(todo) > BATCH
+    def _daemon_runs(self) -> bool:
+        from .client import daemon_alive
+
+        return daemon_alive(self.table.store.root)
+
+    def close(self) -> None:
+        """Close the kept writer, if any: waits for its merges, then lets the writer lock go."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.wait_merging_threads()
+        except ValueError as exc:
+            raise ChantError(f"cannot close the index writer: {exc}") from None
+        finally:
+            self._writer_lock().release()
+        self._reload()
+
+    def _new_writer(self, index, big: bool):
+        """A writer for one write: the kept one, or a new one (kept when ``keep_writer``)."""
+        if self._writer is not None and not big:
+            return self._writer
+        self.close()  # a big write gets its own writer, with the arena it needs
         try:
             # one indexing thread and a small arena, committed every BATCH documents: memory
             # stays bounded however many documents a cold build writes (a 128 MB arena on
@@ -378,6 +425,17 @@ class Index:
             writer = index.writer(heap_size=BIG_HEAP if big else 16_000_000, num_threads=1)
         except ValueError as exc:
             raise ChantError(f"cannot write the index: {exc}") from None
+        if self.keep_writer and not big and self.path is not None:
+            self._writer_lock().acquire(timeout=60)  # held for the kept writer, until close()
+            self._writer = writer
+        return writer
+
+    def _write(self, todo: list[str], gone: list[str], parsed: dict, progress=None) -> int:
+        index = self._open()
+        indexed = self._load_state()
+        changes = self._state_changes
+        big = len(todo) > BATCH
+        writer = self._new_writer(index, big)
         try:
             fresh = not indexed and len(todo) == len(self.table.rows)
             if fresh:
@@ -417,8 +475,12 @@ class Index:
                     in_batch = 0
                     _give_back_freed_memory()
             writer.commit()
-            writer.wait_merging_threads()
+            if writer is not self._writer:
+                writer.wait_merging_threads()  # closes it
         except ValueError as exc:
+            if writer is self._writer:  # a writer that failed is not used again
+                self._writer = None
+                self._writer_lock().release()
             raise ChantError(f"cannot write the index: {exc}") from None
         if big:
             _give_back_freed_memory()
@@ -483,6 +545,12 @@ class Index:
 
     def rebuild(self, *, progress=None) -> int:
         """Throw the index away and index every spec again; returns the document count."""
+        if not self.keep_writer and self.path is not None and self._daemon_runs():
+            from .errors import Conflict
+
+            raise Conflict("a daemon serves this repository and owns its index: rebuild it through the daemon "
+                           "(`chant index rebuild` without --direct)")
+        self.close()
         self._index = None
         self._schema = None
         self._searcher = None

@@ -121,8 +121,8 @@ class Snapshot:
         """Append ``records`` to the journal in one write; False (nothing written) when the
         snapshot on disk is not the one this process knows, or the journal has grown enough
         that a new snapshot is due (see :meth:`compact_due`): write a full one then."""
-        if self._stamp is None or self.compact_due():
-            return False
+        if self._stamp is None or self._token is None or self.compact_due():
+            return False  # (a snapshot without a token was written by an older version)
         try:
             if _stamp(os.stat(self.path)) != self._stamp:
                 return False  # another process wrote a snapshot since

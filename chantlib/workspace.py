@@ -147,7 +147,7 @@ class Workspace:
         if self._index is None:
             from .index import Index
 
-            self._index = Index(self.table, self.cache_dir, defer_state=self.long_lived)
+            self._index = Index(self.table, self.cache_dir, defer_state=self.long_lived, keep_writer=self.long_lived)
         return self._index
 
     @property
@@ -210,7 +210,10 @@ class Workspace:
             self.flush()
 
     def close(self) -> None:
+        """Save what is unsaved and close the index's kept writer (a long-lived workspace)."""
         self.flush()
+        if self._index is not None:
+            self._index.close()
 
     def __enter__(self) -> Workspace:
         return self

@@ -398,7 +398,7 @@ def test_progress_reports_reading_and_indexing_throttled_and_at_the_end(repo, mo
     ws = repo.workspace(auto_refresh=False, long_lived=True)
     ws.progress = lambda phase, done, total: calls.append((phase, done, total))
     ws.apply_changes(None)
-    ws.flush()
+    ws.close()  # saved, and its kept index writer let go for the direct-mode workspace below
     for phase in ("reading", "indexing"):
         mine = [c for c in calls if c[0] == phase]
         assert mine[-1] == (phase, 100, 100)  # once at the end, done == total
@@ -512,3 +512,85 @@ def test_the_daemon_follows_folders_created_renamed_and_removed(repo, daemon_fac
     shutil.rmtree(os.path.join(archive, "2026-01-14"))
     eventually(lambda: ready() == [])
     assert d.call("search", q="id:2026-01-10-*")["total"] == 0
+
+
+# --- the daemon keeps one index writer: a batch is a commit, merges run in the background -------
+
+
+def test_a_long_lived_index_keeps_one_writer_across_batches(repo, monkeypatch):
+    import tantivy
+
+    for n in range(1, 6):
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending")
+    made, waited = [], []
+    real_writer, real_wait = tantivy.Index.writer, tantivy.IndexWriter.wait_merging_threads
+
+    def writer(index, *args, **kwargs):
+        made.append(1)
+        return real_writer(index, *args, **kwargs)
+
+    def wait(w):
+        waited.append(1)
+        return real_wait(w)
+
+    monkeypatch.setattr(tantivy.Index, "writer", writer, raising=False)
+    monkeypatch.setattr(tantivy.IndexWriter, "wait_merging_threads", wait, raising=False)
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    for n in range(1, 6):  # five watcher batches
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending", f"# Spec {n}\n\nbatch{n}\n")
+        ws.apply_changes([f"specs/2026-01-24-{n:03d}-aaa.md"])
+        assert ws.search(f"batch{n}")["total"] == 1  # committed and visible at once
+    assert len(made) == 1 and waited == []  # one writer, never waited on for its merges
+    ws.close()
+    assert waited == [1]
+    # closed: another writer may be made (by this process or another)
+    other = repo.workspace()
+    repo.write("2026-01-24-001-aaa", "status: pending", "# Spec 1\n\nafterwards\n")
+    assert other.search("afterwards")["total"] == 1
+
+
+def test_direct_mode_searches_while_the_daemon_holds_the_writer(repo, daemon_factory):
+    import time
+
+    from .conftest import run_chant
+
+    repo.write("2026-01-24-001-aaa", "status: pending", "# First\n")
+    d = daemon_factory(repo.root, api=False, metrics=False)
+    repo.write("2026-01-24-002-bbb", "status: pending", "# Second\n\nzebra\n")
+    deadline = time.monotonic() + 20
+    while d.call("search", q="zebra")["total"] != 1:  # the daemon indexed it (and holds the writer)
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # not "busy" (what waiting 60 s for the writer lock would end in): the index as the daemon keeps it
+    found = run_chant(["--direct", "search", "zebra"], repo.root)
+    assert found.code == 0 and "2026-01-24-002-bbb" in found.out, found
+    refused = run_chant(["--direct", "index", "rebuild"], repo.root)
+    assert refused.code != 0 and "owns its index" in refused.err
+    assert d.call("search", q="zebra")["total"] == 1  # the daemon's index is untouched
+
+
+def test_after_a_warm_start_the_first_batch_is_compared_path_by_path(repo, monkeypatch):
+    from chantlib.index import Index
+
+    for n in range(1, 6):
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending")
+    first = repo.workspace(auto_refresh=False, long_lived=True)
+    first.apply_changes(None)
+    first.close()
+    calls = []
+    real = Index.pending
+    monkeypatch.setattr(Index, "pending", lambda self: calls.append(1) or real(self))
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)  # a warm start: table and index in step, nothing to write
+    repo.write("2026-01-24-001-aaa", "status: pending", "# Spec 1\n\nfresh\n")
+    ws.apply_changes(["specs/2026-01-24-001-aaa.md"])
+    assert calls == []  # no pass over every row
+    assert ws.search("fresh")["total"] == 1
+    # the kept writer's background merges rewrite meta.json: not a sign that someone else
+    # replaced the index, so no pass over every row either
+    meta = os.path.join(ws.cache_dir, "tantivy", "meta.json")
+    os.utime(meta, ns=(os.stat(meta).st_atime_ns, os.stat(meta).st_mtime_ns + 10**9))
+    assert ws.search("fresh")["total"] == 1
+    assert calls == []
+    ws.close()
