@@ -1491,6 +1491,11 @@ def scale_bench(res: dict, args, R, chant: str, python: str, env: dict, baseline
         except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
             sc["errors"].append(f"watch latency (list): {type(exc).__name__}: {exc}")
         sc["journal"] = {"seconds": time.monotonic() - t0, "grew": _journal_bytes(root) - before}
+        log(f"[{n}] scale: write -> visible in `search` x{samples} new + x{samples} edits")
+        try:  # the same writes seen through a small answer: what the daemon's own part costs
+            sc["watch_search"] = watch_latency(root, edit_id, samples, log, via="search")
+        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
+            sc["errors"].append(f"watch latency (search): {type(exc).__name__}: {exc}")
         time.sleep(0.5)
         sc["rss"]["steady"] = daemon.rss()
         if not daemon.alive():
@@ -1512,10 +1517,11 @@ def _p(vals: list, q: float):
 def scale_figures(sc: dict, bare: float | None) -> dict:
     """The numbers of one size's column (also what a later run shows as "before")."""
     out: dict = {}
-    for key in ("new", "edit"):
-        s = (sc.get("watch_list") or {}).get(key) or {}
-        vals = s.get("samples") or []
-        out[f"watch_{key}"] = (_p(vals, 0.5), _p(vals, 0.99), len(vals), s.get("missed", 0)) if vals else None
+    for series, prefix in (("watch_list", "watch"), ("watch_search", "search")):
+        for key in ("new", "edit"):
+            s = (sc.get(series) or {}).get(key) or {}
+            vals = s.get("samples") or []
+            out[f"{prefix}_{key}"] = (_p(vals, 0.5), _p(vals, 0.99), len(vals), s.get("missed", 0)) if vals else None
     for key in ("list", "list_all"):
         m = (sc.get("cli") or {}).get(key)
         if isinstance(m, dict):  # loaded from JSON
@@ -1584,6 +1590,9 @@ def render_scale(results: list[dict], bare: float | None, R, info: dict, before:
         "p50 ≤ 60 ms, p99 ≤ 120 ms")
     row("write → visible in `list --ready`, p50 / p99: a spec's title edited in place", lambda f: _lat(f["watch_edit"]),
         "p50 ≤ 60 ms, p99 ≤ 120 ms")
+
+    row("… the same writes seen through `search` (a small answer: the daemon's own part), new / edit",
+        lambda f: f"{_lat(f.get('search_new'))}; {_lat(f.get('search_edit'))}", "flat across sizes")
 
     def cli(key):
         def render(f):
