@@ -1028,7 +1028,7 @@ def code_location(python: str) -> str:
     """Where the measured interpreter imports chantlib from (PYTHONPATH may point elsewhere)."""
     try:
         r = subprocess.run([python, "-c", "import chantlib, os; print(os.path.dirname(os.path.dirname(chantlib.__file__)))"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, cwd="/")  # not this folder: -c puts it first
         return r.stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
