@@ -524,7 +524,7 @@ async def call(cmd, params, decode=True):
 
 
 async def main():
-    await service.apply_async(None)  # the daemon's own load
+    await service.load()  # the daemon's own load
     ready = (await call("list", {"ready": True}))["specs"]
     spec = ready[0]["id"]
 

@@ -8,6 +8,11 @@ version and the repository root. No answer: direct mode, or, when the config say
 direct mode for that command, with one note on stderr, unless the command writes and its
 request had left: the daemon may have done it, so it fails rather than run twice.
 
+A daemon that runs but is still loading the specs is waited for, as long as its load makes
+progress (drawn on a terminal): it answers nothing about specs before it has loaded them,
+and a command would rather be slow than wrong. One that holds the repository but does not
+answer on its socket (starting, or recreating a removed socket) is given a few seconds.
+
 Import-light: talking to a daemon loads neither the index, nor the YAML parser, nor a server.
 """
 
@@ -48,7 +53,8 @@ class DirectBackend:
 
 
 class DaemonBackend:
-    """Runs operations in the daemon; falls back to direct mode if it dies mid-way."""
+    """Runs operations in the daemon; falls back to direct mode if it dies mid-way, and
+    waits for it when it says it is (again) loading."""
 
     mode = "daemon"
 
@@ -59,10 +65,16 @@ class DaemonBackend:
 
     def call(self, op: str, params: dict):
         from chantlib.client import DaemonGone
+        from chantlib.errors import Loading
 
         params = _clean(op, params)
         try:
-            return self.client.call(op, params)
+            try:
+                return self.client.call(op, params)
+            except Loading:  # refused before it ran (the daemon restarted meanwhile): safe to send again
+                self.client.hello = {"loaded": False}
+                wait_for_load(self.client)
+                return self.client.call(op, params)
         except DaemonGone as exc:
             maybe_done = exc.sent and OPS[op].writes
             if maybe_done or self.root is None:  # self.root None: a remote daemon, no files here
@@ -80,25 +92,88 @@ class DaemonBackend:
         self.client.close()
 
 
-def connect(root: str, timeout: float = 30.0):
-    """A client for this repository's daemon, or DaemonUnavailable."""
-    from chantlib.client import DaemonClient
+#: how long a daemon that holds the repository (its instance lock) may take to answer on its
+#: socket before a command gives up on it: it makes its socket first thing when it starts,
+#: and makes it again within a second when the file is removed
+ANSWER_WAIT = 5.0
 
-    return DaemonClient.connect(root, timeout=timeout)
+
+def connect(root: str, timeout: float = 30.0, *, wait: float = 0.0, loaded: bool = True):
+    """A client for this repository's daemon, or DaemonUnavailable. ``loaded``: wait until
+    the daemon has loaded the specs, as long as its load makes progress. ``wait``: seconds
+    to keep trying while a daemon holds the repository but does not answer yet."""
+    import time
+
+    from chantlib.client import DaemonClient, DaemonUnavailable, daemon_alive
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client = DaemonClient.connect(root, timeout=timeout)
+            break
+        except DaemonUnavailable:
+            if time.monotonic() >= deadline or not daemon_alive(root):
+                raise
+            time.sleep(0.05)
+    if loaded:
+        try:
+            wait_for_load(client)
+        except BaseException:
+            client.close()
+            raise
+    return client
 
 
-def start_background(root: str, options: list[str], *, wait: float = 60.0, log=None):
-    """Start ``chantd`` detached, logging to ``.chant/logs/daemon.log``; returns a client once
-    its socket answers. Raises RuntimeError with the log's tail if it does not come up."""
+def wait_for_load(client, label: str = "Daemon loading the specs") -> None:
+    """Wait until the daemon has loaded the specs, drawing its progress on a terminal; one
+    whose load stalls is unavailable (exit 1)."""
+    from chantlib.client import LoadStalled, wait_loaded
+    from chantlib.errors import Unavailable
+
+    from .progress import Progress
+
+    if client.hello.get("loaded") is not False:
+        return
+    progress = Progress(label)
+    try:
+        wait_loaded(client, progress)
+    except LoadStalled as exc:
+        raise Unavailable(f"{exc}; see .chant/logs/daemon.log") from None
+    finally:
+        progress.clear()
+
+
+class StartFailed(RuntimeError):
+    """The daemon started in the background did not come up; ``code`` is its exit status
+    when it exited (a port taken: 3), else 1."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: how long a daemon just started may take to answer on its socket at all (it imports, takes
+#: the instance lock and listens; the long part, loading the specs, is waited for apart)
+SOCKET_WAIT = 60.0
+
+
+def start_background(root: str, options: list[str], *, wait: float = SOCKET_WAIT, log=None):
+    """Start ``chantd`` detached, logging to ``.chant/logs/daemon.log``; returns ``(client,
+    pid)`` once it answers and has loaded the specs. The load is waited for as long as it
+    makes progress, drawn on a terminal. Raises :class:`StartFailed` with what this daemon
+    wrote to its log (its one ``error:`` line when it said one) if it does not come up."""
     import subprocess
     import time
 
-    from chantlib.client import DaemonUnavailable, daemon_alive
+    from chantlib.client import DaemonClient, DaemonUnavailable, LoadStalled, daemon_alive, wait_loaded
+
+    from .progress import Progress
 
     logs = os.path.join(root, ".chant", "logs")
     os.makedirs(logs, exist_ok=True)
     log_path = os.path.join(logs, "daemon.log")
     with open(log_path, "ab") as fh, open(os.devnull, "rb") as devnull:
+        offset = fh.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "chantd", "-C", root, *options],
             stdin=devnull,
@@ -112,25 +187,47 @@ def start_background(root: str, options: list[str], *, wait: float = 60.0, log=N
     while True:
         code = proc.poll()
         if code is not None and code != 0:
-            raise RuntimeError(f"the daemon exited with status {code}:\n{_tail(log_path)}")
+            raise StartFailed(_startup_failure(log_path, offset, f"the daemon exited with status {code}"), code)
         try:
-            client = connect(root, timeout=max(1.0, deadline - time.monotonic()))
+            client = DaemonClient.connect(root, timeout=10.0)
+            break
         except DaemonUnavailable:
             if code == 0 and not daemon_alive(root):
-                raise RuntimeError(f"the daemon stopped while starting:\n{_tail(log_path)}") from None
+                raise StartFailed(_startup_failure(log_path, offset, "the daemon stopped while starting")) from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the daemon did not answer within {wait:.0f}s:\n{_tail(log_path)}") from None
+                raise StartFailed(
+                    _startup_failure(log_path, offset, f"the daemon (PID {proc.pid}) did not answer within {wait:.0f}s")
+                ) from None
             time.sleep(0.05)
-            continue
-        return client, proc.pid
-
-
-def _tail(path: str, lines: int = 15) -> str:
+    progress = Progress("Daemon loading the specs")
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).rstrip()
+        wait_loaded(client, progress)
+    except LoadStalled as exc:
+        client.close()
+        raise StartFailed(f"{exc}; the daemon (PID {proc.pid}) still runs: see {log_path}") from None
+    except BaseException:
+        client.close()
+        raise
+    finally:
+        progress.clear()
+    return client, proc.pid
+
+
+def _startup_failure(path: str, offset: int, what: str, lines: int = 15) -> str:
+    """``what``, then what this daemon wrote to its log: its ``error:`` line alone when it
+    wrote one (a failed start is one line), else the last few lines it wrote."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
     except OSError:
-        return "(no log)"
+        text = ""
+    written = [line for line in text.splitlines() if line.strip()]
+    errors = [line for line in written if line.startswith("error: ")]
+    if errors:
+        return errors[-1][len("error: "):]
+    tail = "\n".join(written[-lines:])
+    return f"{what}:\n{tail}" if tail else f"{what} (nothing in {path})"
 
 
 def pick(args, note) -> DirectBackend | DaemonBackend:
@@ -151,9 +248,12 @@ def pick(args, note) -> DirectBackend | DaemonBackend:
 
     root = find_root()
     try:
-        return DaemonBackend(connect(root), root, note)
-    except DaemonUnavailable:
-        pass
+        return DaemonBackend(connect(root, wait=ANSWER_WAIT), root, note)
+    except DaemonUnavailable as exc:
+        if daemon_alive(root):
+            # it holds the repository but does not answer: reads are safe on the files, lease
+            # changes are refused by the lock table (the daemon owns the leases while it runs)
+            note(f"warning: the daemon of this repository runs but does not answer ({exc}); direct mode")
     direct = DirectBackend(root)
     try:
         enabled = direct.workspace.config.get("scale.daemon.enabled")
@@ -162,7 +262,7 @@ def pick(args, note) -> DirectBackend | DaemonBackend:
     if enabled is True and not daemon_alive(root):
         try:
             client, pid = start_background(root, [])
-        except RuntimeError as exc:
+        except StartFailed as exc:
             note(f"warning: scale.daemon.enabled is set but the daemon did not start; direct mode ({exc})")
             return direct
         note(f"Started the daemon (PID {pid}) because scale.daemon.enabled is true")

@@ -48,6 +48,12 @@ class AlreadyRunning(Conflict):
     code = "already_running"
 
 
+class PortTaken(Conflict):
+    """A port the user asked for (option, environment or config) cannot be listened on."""
+
+    code = "port_taken"
+
+
 class Settings:
     """Where and how the daemon listens, resolved once."""
 
@@ -56,8 +62,9 @@ class Settings:
         self.root = root
         env_socket = os.environ.get("CHANT_DAEMON_SOCKET")
         self.socket = socket_path(root, socket_arg or env_socket or config.get("scale.daemon.socket"))
-        self.api_port_explicit = api_port is not None
-        self.metrics_port_explicit = metrics_port is not None
+        # a port the user asked for (option or config file) must be had; a default may be missed
+        self.api_port_explicit = api_port is not None or config.is_given("scale.daemon.api_port")
+        self.metrics_port_explicit = metrics_port is not None or config.is_given("scale.daemon.metrics_port")
         self.api_port = _port(api_port if api_port is not None else config.get("scale.daemon.api_port"), "api_port")
         self.metrics_port = _port(
             metrics_port if metrics_port is not None else config.get("scale.daemon.metrics_port"), "metrics_port"
@@ -89,9 +96,12 @@ def _port(value, name: str) -> int:
 
 
 class _Uvicorn:
-    """A uvicorn server inside our event loop; the daemon, not uvicorn, owns the signals."""
+    """A uvicorn server inside our event loop; the daemon, not uvicorn, owns the signals.
 
-    def __init__(self, app, host: str, port: int) -> None:
+    The listening socket is ours (:func:`listen`): a port that cannot be had is a one-line
+    error before uvicorn runs, never its log lines and a traceback."""
+
+    def __init__(self, app, sock: socket.socket) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):
@@ -100,18 +110,18 @@ class _Uvicorn:
                 yield
 
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", loop="none",
-            timeout_graceful_shutdown=2,
+            app, log_level="warning", access_log=False, lifespan="off", loop="none", timeout_graceful_shutdown=2,
         )
         self.server = Server(config)
+        self.sock = sock
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
         while not self.server.started:
             if self.task.done():
-                self.task.result()  # raises the bind error
-                raise OSError(errno.EADDRINUSE, "the HTTP server stopped while starting")
+                self.task.result()
+                raise OSError(errno.EIO, "the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
@@ -119,6 +129,28 @@ class _Uvicorn:
         if self.task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self.task
+        self.sock.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (SO_REUSEADDR, as servers do); OSError if taken."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def take_instance_lock(chant_dir: str) -> int:
@@ -227,7 +259,9 @@ class Daemon:
         watcher = Watcher(service, poll=settings.poll, poll_delay_ms=settings.poll_delay_ms)
         tasks: list[asyncio.Task] = []
         info_path = os.path.join(ws.store.chant_dir, INFO_FILE)
+        bound: list = []
         try:
+            bound = self._bind_http(settings)
             private_socket_dir(os.path.dirname(settings.socket))
             clear_stale_socket(settings.socket)
             sock_server = SocketServer(service, settings.socket)
@@ -238,17 +272,24 @@ class Daemon:
             # clients find a socket moved by config through this file: write it at once
             atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
             # /livez answers while loading; /readyz says 503 until the table and index are in
-            await self._start_http(service, metrics, settings, servers)
+            await self._serve_http(bound, service, metrics, settings, servers)
+            bound = []
             atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
-            # load under the lock: requests that arrive meanwhile wait for a full table
-            await service.apply_async(None)
+            # The watches go in before the walk, so a change made while the specs load is seen
+            # (applied after the load, under the same lock) instead of falling between the two.
+            tasks.append(asyncio.create_task(watcher.run()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watcher.armed.wait(), 10.0)
+            # Until this is done, requests about specs wait (hello says "loading"): a daemon
+            # never answers from a table it has not read.
+            await service.load()
             # The table and index are long-lived: keep the cyclic GC from walking them over and
             # over (each walk of a 50,000-spec table is a pause every request would pay for).
             gc.freeze()
             gc.enable()  # `chant daemon start` in the foreground comes from the CLI, which turns it off
-            tasks.append(asyncio.create_task(watcher.run()))
             tasks.append(asyncio.create_task(self._sweeper(service)))
-            service.info["watch"] = "poll" if settings.poll else "native"
+            tasks.append(asyncio.create_task(sock_server.guard()))
+            service.info["watch"] = "poll" if watcher.poll else "native"
             atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
             service.ready = True
             log.info(
@@ -264,6 +305,8 @@ class Daemon:
             return 0
         finally:
             service.ready = False
+            for _name, sock in bound:  # bound, never served (a later step failed)
+                sock.close()
             watcher.stop()
             for task in tasks:
                 task.cancel()
@@ -281,30 +324,54 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(info_path)
 
-    async def _start_http(self, service, metrics, settings: Settings, servers: list) -> None:
-        from .http import build_app, build_metrics_app
-
+    def _bind_http(self, settings: Settings) -> list[tuple[str, socket.socket]]:
+        """Listen on the HTTP ports first, before anything else is set up: a port the user
+        asked for that cannot be had stops the start with one line (PortTaken); a default
+        one that is taken is skipped with a warning."""
         wanted = []
         if settings.api_port:
-            app = build_app(service, token=settings.token, metrics=metrics)
-            wanted.append(("api", app, settings.api_host, settings.api_port, settings.api_port_explicit))
+            wanted.append(("api", "HTTP API", settings.api_port, settings.api_port_explicit, "api_port", "--api-port"))
         if settings.metrics_port:
             wanted.append(
-                ("metrics", build_metrics_app(service, metrics), settings.api_host, settings.metrics_port,
-                 settings.metrics_port_explicit)
+                ("metrics", "metrics", settings.metrics_port, settings.metrics_port_explicit, "metrics_port",
+                 "--metrics-port")
             )
-        for name, app, host, port, explicit in wanted:
-            server = _Uvicorn(app, host, port)
+        host = settings.api_host
+        bound: list[tuple[str, socket.socket]] = []
+        for name, what, port, explicit, key, flag in wanted:
             try:
-                await server.start()
-            except (OSError, SystemExit) as exc:
+                sock = listen(host, port)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
                 if explicit:
-                    raise StorageError(f"cannot listen on {host}:{port} for the {name} server: {exc}") from None
-                log.warning("not serving %s on %s:%d (the default port is taken: %s)", name, host, port, exc)
+                    for _name, other in bound:
+                        other.close()
+                    raise PortTaken(
+                        f"cannot listen on {_host_port(host, port)} for the {what}: {reason} "
+                        f"(choose another port with {flag} or scale.daemon.{key}; 0 turns it off)",
+                        port=port,
+                    ) from None
+                log.warning("not serving the %s: the default port %s cannot be had (%s)", what,
+                            _host_port(host, port), reason)
                 continue
+            bound.append((name, sock))
+        return bound
+
+    async def _serve_http(self, bound, service, metrics, settings: Settings, servers: list) -> None:
+        if not bound:
+            return
+        from .http import build_app, build_metrics_app  # starlette and uvicorn: only when serving HTTP
+
+        for name, sock in bound:
+            app = (
+                build_app(service, token=settings.token, metrics=metrics) if name == "api"
+                else build_metrics_app(service, metrics)
+            )
+            server = _Uvicorn(app, sock)
+            await server.start()
             servers.append(server)
-            shown = f"[{host}]" if ":" in host else host
-            service.info[name] = f"http://{shown}:{port}" + ("/metrics" if name == "metrics" else "")
+            url = "http://" + _host_port(settings.api_host, sock.getsockname()[1])
+            service.info[name] = url + ("/metrics" if name == "metrics" else "")
 
     async def _sweeper(self, service: Service) -> None:
         """Every few seconds: free expired leases, save the table and index state."""
@@ -354,6 +421,9 @@ def setup_logging(level: str) -> None:
 
 
 def run_foreground(root: str | None, args) -> int:
+    """Run the daemon until it is stopped. A failure to start is one line on stderr
+    (``error: ...``; the log of a background daemon is its stderr) and the error's exit
+    code, never a traceback (``CHANT_DEBUG=1`` adds it)."""
     setup_logging(args.log_level or os.environ.get("CHANT_LOG_LEVEL") or "info")
     try:
         return Daemon(root, **options_from(args)).run()
@@ -362,9 +432,19 @@ def run_foreground(root: str | None, args) -> int:
         print(f"Daemon already running{f' (PID {pid})' if pid else ''}")
         return 0
     except ChantError as exc:
-        log.error("%s", exc.message)
-        print(f"error: {exc.message}", file=sys.stderr)
+        _fatal(exc.message)
         return exc.exit_code
+    except OSError as exc:  # the world failed in a way no layer named: still one line
+        _fatal(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return 1
+
+
+def _fatal(message: str) -> None:
+    if os.environ.get("CHANT_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
-from chantlib.errors import BadRequest, ChantError, error_envelope
+from chantlib.errors import BadRequest, ChantError, Loading, error_envelope
 from chantlib.ops import OPS, OWNED, dispatch
 
 log = logging.getLogger("chantd")
+
+#: operations answered before the specs are loaded, and without waiting for the lock: they
+#: say nothing about specs (``hello`` tells whether the daemon is loaded; ``daemon_status``
+#: answers from its last figures while the workspace is busy)
+ALWAYS = frozenset({"hello", "daemon_status"})
+#: how long a request about specs waits for the load before it is refused with ``loading``
+#: (the CLI waits on ``hello`` instead, as long as the load makes progress)
+LOAD_WAIT = 5.0
 
 #: operations answered on the event loop itself: they take microseconds, and the round trip
 #: of a lock or a claim is what workers wait on. Everything else runs on the worker thread.
@@ -75,13 +83,22 @@ class Service:
         self.clock = clock
         self.started = clock()
         self.info: dict = {}  # pid, socket, api, metrics: filled in by the server
-        self.ready = False
+        self.ready = False  # serving: loaded, and the watcher runs (/readyz)
+        #: the specs are loaded (table and index): until then nothing about them is answered
+        self.loaded = False
+        self._loaded_event: asyncio.Event | None = None
+        #: what the workspace is busy with (an operation or "loading"), for daemon_status
+        self.activity: str | None = None
+        #: (phase, done, total) of the long work under way, set from the worker thread
+        self.progress: tuple[str, int, int] | None = None
+        self._figures: dict = {}  # daemon_status's last figures, shown while the workspace is busy
         self._lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
+        workspace.progress = self._on_progress
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -91,6 +108,41 @@ class Service:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+    # loading
+
+    def _on_progress(self, phase: str, done: int, total: int) -> None:
+        self.progress = (phase, done, total)  # one assignment: safe to read from the loop
+
+    def loading(self) -> dict:
+        """How far the long work under way is: ``{"phase", "done", "total"}``."""
+        phase, done, total = self.progress or ("starting", 0, 0)
+        return {"phase": phase, "done": done, "total": total}
+
+    def _loaded_waiter(self) -> asyncio.Event:
+        if self._loaded_event is None:
+            self._loaded_event = asyncio.Event()
+            if self.loaded:
+                self._loaded_event.set()
+        return self._loaded_event
+
+    def mark_loaded(self) -> None:
+        """The table and index are in step with the files: requests about specs may run."""
+        self.loaded = True
+        self.progress = None
+        self._loaded_waiter().set()
+
+    async def _wait_loaded(self, cmd: str) -> None:
+        if self.loaded:
+            return
+        try:
+            await asyncio.wait_for(self._loaded_waiter().wait(), LOAD_WAIT)
+        except TimeoutError:
+            state = self.loading()
+            raise Loading(
+                f"the daemon is still loading the specs ({_progress_words(state)}); {cmd} was not run: try again",
+                loading=state,
+            ) from None
 
     # requests
 
@@ -143,15 +195,24 @@ class Service:
                 raise BadRequest("a request is a JSON object with a string 'cmd'")
             if cmd in OWNED and params.get("owner") in (None, "") and peer_owner:
                 params = dict(params, owner=peer_owner)
-            async with self.lock:
-                if cmd not in KEEPS_CACHE:
-                    self._forget()  # a write to specs (or an unknown command): nothing cached survives
-                if cmd in INLINE:
-                    result = dispatch(self.ws, cmd, params)
-                else:
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self._executor, dispatch, self.ws, cmd, params)
-                self._after(cmd, result)
+            if cmd in ALWAYS:
+                result = self._answer_always(cmd, params)
+            else:
+                await self._wait_loaded(cmd)  # never an answer about specs before they are loaded
+                async with self.lock:
+                    if cmd not in KEEPS_CACHE:
+                        self._forget()  # a write to specs (or an unknown command): nothing cached survives
+                    if cmd in INLINE:
+                        result = dispatch(self.ws, cmd, params)
+                    else:
+                        loop = asyncio.get_running_loop()
+                        self.activity = cmd
+                        try:
+                            result = await loop.run_in_executor(self._executor, dispatch, self.ws, cmd, params)
+                        finally:
+                            self.activity = None
+                            self.progress = None
+                    self._after(cmd, result)
             envelope = {"ok": True, "result": result}
         except ChantError as exc:
             envelope = {"ok": False, "error": exc.to_dict()}
@@ -163,6 +224,16 @@ class Service:
         if self.metrics is not None:
             self.metrics.observe_request(transport, name, time.perf_counter() - started)
         return envelope
+
+    def _answer_always(self, cmd: str, params: dict):
+        """``hello`` and ``daemon_status``: on the loop, without the lock, whatever the
+        workspace is doing (they read nothing it is changing)."""
+        result = dispatch(self.ws, cmd, params)
+        if cmd == "hello":
+            result = dict(result, loaded=self.loaded)
+            if not self.loaded:
+                result["loading"] = self.loading()
+        return result
 
     def _after(self, cmd: str, result) -> None:
         """Counters that need to see a result (called with the lock held)."""
@@ -201,7 +272,16 @@ class Service:
     async def apply_async(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
         async with self.lock:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self.apply, relpaths, config_changed)
+            self.activity = "loading" if not self.loaded else "applying file changes"
+            try:
+                return await loop.run_in_executor(self._executor, self.apply, relpaths, config_changed)
+            finally:
+                self.activity = None
+
+    async def load(self) -> None:
+        """Bring the table and index in step with every file, then let requests in."""
+        await self.apply_async(None)
+        self.mark_loaded()
 
     def track_ready(self) -> None:
         """Remember since when each queued spec has been ready (for chant_queue_wait_seconds)."""
@@ -241,22 +321,42 @@ class Service:
             return None
 
     def status(self) -> dict:
-        """What ``chant daemon status`` prints (called through the daemon_status operation)."""
+        """What ``chant daemon status`` prints (called through the daemon_status operation).
+
+        Answered at once, whatever the workspace is doing: the figures are computed when
+        nothing else runs, else the last ones are shown with what it is busy with."""
         ws = self.ws
-        documents = self.documents()
-        return {
+        busy = not self.loaded or self.lock.locked()
+        if not busy:
+            self._figures = {
+                "specs_indexed": self.documents(),
+                "specs": len(ws.table.rows),
+                "active_locks": len(ws.locks.leases()),
+                "queue_depth": len(ws.queue.items()),
+            }
+        figures = self._figures or dict.fromkeys(("specs_indexed", "specs", "active_locks", "queue_depth"))
+        out = {
             "pid": os.getpid(),
             "version": VERSION,
             "protocol": PROTOCOL_VERSION,
             "root": ws.root,
             "started_at": self.started,
             "uptime_seconds": round(self.clock() - self.started, 3),
-            "specs_indexed": documents,
-            "specs": len(ws.table.rows),
-            "active_locks": len(ws.locks.leases()),
-            "queue_depth": len(ws.queue.items()),
+            **figures,
             "socket": self.info.get("socket"),
             "api": self.info.get("api"),
             "metrics": self.info.get("metrics"),
             "watch": self.info.get("watch"),
+            "loaded": self.loaded,
+            "busy": (self.activity or "working") if busy else None,
         }
+        if busy and self.progress is not None:
+            out["progress"] = self.loading()
+        return out
+
+
+def _progress_words(state: dict) -> str:
+    """``indexing 1,200 of 50,000``, or just the phase when there are no counts yet."""
+    if state.get("total"):
+        return f"{state['phase']} {state['done']:,} of {state['total']:,}"
+    return state.get("phase") or "starting"

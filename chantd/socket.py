@@ -11,11 +11,13 @@ An ``id`` in a request is echoed in its answer. The socket file is created with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import pwd
 import socket as _socket
+import stat
 import struct
 
 from chantlib.client import MAX_LINE
@@ -24,6 +26,47 @@ from chantlib.errors import BadRequest
 from .service import encode_answer
 
 log = logging.getLogger("chantd.socket")
+
+GUARD_SECONDS = 1.0  # how often the socket file is checked (one lstat)
+
+
+def _bind_private(path: str) -> _socket.socket:
+    """A listening Unix socket at ``path`` that only our user can connect to, from its
+    first instant: bound under a temporary name, made 0600, then renamed into place (no
+    process-wide umask change, which would race with files other threads are writing)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    tmp = os.path.join(os.path.dirname(path), f".{os.getpid()}.sock")
+    try:
+        if len(os.fsencode(tmp)) > 107:
+            tmp = path  # no room for a longer name: bind in place, then narrow the mode at once
+        with contextlib.suppress(FileNotFoundError):
+            if tmp != path:
+                os.unlink(tmp)
+        sock.bind(tmp)
+        os.chmod(tmp, 0o600)
+        if tmp != path:
+            os.rename(tmp, path)
+        sock.listen(512)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        if tmp != path:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    return sock
+
+
+def _answers(path: str) -> bool:
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def peer_owner(writer: asyncio.StreamWriter) -> str | None:
@@ -70,14 +113,59 @@ class SocketServer:
         self.path = path
         self.server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we made
 
     async def start(self) -> None:
-        old = os.umask(0o177)  # the socket file is born 0600: only our user may connect
+        sock = _bind_private(self.path)
         try:
-            self.server = await asyncio.start_unix_server(self._handle, path=self.path, limit=MAX_LINE + 1)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
+            self.server = await asyncio.start_unix_server(self._handle, sock=sock, limit=MAX_LINE + 1)
+        except BaseException:
+            sock.close()
+            raise
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def _intact(self) -> bool:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
+
+    async def guard(self, every: float = GUARD_SECONDS) -> None:
+        """Listen again when the socket file is removed (a cleanup script, `rm -rf` of a
+        runtime folder): a daemon nobody can reach would still hold the repository. A path
+        taken over by another live socket is left alone (and said so, once)."""
+        warned = False
+        while True:
+            await asyncio.sleep(every)
+            if self._intact():
+                warned = False
+                continue
+            if os.path.lexists(self.path):
+                if await asyncio.to_thread(_answers, self.path):
+                    if not warned:
+                        log.warning("%s is now another process's socket; this daemon is unreachable there", self.path)
+                        warned = True
+                    continue
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    if not warned:
+                        log.warning("%s is no longer a socket; not touching it (this daemon is unreachable "
+                                    "there: remove it, and the socket is made again)", self.path)
+                        warned = True
+                    continue
+            old = self.server
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                await self.start()  # a dead socket file left there is replaced
+            except OSError as exc:
+                if not warned:
+                    log.warning("the socket %s went away and cannot be made again: %s", self.path, exc)
+                    warned = True
+                continue
+            if old is not None:
+                old.close()  # stops accepting on the unlinked file; connections already open live on
+            log.warning("the socket %s was removed; listening on it again", self.path)
 
     async def close(self) -> None:
         if self.server is not None:
@@ -87,10 +175,9 @@ class SocketServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if self._intact():  # never another process's socket that took the path over
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     async def _read_line(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next line (without its newline); ``None`` at the end; raises for a long line."""

@@ -28,6 +28,8 @@ __all__ = [
     "socket_path",
     "runtime_info",
     "daemon_alive",
+    "wait_loaded",
+    "LoadStalled",
     "PROTOCOL_VERSION",
     "MAX_LINE",
 ]
@@ -53,6 +55,51 @@ class DaemonGone(Exception):
     def __init__(self, message: str, sent: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class LoadStalled(Exception):
+    """The daemon answers but its load of the specs has made no progress for too long."""
+
+
+#: how long a load may show no progress at all before a waiting client gives up
+STALL_SECONDS = 60.0
+
+
+def wait_loaded(client, on_progress=None, *, stall: float = STALL_SECONDS, poll: float = 0.1) -> dict:
+    """Wait until the daemon behind ``client`` has loaded the specs (its ``hello`` says
+    ``loaded``), for as long as the load makes progress; returns the last ``hello``.
+
+    A daemon answers nothing about specs before it has loaded them; a big repository's
+    first start (a cold index build) can take minutes, so there is no fixed limit, only
+    ``stall`` seconds without any change in ``loading`` (phase, done, total): then
+    :class:`LoadStalled`. ``on_progress(loading)`` sees each new state (to draw it).
+    Works with :class:`DaemonClient` and :class:`HttpClient` alike.
+    """
+    import time
+
+    hello = client.hello
+    last = None
+    changed = time.monotonic()
+    while hello.get("loaded") is False:  # a daemon that does not say is an older one: loaded
+        state = hello.get("loading") or {}
+        key = (state.get("phase"), state.get("done"), state.get("total"))
+        now = time.monotonic()
+        if key != last:
+            last, changed = key, now
+            if on_progress is not None:
+                on_progress(state)
+        elif now - changed > stall:
+            raise LoadStalled(f"the daemon's load has made no progress for {stall:.0f} s ({_words(state)})")
+        time.sleep(poll)
+        hello = client.call("hello", {"protocol": PROTOCOL_VERSION})
+        client.hello = hello
+    return hello
+
+
+def _words(state: dict) -> str:
+    if state.get("total"):
+        return f"{state.get('phase')} {state.get('done', 0):,} of {state['total']:,}"
+    return str(state.get("phase") or "starting")
 
 
 def runtime_info(root: str) -> dict | None:

@@ -25,6 +25,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
     │   └── AlreadyExists          already_exists     409  3
     ├── NothingReady               nothing_ready      404  5
     ├── Unavailable                unavailable        503  1
+    │   └── Loading                loading            503  1
     ├── SpecParseError             parse_error        422  1
     └── StorageError               io_error           500  1
 
@@ -53,6 +54,7 @@ __all__ = [
     "AlreadyExists",
     "NothingReady",
     "Unavailable",
+    "Loading",
     "Unauthorized",
     "SpecParseError",
     "StorageError",
@@ -219,6 +221,16 @@ class Unavailable(ChantError):
     http_status = 503
 
 
+class Loading(Unavailable):
+    """The daemon has not finished loading the specs: it answers nothing about them yet.
+
+    Refused before anything was done, so a client may always send the request again
+    (``details.loading`` says how far the load is: ``phase``, ``done``, ``total``).
+    """
+
+    code = "loading"
+
+
 class Unauthorized(ChantError):
     """The HTTP API wants a bearer token this request did not bring."""
 
@@ -243,7 +255,8 @@ class StorageError(ChantError):
 _BY_CODE: dict[str, type[ChantError]] = {}
 for _klass in (
     UsageError, BadRequest, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
-    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, Unauthorized,
+    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, Loading,
+    Unauthorized,
     SpecParseError, StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)

@@ -578,8 +578,9 @@ class FileLockTable(LockTable):
         except OSError:
             os.close(fd)
             raise Conflict(
-                f"a daemon owns the lock table in {self.path} while it runs: ask it (drop --direct; "
-                "from a script, chantlib.client.DaemonClient) or stop it with `chant daemon stop`",
+                f"the daemon of this repository owns its leases ({self.path}) while it runs: lease changes "
+                "go through it (from a script: chantlib.client.DaemonClient); if it does not answer, see "
+                "`chant daemon status`, or stop it with `chant daemon stop`",
                 path=self.path,
             ) from None
         os.set_inheritable(fd, False)

@@ -25,7 +25,7 @@ from .ids import parse_id, resolve_partial, sort_key
 
 __all__ = ["Row", "FullRow", "SpecTable", "summarize", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
 
-FORMAT = 5
+FORMAT = 6  # 6: the cached config holds what the files said, not the merged defaults
 RACY_NS = 2_000_000_000
 #: How often every archived file is stat'ed even when its folder looks unchanged (see refresh)
 ARCHIVE_VERIFY_NS = 60_000_000_000

@@ -98,7 +98,7 @@ class Workspace:
                 self._config = Config.load(paths[0], paths[1])
                 from .spec import plain
 
-                self.table.extra["config"] = (stamp, plain(self._config.data), list(self._config.warnings))
+                self.table.extra["config"] = (stamp, plain(self._config.given), list(self._config.warnings))
                 self.table._dirty = True
         return self._config
 

@@ -492,7 +492,7 @@ def test_cli_uses_the_daemon_and_prints_the_same(repo, daemon_factory):
     run_chant(["lock", "acquire", "001-aaa"], repo.root)
     assert [x["spec"] for x in d.call("lock_list")["leases"]] == ["2026-01-24-001-aaa"]
     refused = run_chant(["lock", "acquire", "002-aaa", "--direct"], repo.root)
-    assert refused.code == 3 and "a daemon owns the lock table" in refused.err
+    assert refused.code == 3 and "the daemon of this repository owns its leases" in refused.err
     from chantlib.errors import Conflict
 
     ws = repo.workspace()  # a script in direct mode: refused on every lease write, not just the first
