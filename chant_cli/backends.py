@@ -48,6 +48,19 @@ class DirectBackend:
 
         return dispatch(self.workspace, op, _clean(op, params))
 
+    def call_with_progress(self, op: str, params: dict, label: str):
+        """``call``, drawing the workspace's progress on a terminal (a rebuild)."""
+        from .progress import Progress
+
+        bar = Progress(label)
+        if bar.enabled:
+            self.workspace.progress = lambda phase, done, total: bar({"phase": phase, "done": done, "total": total})
+        try:
+            return self.call(op, params)
+        finally:
+            self.workspace.progress = None
+            bar.clear()
+
     def close(self) -> None:
         pass
 
@@ -87,6 +100,45 @@ class DaemonBackend:
                 ) from None
             self.note(f"warning: the daemon went away ({exc}); running this command in direct mode")
             return DirectBackend(self.root).call(op, params)
+
+    def call_with_progress(self, op: str, params: dict, label: str):
+        """``call``, drawing the daemon's progress on a terminal: a second connection asks
+        ``daemon_status`` (answered at once, whatever the daemon is busy with) while the
+        first waits for the answer."""
+        import threading
+
+        from .progress import Progress
+
+        bar = Progress(label)
+        if not bar.enabled:
+            return self.call(op, params)
+        done = threading.Event()
+
+        def watch() -> None:
+            try:
+                with self._another_client() as other:
+                    while not done.wait(0.2):
+                        progress = other.call("daemon_status", {}).get("progress")
+                        if progress and not done.is_set():
+                            bar(progress)
+            except Exception:  # noqa: BLE001 - a progress display must never fail the command
+                pass
+
+        watcher = threading.Thread(target=watch, name="chant-progress", daemon=True)
+        watcher.start()
+        try:
+            return self.call(op, params)
+        finally:
+            done.set()
+            watcher.join(1.0)
+            bar.clear()
+
+    def _another_client(self):
+        from chantlib.client import DaemonClient, HttpClient
+
+        if isinstance(self.client, HttpClient):
+            return HttpClient(self.client.base_url, token=self.client.token, timeout=self.client.timeout)
+        return DaemonClient.connect(self.root, path=self.client.path, timeout=10.0)
 
     def close(self) -> None:
         self.client.close()

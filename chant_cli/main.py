@@ -361,7 +361,10 @@ def _main(argv: list[str] | None) -> int:
 
         backend = pick(args, out.note)
         try:
-            result = backend.call(op, params)
+            if op == "index_rebuild":
+                result = backend.call_with_progress(op, params, "Rebuilding the index")
+            else:
+                result = backend.call(op, params)
         finally:
             backend.close()
         render.warnings(out, result)

@@ -322,3 +322,9 @@ class HttpClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
