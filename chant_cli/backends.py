@@ -218,16 +218,16 @@ def start_background(root: str, options: list[str], *, wait: float = SOCKET_WAIT
     import time
 
     from chantlib.client import DaemonClient, DaemonUnavailable, LoadStalled, daemon_alive, wait_loaded
+    from chantlib.store import private_dir
 
     from .progress import Progress
 
-    logs = os.path.join(root, ".chant", "logs")
-    os.makedirs(logs, exist_ok=True)
-    log_path = os.path.join(logs, "daemon.log")
-    with open(log_path, "ab") as fh, open(os.devnull, "rb") as devnull:
+    log_path = os.path.join(private_dir(os.path.join(root, ".chant", "logs")), "daemon.log")
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with open(fd, "ab") as fh, open(os.devnull, "rb") as devnull:
         offset = fh.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chantd", "-C", root, *options],
+            [sys.executable, "-m", "chantd", "-C", root, "--log-file", log_path, *options],
             stdin=devnull,
             stdout=fh,
             stderr=fh,

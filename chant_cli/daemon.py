@@ -27,6 +27,8 @@ def _start_options(args) -> list[str]:
         out.append("--poll")
     if args.log_level:
         out += ["--log-level", args.log_level]
+    if getattr(args, "log_file", None):
+        out += ["--log-file", args.log_file]
     return out
 
 
@@ -104,6 +106,16 @@ def status(args, out) -> int:
     try:
         client = connect(root, timeout=10, wait=ANSWER_WAIT, loaded=False)  # status answers while it loads
     except DaemonUnavailable as exc:
+        from chantlib.client import WrongDaemon
+
+        if isinstance(exc, WrongDaemon):  # found by its socket: the repository moved under it
+            if args.json:
+                out.json({"running": True, "answering": False, "serves": exc.hello.get("root"), "error": str(exc)})
+            else:
+                out.line(f"Daemon: running (PID {exc.hello.get('pid', '?')}) for {exc.hello.get('root')}, "
+                         "not this repository")
+                out.note(f"error: {exc} (was the repository moved? that daemon stops once its own path is gone)")
+            return 1
         if daemon_alive(root):
             pid = (runtime_info(root) or {}).get("pid")
             where = f" (PID {pid})" if isinstance(pid, int) else ""

@@ -179,6 +179,8 @@ def _add_start_options(q) -> None:
     q.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default: scale.daemon.metrics_port, 9090)")
     q.add_argument("--poll", action="store_true", help="poll the files instead of inotify (NFS)")
     q.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="daemon log level (default info)")
+    q.add_argument("--log-file", metavar="PATH", help="log here, rotated at 10 MiB (default: stderr; "
+                   "--background logs to .chant/logs/daemon.log)")
 
 
 _DAEMON_ACTIONS = {

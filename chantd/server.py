@@ -34,14 +34,16 @@ from chantlib.store import atomic_write, find_root
 from chantlib.workspace import LOCKS_DIR, Workspace
 
 from . import systemd
+from .logs import setup_logging
 from .metrics import Metrics
 from .service import Service
-from .socket import SocketServer
+from .socket import MAX_CONNECTIONS, SocketServer
 from .watch import Watcher
 
 log = logging.getLogger("chantd")
 
 SWEEP_SECONDS = 5.0
+ROOT_CHECK_SECONDS = 1.0  # how often the daemon checks that its repository is still there
 
 
 class AlreadyRunning(Conflict):
@@ -76,6 +78,15 @@ class Settings:
             raise InvalidValue(f"config scale.daemon.watch_mode must be native or poll, got {mode!r}")
         self.poll = mode == "poll"
         self.poll_delay_ms = int(config.get("scale.daemon.poll_delay_ms") or 300)
+        wanted = config.get("scale.daemon.max_connections")
+        try:
+            wanted = MAX_CONNECTIONS if wanted is None else int(wanted)
+        except (TypeError, ValueError):
+            raise InvalidValue(f"config scale.daemon.max_connections must be a number, got {wanted!r}") from None
+        if wanted < 1:
+            raise InvalidValue(f"config scale.daemon.max_connections must be at least 1, got {wanted}")
+        # each transport gets this many; both together must fit in the descriptors we may open
+        self.max_connections = max(1, min(wanted, (open_files_limit() - 128) // 2))
         from .http import is_loopback
 
         if self.api_port and not is_loopback(self.api_host) and not self.token:
@@ -83,6 +94,22 @@ class Settings:
                 f"the HTTP API on {self.api_host} is reachable beyond loopback: set scale.daemon.api_token "
                 "or CHANT_API_TOKEN (clients send it as a bearer token)"
             )
+
+
+def open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one (at most 65,536: enough for the
+    connection caps, far below what a kernel would refuse); returns the soft limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
 
 def _port(value, name: str) -> int:
@@ -101,7 +128,7 @@ class _Uvicorn:
     The listening socket is ours (:func:`listen`): a port that cannot be had is a one-line
     error before uvicorn runs, never its log lines and a traceback."""
 
-    def __init__(self, app, sock: socket.socket) -> None:
+    def __init__(self, app, sock: socket.socket, *, max_connections: int = MAX_CONNECTIONS) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):
@@ -111,6 +138,7 @@ class _Uvicorn:
 
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", loop="none", timeout_graceful_shutdown=2,
+            http=_protocol(max_connections), timeout_keep_alive=HTTP_IDLE_SECONDS,
         )
         self.server = Server(config)
         self.sock = sock
@@ -130,6 +158,60 @@ class _Uvicorn:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self.task
         self.sock.close()
+
+
+#: an HTTP connection must have sent a whole request head within this long of opening, or of
+#: its last answer (uvicorn itself only times out idle keep-alive connections)
+HTTP_HEAD_SECONDS = 10.0
+HTTP_IDLE_SECONDS = 5
+
+
+def _protocol(max_connections: int):
+    """uvicorn's h11 protocol with two bounds: at most ``max_connections`` open (one more is
+    answered 503 with the error envelope and closed at once), and a connection whose request
+    head does not come in time is closed (a client that connects and says nothing, or
+    trickles its headers, would hold a connection for ever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from chantlib.errors import Unavailable
+
+    error = Unavailable(f"the daemon has {max_connections} HTTP connections open (its limit); try again",
+                        limit=max_connections)
+    body = json.dumps({"ok": False, "error": error.to_dict()}).encode()
+
+    async def refuse(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1"), (b"connection", b"close"),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                # its request is read and answered 503 with the envelope, then it is closed
+                # (closing at once, with the request unread, would reset the connection and
+                # lose the answer)
+                log.warning("refusing an HTTP connection: %d are open (scale.daemon.max_connections)",
+                            max_connections)
+                self.app = refuse
+            self._await_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._await_head()
+
+        def _await_head(self) -> None:
+            cycle = self.cycle
+
+            def check() -> None:
+                if self.cycle is cycle and not self.transport.is_closing():  # no new request began
+                    self.transport.close()
+
+            self.loop.call_later(HTTP_HEAD_SECONDS, check)
+
+    return Protocol
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -157,7 +239,7 @@ def take_instance_lock(chant_dir: str) -> int:
     """Hold ``.chant/daemon.lock`` for the life of the process; AlreadyRunning if taken."""
     path = os.path.join(chant_dir, INSTANCE_LOCK)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StorageError.from_os_error(exc, "open", path) from None
     try:
@@ -264,17 +346,17 @@ class Daemon:
             bound = self._bind_http(settings)
             private_socket_dir(os.path.dirname(settings.socket))
             clear_stale_socket(settings.socket)
-            sock_server = SocketServer(service, settings.socket)
+            sock_server = SocketServer(service, settings.socket, max_connections=settings.max_connections)
             await sock_server.start()
             servers.append(sock_server)
             service.info["socket"] = settings.socket
             service.info["pid"] = os.getpid()
             # clients find a socket moved by config through this file: write it at once
-            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
+            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False, mode=0o600)
             # /livez answers while loading; /readyz says 503 until the table and index are in
             await self._serve_http(bound, service, metrics, settings, servers)
             bound = []
-            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
+            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False, mode=0o600)
             # The watches go in before the walk, so a change made while the specs load is seen
             # (applied after the load, under the same lock) instead of falling between the two.
             tasks.append(asyncio.create_task(watcher.run()))
@@ -289,8 +371,9 @@ class Daemon:
             gc.enable()  # `chant daemon start` in the foreground comes from the CLI, which turns it off
             tasks.append(asyncio.create_task(self._sweeper(service)))
             tasks.append(asyncio.create_task(sock_server.guard()))
+            tasks.append(asyncio.create_task(self._watch_root(ws.store.chant_dir)))
             service.info["watch"] = "poll" if watcher.poll else "native"
-            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False)
+            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False, mode=0o600)
             service.ready = True
             log.info(
                 "serving %s: %d specs in %.2fs; socket %s%s%s", self.root, len(ws.table.rows),
@@ -367,11 +450,32 @@ class Daemon:
                 build_app(service, token=settings.token, metrics=metrics) if name == "api"
                 else build_metrics_app(service, metrics)
             )
-            server = _Uvicorn(app, sock)
+            server = _Uvicorn(app, sock, max_connections=settings.max_connections)
             await server.start()
             servers.append(server)
             url = "http://" + _host_port(settings.api_host, sock.getsockname()[1])
             service.info[name] = url + ("/metrics" if name == "metrics" else "")
+
+    async def _watch_root(self, chant_dir: str, every: float = ROOT_CHECK_SECONDS) -> None:
+        """Stop when the repository is gone (deleted, or moved away): a daemon serving a path
+        that no longer holds its repository would keep its ports and answer for nothing."""
+        st = os.stat(chant_dir)
+        identity = (st.st_dev, st.st_ino)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                st = os.stat(chant_dir)
+                if (st.st_dev, st.st_ino) == identity:
+                    continue
+                why = "replaced by another folder"
+            except FileNotFoundError:
+                why = "gone (deleted or moved)"
+            except OSError:
+                continue  # cannot tell (a permission glitch): keep serving
+            log.warning("the repository's %s is %s: stopping", chant_dir, why)
+            assert self.stop_event is not None
+            self.stop_event.set()
+            return
 
     async def _sweeper(self, service: Service) -> None:
         """Every few seconds: free expired leases, save the table and index state."""
@@ -411,20 +515,11 @@ def options_from(args) -> dict:
     }
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-
-
 def run_foreground(root: str | None, args) -> int:
     """Run the daemon until it is stopped. A failure to start is one line on stderr
     (``error: ...``; the log of a background daemon is its stderr) and the error's exit
     code, never a traceback (``CHANT_DEBUG=1`` adds it)."""
-    setup_logging(args.log_level or os.environ.get("CHANT_LOG_LEVEL") or "info")
+    setup_logging(args.log_level or os.environ.get("CHANT_LOG_LEVEL") or "info", getattr(args, "log_file", None))
     try:
         return Daemon(root, **options_from(args)).run()
     except AlreadyRunning as exc:

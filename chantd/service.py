@@ -50,8 +50,48 @@ KEEPS_CACHE = CACHED | {
 
 
 def _dumps(value) -> str:
-    # ASCII out: a lone surrogate a client sent (and we echo in a message) stays encodable
-    return json.dumps(value, separators=(",", ":"))
+    # ASCII out: any text stays encodable; never NaN or Infinity, which are not JSON
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+#: requests are flat objects; anything nested deeper than this is refused before it is used
+MAX_DEPTH = 32
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def load_request(raw: bytes | str, what: str = "the request"):
+    """Decode a request's JSON (a socket line, an HTTP body) for the transports; every way
+    it can be wrong is a :class:`BadRequest` (a 4xx answer, never an internal error):
+    not JSON, NaN or Infinity, nested too deeply, or text that is not Unicode (a lone
+    surrogate escape such as ``\\ud800``)."""
+    try:
+        value = json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{what} is not JSON: {exc}") from None
+    stack = [(value, 1)]
+    while stack:  # iterative: a deep document must not cost a deep stack here either
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values()) + list(item.keys())
+        elif isinstance(item, list):
+            children = item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff): not Unicode text") from None
+            continue
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 def encode_answer(answer: dict, request_id=None) -> bytes:
@@ -230,7 +270,7 @@ class Service:
         workspace is doing (they read nothing it is changing)."""
         result = dispatch(self.ws, cmd, params)
         if cmd == "hello":
-            result = dict(result, loaded=self.loaded)
+            result = dict(result, loaded=self.loaded, pid=os.getpid())
             if not self.loaded:
                 result["loading"] = self.loading()
         return result

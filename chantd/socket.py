@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import pwd
@@ -21,13 +20,19 @@ import stat
 import struct
 
 from chantlib.client import MAX_LINE
-from chantlib.errors import BadRequest
+from chantlib.errors import BadRequest, Unavailable
 
-from .service import encode_answer
+from .service import encode_answer, load_request
 
 log = logging.getLogger("chantd.socket")
 
 GUARD_SECONDS = 1.0  # how often the socket file is checked (one lstat)
+#: a new connection must send its first request line within this many seconds
+FIRST_LINE_SECONDS = 30.0
+#: a persistent connection that sends nothing for this long is closed (clients reconnect)
+IDLE_SECONDS = 600.0
+#: connections served at once; one more gets a one-line refusal (scale.daemon.max_connections)
+MAX_CONNECTIONS = 1000
 
 
 def _bind_private(path: str) -> _socket.socket:
@@ -85,10 +90,7 @@ def peer_owner(writer: asyncio.StreamWriter) -> str | None:
 
 def _decode(line: bytes) -> tuple[object, str | None, dict]:
     """(request id, cmd, params) from a line; raises BadRequest."""
-    try:
-        request = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request is not JSON: {exc}") from None
+    request = load_request(line)
     if not isinstance(request, dict):
         raise BadRequest("a request is a JSON object with a string 'cmd'")
     request_id = request.pop("id", None)
@@ -108,9 +110,14 @@ class _WithId(Exception):
 class SocketServer:
     """Serves a :class:`~chantd.service.Service` on a Unix socket."""
 
-    def __init__(self, service, path: str) -> None:
+    def __init__(self, service, path: str, *, max_connections: int = MAX_CONNECTIONS,
+                 first_line_seconds: float = FIRST_LINE_SECONDS, idle_seconds: float = IDLE_SECONDS) -> None:
         self.service = service
         self.path = path
+        self.max_connections = max_connections
+        self.first_line_seconds = first_line_seconds
+        self.idle_seconds = idle_seconds
+        self.refused = 0  # connections turned away at the cap
         self.server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we made
@@ -198,7 +205,24 @@ class SocketServer:
                     break
             raise BadRequest(f"request line over {MAX_LINE} bytes") from None
 
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self.refused += 1
+        log.warning("refusing a connection: %d are open (scale.daemon.max_connections)", self.max_connections)
+        error = Unavailable(
+            f"the daemon has {self.max_connections} connections open (its limit); try again",
+            limit=self.max_connections,
+        )
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(encode_answer({"ok": False, "error": error.to_dict()}))
+            await asyncio.wait_for(writer.drain(), 1.0)
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self.max_connections:
+            await self._refuse(writer)
+            return
         task = asyncio.current_task()
         self._tasks.add(task)
         owner = peer_owner(writer)
@@ -207,7 +231,14 @@ class SocketServer:
         try:
             while True:
                 try:
-                    line = await self._read_line(reader)
+                    try:
+                        # a connection must speak soon after it opens, and a persistent one
+                        # that falls silent for long is let go (the client reconnects)
+                        line = await asyncio.wait_for(
+                            self._read_line(reader), self.first_line_seconds if first else self.idle_seconds
+                        )
+                    except TimeoutError:
+                        break
                     if line is None:
                         break
                     if not line.strip():

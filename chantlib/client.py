@@ -16,6 +16,7 @@ from __future__ import annotations
 import _socket
 import json
 import os
+import time
 
 from ._version import PROTOCOL_VERSION
 from .errors import ChantError
@@ -25,6 +26,7 @@ __all__ = [
     "HttpClient",
     "DaemonUnavailable",
     "DaemonGone",
+    "WrongDaemon",
     "socket_path",
     "runtime_info",
     "daemon_alive",
@@ -43,6 +45,16 @@ _SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
 
 class DaemonUnavailable(Exception):
     """No daemon answers for this repository (the caller runs in direct mode)."""
+
+
+class WrongDaemon(DaemonUnavailable):
+    """A daemon answers at this repository's socket but serves another root (the
+    repository was moved, or a config points two repositories at one socket); ``hello``
+    is its answer."""
+
+    def __init__(self, message: str, hello: dict) -> None:
+        super().__init__(message)
+        self.hello = hello
 
 
 class DaemonGone(Exception):
@@ -162,28 +174,49 @@ class DaemonClient:
     it raises :class:`DaemonUnavailable` when no suitable daemon answers.
     """
 
-    def __init__(self, sock, hello: dict, path: str) -> None:
+    #: a connection quiet for longer than this is checked before use: the daemon closes
+    #: persistent connections that stay idle for long, and the client then reconnects
+    QUIET_CHECK = 1.0
+
+    def __init__(self, sock, hello: dict, path: str, root: str | None = None, timeout: float = 30.0) -> None:
         self.sock = sock
         self.hello = hello
         self.path = path
+        self.root = root
+        self.timeout = timeout
         self._buffer = b""
         self._next_id = 0
+        self._last = time.monotonic()
 
     @classmethod
     def connect(cls, root: str, *, path: str | None = None, timeout: float = 30.0) -> DaemonClient:
         if path is None:
+            # daemon.json names a socket moved by config; the derived path is tried too (a
+            # repository moved with its daemon running has its socket file here, and the
+            # daemon behind it then says which root it serves)
             info = runtime_info(root)
-            path = info.get("socket") if info else None
-            if not isinstance(path, str) or not path:
-                path = socket_path(root)
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnavailable(f"no daemon at {path}: {exc.strerror or exc}") from None
-        client = cls(sock, {}, path)
+            named = info.get("socket") if info else None
+            candidates = [named] if isinstance(named, str) and named else []
+            default = socket_path(root)
+            if default not in candidates:
+                candidates.append(default)
+        else:
+            candidates = [path]
+        sock = None
+        failure = None
+        for path in candidates:
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(path)
+                break
+            except OSError as exc:
+                sock.close()
+                sock = None
+                failure = failure or f"no daemon at {path}: {exc.strerror or exc}"
+        if sock is None:
+            raise DaemonUnavailable(failure)
+        client = cls(sock, {}, path, root, timeout)
         try:
             hello = client.call("hello", {"protocol": PROTOCOL_VERSION})
         except (DaemonGone, ChantError, OSError, ValueError) as exc:
@@ -194,7 +227,7 @@ class DaemonClient:
             raise DaemonUnavailable(f"the daemon at {path} speaks protocol {hello.get('protocol')!r}, not {PROTOCOL_VERSION}")
         if not _same_root(str(hello.get("root", "")), root):
             client.close()
-            raise DaemonUnavailable(f"the daemon at {path} serves {hello.get('root')}, not {root}")
+            raise WrongDaemon(f"the daemon at {path} serves {hello.get('root')}, not {root}", hello)
         client.hello = hello
         return client
 
@@ -217,8 +250,35 @@ class DaemonClient:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
+    def _closed_by_daemon(self) -> bool:
+        """True when the daemon has closed this connection (a peek that sees the end, or
+        anything unasked for); costs two syscalls, so only after a quiet spell."""
+        try:
+            self.sock.settimeout(0.0)
+            try:
+                self.sock.recv(1, _socket.MSG_PEEK)
+                return True  # the end (b""), or bytes nobody asked for: not a connection to reuse
+            finally:
+                self.sock.settimeout(self.timeout)
+        except BlockingIOError:
+            return False  # nothing to read: open and idle, as it should be
+        except OSError:
+            return True
+
+    def _reopen(self) -> None:
+        """A fresh connection to the same daemon (nothing was sent on the old one)."""
+        try:
+            fresh = DaemonClient.connect(self.root, path=self.path, timeout=self.timeout)
+        except DaemonUnavailable as exc:
+            raise DaemonGone(f"the daemon closed an idle connection and cannot be reached again: {exc}",
+                             sent=False) from None
+        self.close()
+        self.sock, self.hello, self._buffer = fresh.sock, fresh.hello, b""
+
     def call(self, cmd: str, params: dict | None = None):
         """Send one request and return its ``result``; a daemon error raises its ChantError."""
+        if self.root is not None and time.monotonic() - self._last > self.QUIET_CHECK and self._closed_by_daemon():
+            self._reopen()
         self._next_id += 1
         request = {"cmd": cmd, "id": self._next_id}
         for key, value in (params or {}).items():
@@ -231,6 +291,7 @@ class DaemonClient:
             raise DaemonGone(f"the daemon sent a line that is not JSON: {exc}") from None
         if not isinstance(answer, dict):
             raise DaemonGone("the daemon sent an answer that is not an object")
+        self._last = time.monotonic()
         if answer.get("ok"):
             return answer.get("result")
         raise ChantError.from_dict(answer.get("error") or {})

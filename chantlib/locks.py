@@ -507,10 +507,9 @@ class FileLockTable(LockTable):
         self._filelock = None
 
     def _ensure_dir(self) -> None:
-        try:
-            os.makedirs(self.path, exist_ok=True)
-        except OSError as exc:
-            raise StorageError.from_os_error(exc, "create", self.path) from None
+        from .store import private_dir
+
+        private_dir(self.path)
 
     def _critical(self):
         return _FileCritical(self)
@@ -570,7 +569,7 @@ class FileLockTable(LockTable):
         import fcntl
 
         try:
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise StorageError.from_os_error(exc, "open", self.journal_path) from None
         try:
@@ -637,7 +636,7 @@ class FileLockTable(LockTable):
 
         self.check_writable()
         atomic_write(
-            self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644, durable=self.durable
+            self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o600, durable=self.durable
         )
 
     def _replace(self, lease):
@@ -653,7 +652,7 @@ class FileLockTable(LockTable):
     def _put_file(self, lease):
         from .store import atomic_write
 
-        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o644, durable=self.durable)
+        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o600, durable=self.durable)
 
     def _remove_file(self, spec):
         try:
@@ -702,7 +701,7 @@ class FileLockTable(LockTable):
     def _write_fence(self, token: int) -> None:
         from .store import atomic_write
 
-        atomic_write(os.path.join(self.path, _FENCE), f"{token}\n", mode=0o644, durable=self.durable)
+        atomic_write(os.path.join(self.path, _FENCE), f"{token}\n", mode=0o600, durable=self.durable)
 
     @property
     def last_token(self) -> int:
@@ -729,7 +728,7 @@ class _FileCritical:
                 from filelock import FileLock
 
                 t._ensure_dir()
-                t._filelock = FileLock(os.path.join(t.path, _MUTEX), thread_local=False)
+                t._filelock = FileLock(os.path.join(t.path, _MUTEX), mode=0o600, thread_local=False)
             t._filelock.acquire()
         except OSError as exc:
             t._thread_mutex.release()

@@ -12,7 +12,7 @@ import os
 
 from .errors import AlreadyExists, NotInitialized, StorageError
 
-__all__ = ["SpecStore", "find_root", "atomic_write", "CHANT_DIR", "RUNTIME_IGNORES"]
+__all__ = ["SpecStore", "find_root", "atomic_write", "private_dir", "CHANT_DIR", "RUNTIME_IGNORES"]
 
 CHANT_DIR = ".chant"
 
@@ -45,6 +45,21 @@ def find_root(start: str | os.PathLike | None = None) -> str:
         if parent == probe:
             raise NotInitialized(f"No .chant/ folder in {here} or any parent; run `chant init` first", path=here)
         probe = parent
+
+
+def private_dir(path: str) -> str:
+    """Make ``path`` (and its parents) a folder only its owner can enter: runtime state
+    (leases, the daemon's log) is ours alone, whatever the umask (a shared machine is not a
+    trust boundary). A folder of ours found open to others is closed; one of another user's
+    is left as it is (our writes there then fail with their own clear error)."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, st.st_mode & 0o700)
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, "create", path) from None
+    return path
 
 
 def atomic_write(
