@@ -152,9 +152,14 @@ class NotFound(ChantError):
     exit_code = EXIT_NOT_FOUND
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` for a message: cut when long (an error never echoes a megabyte back)."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
+
+
 class SpecNotFound(NotFound):
     def __init__(self, partial: str) -> None:
-        super().__init__(f"Spec not found: {partial}", spec=partial)
+        super().__init__(f"Spec not found: {shown(partial)}", spec=shown(partial))
         self.partial = partial
 
 

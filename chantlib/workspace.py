@@ -463,7 +463,8 @@ class Workspace:
         try:
             return self._resolve(spec).id
         except SpecNotFound:
-            if self.locks.get(spec) is not None:  # a lease on a spec whose file is gone
+            # a lease on a spec whose file is gone; a name no file could have has none
+            if len(os.fsencode(spec)) <= 250 and self.locks.get(spec) is not None:
                 return spec
             raise
 

@@ -249,6 +249,10 @@ def _strict(name):
         (b'{"cmd":"hello","id":Infinity}', "bad_request"),
         (b'{"cmd":"search","q":"\\ud800"}', "bad_request"),
         (b'{"cmd":"list","x":' + b'{"a":' * 50 + b"1" + b"}" * 50 + b"}", "bad_request"),
+        (b'{"cmd":"search","q":"' + b"(" * 5000 + b"a" + b")" * 5000 + b'"}', "bad_query"),
+        (b'{"cmd":"search","q":"' + b"NOT " * 5000 + b'a"}', "bad_query"),
+        (b'{"cmd":"lock_acquire","spec":"' + b"x" * 5000 + b'"}', "not_found"),
+        (b'{"cmd":"lock_status","spec":"2026-' + b"x" * 300 + b'"}', "not_found"),
     ],
 )
 def test_malformed_socket_requests_get_a_4xx_envelope_and_the_daemon_lives_on(repo, daemon_factory, line, code):
@@ -263,6 +267,14 @@ def test_malformed_socket_requests_get_a_4xx_envelope_and_the_daemon_lives_on(re
     assert answer["ok"] is False and answer["error"]["code"] == code
     assert "Traceback" not in d.log()
     assert d.call("queue_next")["depth"] == 2
+
+
+def test_a_very_long_id_in_direct_mode_is_not_found(repo):
+    _specs(repo)
+    for args in (["lock", "acquire", "x" * 5000], ["lock", "status", "2026-" + "x" * 300], ["show", "y" * 5000]):
+        result = run_chant([*args, "--direct"], repo.root)
+        assert result.code == 4 and result.err.startswith("error: Spec not found: "), result
+        assert len(result.err) < 200  # the message does not echo the whole input
 
 
 # --- orphans ----------------------------------------------------------------------------------------
