@@ -211,7 +211,9 @@ SOCKET_WAIT = 60.0
 
 def start_background(root: str, options: list[str], *, wait: float = SOCKET_WAIT, log=None):
     """Start ``chantd`` detached, logging to ``.chant/logs/daemon.log``; returns ``(client,
-    pid)`` once it answers and has loaded the specs. The load is waited for as long as it
+    pid, started)`` once a daemon answers and has loaded the specs: ``started`` is False when
+    another start won the race (ours found the repository taken and left), and ``pid`` is
+    then the winner's. The load is waited for as long as it
     makes progress, drawn on a terminal. Raises :class:`StartFailed` with what this daemon
     wrote to its log (its one ``error:`` line when it said one) if it does not come up."""
     import subprocess
@@ -262,7 +264,10 @@ def start_background(root: str, options: list[str], *, wait: float = SOCKET_WAIT
         raise
     finally:
         progress.clear()
-    return client, proc.pid
+    pid = client.hello.get("pid")
+    if isinstance(pid, int) and pid != proc.pid:
+        return client, pid, False  # two starts at once: the other one serves
+    return client, proc.pid, True
 
 
 def _startup_failure(path: str, offset: int, what: str, lines: int = 15) -> str:
@@ -313,10 +318,11 @@ def pick(args, note) -> DirectBackend | DaemonBackend:
         enabled = False
     if enabled is True and not daemon_alive(root):
         try:
-            client, pid = start_background(root, [])
+            client, pid, started = start_background(root, [])
         except StartFailed as exc:
             note(f"warning: scale.daemon.enabled is set but the daemon did not start; direct mode ({exc})")
             return direct
-        note(f"Started the daemon (PID {pid}) because scale.daemon.enabled is true")
+        if started:
+            note(f"Started the daemon (PID {pid}) because scale.daemon.enabled is true")
         return DaemonBackend(client, root, note)
     return direct

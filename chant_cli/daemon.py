@@ -46,11 +46,14 @@ def start(args, out) -> int:
             out.line(f"Daemon already running (PID {info.get('pid', '?')})")
             return 0
         try:
-            client, pid = start_background(root, _start_options(args))
+            client, pid, started = start_background(root, _start_options(args))
         except StartFailed as exc:
             out.note(f"error: {exc}")
             return exc.code
         client.close()
+        if not started:  # another start at the same moment won: only one says "started"
+            out.line(f"Daemon already running (PID {pid})")
+            return 0
         out.line(f"Daemon started (PID {pid}); log: .chant/logs/daemon.log")
         return 0
     from chantd.server import run_foreground

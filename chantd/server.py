@@ -29,7 +29,7 @@ import time
 from chantlib._version import PROTOCOL_VERSION, VERSION
 from chantlib.client import INFO_FILE, INSTANCE_LOCK, socket_path
 from chantlib.errors import ChantError, Conflict, InvalidValue, StorageError
-from chantlib.locks import MemoryLockTable
+from chantlib.locks import MemoryLockTable, pid_alive
 from chantlib.store import atomic_write, find_root
 from chantlib.workspace import LOCKS_DIR, Workspace
 
@@ -235,22 +235,46 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def take_instance_lock(chant_dir: str) -> int:
-    """Hold ``.chant/daemon.lock`` for the life of the process; AlreadyRunning if taken."""
+def take_instance_lock(chant_dir: str, *, patience: float = 5.0) -> int:
+    """Hold ``.chant/daemon.lock`` for the life of the process; AlreadyRunning if a daemon
+    holds it. A holder that is no daemon of this repository (none comes to say so in
+    ``daemon.json`` within ``patience`` seconds: a daemon starting writes it early) is a
+    Conflict naming the file, never a silent wait or a false "already running"."""
     path = os.path.join(chant_dir, INSTANCE_LOCK)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StorageError.from_os_error(exc, "open", path) from None
+    _narrow(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        pid = _info_pid(os.path.dirname(chant_dir))
-        where = f" (PID {pid})" if pid else ""
-        raise AlreadyRunning(f"a daemon already runs for this repository{where}", pid=pid) from None
+        root = os.path.dirname(chant_dir)
+        deadline = time.monotonic() + patience
+        while True:
+            pid = _info_pid(root)
+            if isinstance(pid, int) and pid_alive(pid):
+                raise AlreadyRunning(f"a daemon already runs for this repository (PID {pid})", pid=pid) from None
+            if time.monotonic() >= deadline:
+                raise Conflict(
+                    f"another process holds {path}, and no daemon of this repository says it runs "
+                    f"(`fuser -v {path}` names it); the file is the daemon user's alone (0600) from now on",
+                    path=path,
+                ) from None
+            time.sleep(0.1)
     os.set_inheritable(fd, False)
     return fd
+
+
+def _narrow(fd: int) -> None:
+    """A runtime file of ours made by an older version (0644) becomes 0600."""
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError:
+        pass
 
 
 def _info_pid(root: str):

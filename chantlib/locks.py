@@ -289,12 +289,17 @@ class LockTable:
             )
 
     def release(self, spec: str, *, owner: str | None = None, token: int | None = None, force: bool = False) -> Lease:
-        """Give up the lease on ``spec``; returns the lease that was released."""
+        """Give up the lease on ``spec``; returns the lease that was released.
+
+        An expired lease is not held any more: releasing it is refused like renewing it
+        (``stale_token``; ``not_locked`` once a sweep has removed it), whichever backend
+        keeps it; ``force`` removes it."""
         with self._critical():
             now = self.clock()
             current = self._held(spec, now)
             if not force:
                 self._authorise(current, owner, token, "release")
+                self._refuse_expired(current, now)
             if not current.live(now):
                 self._stats["expired"] += 1
             else:
@@ -311,16 +316,19 @@ class LockTable:
             now = self.clock()
             current = self._held(spec, now)
             self._authorise(current, owner, token, "renew")
-            if not current.live(now):
-                raise StaleToken(
-                    f"the lease on {spec} expired at {format_time(current.expires_at)}; acquire it again",
-                    spec=spec,
-                    token=current.token,
-                )
+            self._refuse_expired(current, now)
             lease = current.replace(expires_at=now + ttl)
             self._replace(lease)
             self._stats["renewed"] += 1
             return lease
+
+    def _refuse_expired(self, current: Lease, now: float) -> None:
+        if not current.live(now):
+            raise StaleToken(
+                f"the lease on {current.spec} expired at {format_time(current.expires_at)}; acquire it again",
+                spec=current.spec,
+                token=current.token,
+            )
 
     def check(self, spec: str, token: int) -> Lease:
         """The live lease on ``spec`` if ``token`` is its token; else :class:`StaleToken`.
@@ -573,13 +581,20 @@ class FileLockTable(LockTable):
         except OSError as exc:
             raise StorageError.from_os_error(exc, "open", self.journal_path) from None
         try:
+            st = os.fstat(fd)
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # made by an older version: ours alone from now on
+        except OSError:
+            pass
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             raise Conflict(
                 f"the daemon of this repository owns its leases ({self.path}) while it runs: lease changes "
                 "go through it (from a script: chantlib.client.DaemonClient); if it does not answer, see "
-                "`chant daemon status`, or stop it with `chant daemon stop`",
+                "`chant daemon status`, or stop it with `chant daemon stop`; if no daemon runs, another "
+                f"process holds {self.journal_path} (`fuser -v` names it)",
                 path=self.path,
             ) from None
         os.set_inheritable(fd, False)

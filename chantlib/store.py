@@ -9,6 +9,7 @@ nothing of the index, locks or rules.
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import AlreadyExists, NotInitialized, StorageError
 
@@ -45,6 +46,20 @@ def find_root(start: str | os.PathLike | None = None) -> str:
         if parent == probe:
             raise NotInitialized(f"No .chant/ folder in {here} or any parent; run `chant init` first", path=here)
         probe = parent
+
+
+#: the name atomic_write gives its temp file: ``.<name>.<pid>.<6 hex>.tmp``
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{6}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def private_dir(path: str) -> str:
@@ -109,9 +124,10 @@ def atomic_write(
 class SpecStore:
     """The spec files of one repository."""
 
-    __slots__ = ("root", "chant_dir", "specs_dir", "archive_dir", "config_path")
+    __slots__ = ("root", "chant_dir", "specs_dir", "archive_dir", "config_path", "temps")
 
     def __init__(self, root: str | os.PathLike) -> None:
+        self.temps: list[str] = []  # our temp files the last scan saw (see remove_dead_temps)
         self.root = os.path.abspath(os.fspath(root))
         self.chant_dir = os.path.join(self.root, CHANT_DIR)
         self.specs_dir = os.path.join(self.chant_dir, "specs")
@@ -161,6 +177,8 @@ class SpecStore:
                     for entry in it:
                         name = entry.name
                         if name[0] == ".":
+                            if name.endswith(".tmp"):
+                                self.temps.append(entry.path)  # maybe left by a killed writer
                             continue
                         if name.endswith(".md"):
                             if entry.is_file():
@@ -175,6 +193,33 @@ class SpecStore:
                                     sub_key = None
                             stack.append((entry.path, f"{prefix}{name}/", sub_key))
                 yield prefix, files, key
+
+    def remove_dead_temps(self) -> list[str]:
+        """Remove the temp files the last scan saw whose writer is gone (a process killed
+        between writing and renaming, see :func:`atomic_write`); returns their paths. A temp
+        file whose process lives (or could: a reused PID) is left, unless it is an hour old."""
+        import time
+
+        removed = []
+        now = time.time()
+        for path in self.temps:
+            m = _TEMP_RE.match(os.path.basename(path))
+            if m is None:
+                continue
+            pid = int(m.group(1))
+            try:
+                age = now - os.lstat(path).st_mtime
+            except OSError:
+                continue
+            if pid == os.getpid() or (_pid_alive(pid) and age < 3600):
+                continue
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+        self.temps = []
+        return removed
 
     def abspath(self, relpath: str) -> str:
         return os.path.join(self.chant_dir, *relpath.split("/"))

@@ -347,6 +347,8 @@ class SpecTable:
             changes.removed.append(rel)
         for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
+        if self.store.temps:
+            self.store.remove_dead_temps()
         if verify:
             self.archive_verified_ns = scan_ns
             self._dirty = True

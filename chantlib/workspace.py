@@ -445,7 +445,10 @@ class Workspace:
                         holder=lease.owner,
                     )
             self._write_spec(row, values)
-            released = locks.release(row.id, token=lease.token).to_dict() if lease is not None else None
+            # authorised above, in this same critical section: nobody can have taken it since,
+            # and a lease that expired in these few milliseconds must not leave the spec
+            # completed with its lease still standing
+            released = locks.release(row.id, force=True).to_dict() if lease is not None else None
         self._done()
         return {"spec": self.summary(self.table.active[row.id]), "released": released, "outcome": outcome}
 

@@ -314,3 +314,82 @@ def test_a_moved_repository_is_said_so_and_its_daemon_stops(repo, daemon_factory
     assert d.proc.wait(30) == 0
     assert run_chant(["daemon", "status"], moved).out == "Daemon: not running\n"
     assert run_chant(["list", "--count"], moved).out == "2\n"
+
+
+# --- smaller ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["direct", "daemon"])
+def test_releasing_an_expired_lease_is_refused_in_both_modes(repo, daemon_factory, mode):
+    _specs(repo)
+    if mode == "daemon":
+        daemon_factory(repo.root, api=False, metrics=False)
+    taken = json.loads(run_chant(["lock", "acquire", "001-aaa", "--ttl", "0.5", "--json"], repo.root).out)
+    time.sleep(0.8)
+    for how in (["--token", str(taken["token"])], []):
+        refused = run_chant(["lock", "release", "001-aaa", *how], repo.root)
+        assert refused.code == 3 and "expired" in refused.err, (mode, refused)
+    assert run_chant(["lock", "release", "001-aaa", "--force"], repo.root).code == 0
+
+
+def test_temp_files_left_by_killed_writers_are_removed_at_the_next_walk(repo):
+    _specs(repo)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    dead = os.path.join(repo.specs, f".2026-01-24-001-aaa.md.{dead_pid}.a1b2c3.tmp")
+    live = os.path.join(repo.specs, f".2026-01-24-002-aaa.md.{os.getpid()}.d4e5f6.tmp")  # a writer at work
+    other = os.path.join(repo.specs, ".notes.tmp")  # not ours: never touched
+    for path in (dead, live, other):
+        with open(path, "w") as fh:
+            fh.write("half a spec")
+    assert run_chant(["list", "--count", "--direct"], repo.root).out == "2\n"
+    assert not os.path.exists(dead)
+    assert os.path.exists(live) and os.path.exists(other)
+
+
+@pytest.mark.slow
+def test_concurrent_background_starts_say_started_once(cli_daemon):
+    repo = cli_daemon
+    _specs(repo)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "chant_cli", "daemon", "start", "--background", "--api-port", "0",
+                          "--metrics-port", "0"], cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+        for _ in range(4)
+    ]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    assert all(p.returncode == 0 for p in procs), outs
+    lines = [out.strip() for out, _err in outs]
+    started = [line for line in lines if line.startswith("Daemon started (PID ")]
+    assert len(started) == 1, lines
+    pid = started[0].split("PID ")[1].split(")")[0]
+    assert all(line == f"Daemon already running (PID {pid})" for line in lines if line not in started), lines
+    assert run_chant(["daemon", "stop"], repo.root).code == 0
+
+
+def test_a_foreign_holder_of_the_instance_lock_is_named_not_taken_for_a_daemon(repo):
+    _specs(repo)
+    lock = os.path.join(repo.root, ".chant", "daemon.lock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)", lock],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = subprocess.run([sys.executable, "-m", "chantd", "-C", repo.root, "--api-port", "0", "--metrics-port",
+                               "0"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 3, proc
+        assert proc.stderr.startswith(f"error: another process holds {lock}") and proc.stderr.count("\n") == 1
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()
