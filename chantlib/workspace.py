@@ -411,11 +411,14 @@ class Workspace:
         raise ChantError("could not find a free spec ID after 5 tries")
 
     def _write_spec(self, row, values: dict) -> None:
+        """Set frontmatter ``values`` in a spec file: a compare-and-swap on the file's text
+        (:meth:`SpecStore.edit_text`), so an editor's save is never lost or half-read."""
         from .spec import Spec
 
-        text = self.store.read_text(row.path)
-        spec = Spec.parse(row.id, text).with_values(values)
-        self.store.write_text(row.path, spec.render())
+        def change(text: str) -> str:
+            return Spec.parse(row.id, text).with_values(values).render()
+
+        self.store.edit_text(row.path, change, keys=tuple(values))
         self.table.refresh_paths([row.path])
 
     def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
