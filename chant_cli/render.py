@@ -92,12 +92,18 @@ def spec_line(out: Out, spec: dict) -> str:
 
 
 def warnings(out: Out, result) -> None:
+    """An operation's warnings, on stderr, in every mode and with or without ``--json``."""
     if isinstance(result, dict):
         for text in result.get("warnings") or ():
             out.warn(text)
 
 
-def _strip(result: dict) -> dict:
+def json_result(result: dict) -> dict:
+    """A result as ``--json`` prints it: ``warnings`` only when there are some, so an object
+    keeps upstream's shape (lint's ``{diagnostics, passed, warned, failed, total}``) when
+    there is nothing to say."""
+    if result.get("warnings"):
+        return result
     return {k: v for k, v in result.items() if k != "warnings"}
 
 
@@ -131,7 +137,7 @@ def render_list(out: Out, result: dict, args) -> int:
 
 def render_search(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     total = result["total"]
     shown = len(result["specs"])
@@ -147,7 +153,7 @@ def render_search(out: Out, result: dict, args) -> int:
 
 def render_show(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     shown = dict(result)
     shown["blocked"] = result.get("display_status") == "blocked"
@@ -211,7 +217,7 @@ def render_show(out: Out, result: dict, args) -> int:
 
 def render_lint(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
     else:
         for d in result["diagnostics"]:
             icon = out.paint("✗", "31") if d["severity"] == "error" else out.paint("⚠", "33")
@@ -227,7 +233,7 @@ def render_lint(out: Out, result: dict, args) -> int:
 
 def render_status(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     c = result["counts"]
     if args.brief:
@@ -290,7 +296,7 @@ def render_status(out: Out, result: dict, args) -> int:
 
 def render_add(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     out.line(result["id"])
     out.note(f"Created {result['path']}")
@@ -304,7 +310,7 @@ def _lease_text(lease: dict) -> str:
 def render_lock(out: Out, result, args) -> int:
     action = args.lock_action
     if args.json:
-        out.json(result["leases"] if action == "list" else result)
+        out.json(result["leases"] if action == "list" else json_result(result))
         return 0
     if action == "acquire":
         out.line(f"Locked {result['spec']} ({_lease_text(result)})")
@@ -328,7 +334,7 @@ def render_lock(out: Out, result, args) -> int:
 def render_queue(out: Out, result: dict, args) -> int:
     if args.queue_action == "list":
         if args.json:
-            out.json(_strip(result))
+            out.json(json_result(result))
             return 0
         if not result["specs"]:
             out.note("The queue is empty.")
@@ -336,7 +342,7 @@ def render_queue(out: Out, result: dict, args) -> int:
             out.line(spec_line(out, spec))
         return 0
     if args.json:
-        out.json(_strip(result) if args.claim else result["spec"])
+        out.json(json_result(result) if args.claim else result["spec"])
         return 0 if result.get("spec") else 5
     spec = result.get("spec")
     if spec is None:
@@ -350,7 +356,7 @@ def render_queue(out: Out, result: dict, args) -> int:
 
 def render_complete(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     out.line(spec_line(out, result["spec"]))
     if result.get("released"):
@@ -368,7 +374,7 @@ def _size(n: int) -> str:
 
 def render_index(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     if args.index_action == "rebuild":
         out.line(f"Indexed {result['documents']} spec(s) in {result['seconds']:.2f}s")

@@ -150,6 +150,25 @@ def summarize(relpath: str, spec) -> tuple:
     )
 
 
+def _marshals(value) -> bool:
+    try:
+        marshal.dumps(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _marshallable(data: dict) -> dict:
+    """``data`` without the entries marshal cannot store: cached facts are left out (they are
+    worked out again), rows too, with their file stamps (those files are read again). Every
+    value should be plain already; this keeps one that is not from costing the whole table,
+    which would make every command read every file."""
+    extra = {k: v for k, v in data["extra"].items() if _marshals(v)}
+    rows = {rel: row for rel, row in data["rows"].items() if _marshals(row)}
+    files = {rel: key for rel, key in data["files"].items() if rel in rows and _marshals(key)}
+    return dict(data, extra=extra, rows=rows, files=files)
+
+
 def _error_row(relpath: str, spec_id: str, error: str) -> tuple:
     parsed = parse_id(spec_id)
     cold = ((), (), None, None, 0, (), (), (), parsed.date if parsed else None, None, None)
@@ -267,7 +286,11 @@ class SpecTable:
 
         self._dirty = False
         try:
-            atomic_write(path, marshal.dumps(data), mode=0o644, durable=False)  # a cache: rebuilt if lost
+            try:
+                blob = marshal.dumps(data)
+            except ValueError:  # a value marshal refuses (a subclass of int, an object)
+                blob = marshal.dumps(_marshallable(data))
+            atomic_write(path, blob, mode=0o644, durable=False)  # a cache: rebuilt if lost
         except (StorageError, ValueError) as exc:
             self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {getattr(exc, 'message', exc)}")
 

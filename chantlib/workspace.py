@@ -11,6 +11,7 @@ tantivy only for ``search``/``query``/``index_*``, filelock only for leases.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -33,6 +34,29 @@ _PROJECT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 def _now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _operation(*, specs: bool = True, skipped: bool = True):
+    """Mark a method as an operation of :mod:`chantlib.ops`: its result (a dict) gets
+    ``warnings``, a list of what its run has to say (see :meth:`Workspace._finish`).
+    ``specs=False``: the operation reads no spec, so the warnings about the files are left
+    out; ``skipped=False``: it reports files that do not parse by itself (lint)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def operation(self, *args, **kwargs):
+            if self._running:  # an operation inside another: the outer one reports
+                return method(self, *args, **kwargs)
+            self._running = True
+            try:
+                result = method(self, *args, **kwargs)
+            finally:
+                self._running = False
+            return self._finish(result, specs, skipped)
+
+        return operation
+
+    return wrap
 
 
 class Workspace:
@@ -60,7 +84,10 @@ class Workspace:
         self.auto_refresh = auto_refresh
         self.long_lived = long_lived
         self.clock = clock
+        #: warnings about this workspace itself (no cache folder); see _finish
         self.warnings: list[str] = []
+        self.last_run_warnings: tuple[str, ...] = ()
+        self._running = False
         cache_dir = None
         if persist:
             cache_dir = os.path.join(self.store.chant_dir, INDEX_DIR)
@@ -178,15 +205,40 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _warnings(self) -> list[str]:
-        out = list(self.warnings)
-        out.extend(self.table.warnings)
-        self.table.warnings.clear()
-        out.extend(self.config.warnings)  # cached with the table: cheap when nothing changed
-        for row in sorted(self.table.broken.values(), key=lambda r: r.path):
-            if not row.archived:
-                out.append(f"skipping .chant/{row.path}: {row.error}")
+    def take_warnings(self) -> list[str]:
+        """What went wrong since the last call, drained: a file that could not be read, a
+        spec table that could not be saved. An operation's result carries the ones of its
+        run (see :func:`_operation`); a long-lived owner logs the rest (the daemon's upkeep)."""
+        table = self.table
+        out = table.warnings[:]
+        table.warnings.clear()
         return out
+
+    def state_warnings(self, *, skipped: bool = True) -> list[str]:
+        """Warnings about the repository as it is (a config file that does not parse, spec
+        files that are left out), repeated by every operation that reads the specs until the
+        files are fixed. ``skipped=False`` leaves out the files that do not parse (lint
+        reports them itself)."""
+        out = list(self.config.warnings)  # cached with the table: cheap when nothing changed
+        if skipped:
+            for row in sorted(self.table.broken.values(), key=lambda r: r.path):
+                if not row.archived:
+                    out.append(f"skipping .chant/{row.path}: {row.error}")
+        return out
+
+    def _finish(self, result, specs: bool, skipped: bool):
+        """The one place an operation's result gets its ``warnings``: this workspace's own
+        (a short-lived one: a daemon logs them instead), those of the run, then those about
+        the files when the operation reads them."""
+        state = self.state_warnings(skipped=skipped) if specs else []
+        self._done()  # again: reading the config for its warnings may have cached it in the table
+        run = self.take_warnings()
+        #: the run's own warnings, apart from those about the files: a daemon must not keep an
+        #: answer that holds them in its cache of answers
+        self.last_run_warnings = tuple(run)
+        if isinstance(result, dict):
+            result["warnings"] = (run if self.long_lived else self.warnings + run) + state
+        return result
 
     # shaping results
 
@@ -222,9 +274,11 @@ class Workspace:
 
     # operations: reading
 
+    @_operation(specs=False)
     def hello(self, protocol=None) -> dict:
         return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
 
+    @_operation()
     def list_specs(self, ready=False, status=None, labels=None, type=None, project=None) -> dict:
         self._fresh()
         graph = self.table.graph
@@ -261,10 +315,11 @@ class Workspace:
             rows = [r for r in rows if wanted.intersection(r.labels)]
         if project is not None:
             rows = [r for r in rows if r.project == project]
-        result = {"specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        result = {"specs": [self.summary(r) for r in rows]}
         self._done()
         return result
 
+    @_operation()
     def show(self, spec: str) -> dict:
         self._fresh()
         row = self._resolve(spec, broken=True)
@@ -302,6 +357,7 @@ class Workspace:
         self._done()
         return out
 
+    @_operation()
     def search(self, q: str, limit: int | None = 100) -> dict:
         if limit is not None and limit < 0:
             raise InvalidValue("limit must be zero or more")
@@ -312,19 +368,20 @@ class Workspace:
         rows = [self.table.row(p) for p in result.paths if p in self.table.rows]
         if not result.scored:
             rows.sort(key=lambda r: sort_key(r.id))
-        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows]}
         self._done()
         return out
 
+    @_operation(skipped=False)
     def lint(self, archive: bool = False) -> dict:
         self._fresh()
         from .lint import lint_rows
 
         report = lint_rows(self.table, self.config, include_archive=archive)
-        report["warnings"] = [w for w in self._warnings() if not w.startswith("skipping ")]
         self._done()
         return report
 
+    @_operation()
     def status(self) -> dict:
         self._fresh()
         graph = self.table.graph
@@ -355,13 +412,13 @@ class Workspace:
             "in_progress": in_progress,
             "ready": [{"id": i, "title": self.table.active[i].title} for i in ready[:5]],
             "ready_count": len(ready),
-            "warnings": self._warnings(),
         }
         self._done()
         return result
 
     # operations: writing specs
 
+    @_operation()
     def add(self, title, type="code", labels=None, depends_on=None, priority=None, project=None, criteria=None,
             description=None) -> dict:
         title = (title or "").strip(BLANK)
@@ -418,6 +475,7 @@ class Workspace:
         self.store.write_text(row.path, spec.render())
         self.table.refresh_paths([row.path])
 
+    @_operation()
     def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
         """Finish a spec: ``completed`` (with ``completed_at``) or, for ``outcome="failure"``,
         ``failed``; then release its lease. The check of the lease, the write and the release
@@ -467,6 +525,7 @@ class Workspace:
                 return spec
             raise
 
+    @_operation()
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -474,6 +533,7 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation()
     def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -482,6 +542,7 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation()
     def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -490,9 +551,11 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation(specs=False)
     def lock_list(self) -> dict:
         return {"leases": [lease.to_dict() for lease in self.locks.leases()]}
 
+    @_operation()
     def lock_status(self, spec) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -500,12 +563,14 @@ class Workspace:
         self._done()
         return {"spec": spec_id, "locked": lease is not None, "lease": None if lease is None else lease.to_dict()}
 
+    @_operation()
     def queue_next(self, project=None, labels=None) -> dict:
         items = self.queue.items(project, labels)
         result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
         self._done()
         return result
 
+    @_operation()
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
         items = self.queue.items(project, labels)
         shown = items if limit is None else items[: max(0, limit)]
@@ -513,6 +578,7 @@ class Workspace:
         self._done()
         return result
 
+    @_operation()
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self._done()
@@ -520,6 +586,7 @@ class Workspace:
 
     # operations: the daemon
 
+    @_operation(specs=False)
     def daemon_status(self) -> dict:
         from .errors import Unavailable
 
@@ -529,6 +596,7 @@ class Workspace:
 
     # operations: the index
 
+    @_operation()
     def index_status(self) -> dict:
         changes = self._fresh()
         stats = self.index.statistics()
@@ -545,6 +613,7 @@ class Workspace:
         self._done()
         return stats
 
+    @_operation()
     def index_rebuild(self) -> dict:
         started = time.perf_counter()
         self.table.clear()

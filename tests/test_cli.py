@@ -344,3 +344,36 @@ def test_output_to_a_closed_pipe_is_quiet(filled, tmp_path):
     )
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_an_integer_in_the_config_keeps_the_spec_table_saved(filled, chant):
+    with open(os.path.join(filled.root, ".chant", "config.md"), "w") as fh:
+        fh.write("---\nscale:\n  locks:\n    ttl: 900\n---\n")
+    table = os.path.join(filled.root, ".chant", ".index", "table.marshal")
+    shutil.rmtree(os.path.dirname(table), ignore_errors=True)
+    r = chant("list", "--count")
+    assert (r.code, r.out, r.err) == (0, "5\n", "")
+    assert os.path.isfile(table)
+    lease = chant("lock", "acquire", "bbb", "--json")
+    assert lease.code == 0 and lease.err == ""
+    data = json.loads(lease.out)
+    assert "warnings" not in data  # none to report: the object keeps its shape
+    assert data["expires_at"] > data["acquired_at"]
+
+
+def test_warnings_reach_stderr_and_the_json_object(filled, chant):
+    table = os.path.join(filled.root, ".chant", ".index", "table.marshal")
+    os.makedirs(table, exist_ok=True)  # a folder where the file goes: every save fails
+    want = "warning: cannot save the spec table in "
+    for args in (["show", "bbb"], ["queue", "next"], ["lock", "acquire", "bbb"], ["status", "--brief"]):
+        r = chant(*args)
+        assert r.code == 0, (args, r)
+        assert r.err.startswith(want), (args, r.err)
+        no_traceback(r)
+    shown = chant("show", "bbb", "--json")
+    assert shown.err.startswith(want)
+    assert [w for w in json.loads(shown.out)["warnings"] if w.startswith("cannot save the spec table")]
+    listed = chant("list", "--json")  # an array stays an array: the warning is on stderr only
+    assert isinstance(json.loads(listed.out), list) and listed.err.startswith(want)
+    linted = json.loads(chant("lint", "--json").out)
+    assert linted["warnings"][0].startswith("cannot save the spec table") and linted["failed"] == 0

@@ -609,3 +609,50 @@ def test_request_and_in_process_agree(repo, daemon_factory):
     assert offline.code == online.code == 0
     assert json.loads(offline.out) == json.loads(online.out)
     assert json.loads(online.out)["id"] == 5
+
+
+# --- warnings ---------------------------------------------------------------------------------
+
+
+def test_a_warning_of_one_run_is_not_kept_in_the_cache_of_answers(repo):
+    """The daemon keeps encoded answers of reads; a warning that belongs to one run (a file
+    that could not be read just then) must not come back in the answers that follow."""
+    import asyncio
+
+    from chantd.service import Service
+
+    repo.write("2026-01-24-001-aaa")
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    service = Service(ws)
+    decorated = ws.list_specs
+    hiccups = ["cannot read .chant/specs/x.md: a hiccup"]
+
+    def list_with_a_hiccup(**kwargs):
+        ws.table.warnings.extend(hiccups)  # what a failed read during this run leaves behind
+        hiccups.clear()
+        return decorated(**kwargs)
+
+    ws.list_specs = list_with_a_hiccup
+
+    async def ask() -> dict:
+        return json.loads(await service.call_encoded("list", {}, "test", None, None))
+
+    try:
+        first, second, third = (asyncio.run(ask()) for _ in range(3))
+    finally:
+        service.close()
+    assert first["result"]["warnings"] == ["cannot read .chant/specs/x.md: a hiccup"]
+    assert second["result"]["warnings"] == [] == third["result"]["warnings"]
+    assert [s["id"] for s in third["result"]["specs"]] == ["2026-01-24-001-aaa"]
+    assert len(service._cache) == 1  # the clean answer is kept
+
+
+def test_warnings_not_about_a_request_go_to_the_log(repo, daemon_factory):
+    repo.write("2026-01-24-001-aaa")
+    os.makedirs(os.path.join(repo.root, ".chant", ".index", "table.marshal"))  # every save fails
+    d = daemon_factory(repo.root, api=False, metrics=False)
+    answer = d.call("status")
+    assert not [w for w in answer["warnings"] if "cannot save" in w]  # not this request's business
+    assert d.stop() == 0
+    assert "WARNING chantd: cannot save the spec table in " in d.log()

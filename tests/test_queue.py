@@ -264,8 +264,8 @@ def test_queue_operations(repo):
     assert dispatch(ws, "queue_list", {})["depth"] == 2
     assert dispatch(ws, "queue_claim", {"labels": ["x"]})["lease"]["owner"] == "tester@test"  # CHANT_OWNER
     assert dispatch(ws, "queue_claim", {"project": "auth"})["spec"]["id"] == sid(3, project="auth")
-    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0}
-    assert dispatch(ws, "queue_list", {}) == {"specs": [], "depth": 0}
+    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0, "warnings": []}
+    assert dispatch(ws, "queue_list", {}) == {"specs": [], "depth": 0, "warnings": []}
     with pytest.raises(NothingReady) as info:
         dispatch(ws, "queue_claim", {"owner": "w1@host"})
     assert info.value.to_dict()["code"] == "nothing_ready"
