@@ -357,7 +357,7 @@ class Spec:
 
     def _require_frontmatter_edits(self) -> tuple[str, str, str, str]:
         if self.error is not None:
-            raise SpecParseError(f"cannot edit spec {self.id}: {self.error}", spec=self.id)
+            raise SpecParseError(f"cannot edit {self.id}: {self.error}", spec=self.id)
         if self._parts is None:
             return "---\n", "", "---\n", self.text
         return self._parts

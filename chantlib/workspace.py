@@ -17,7 +17,7 @@ import re
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
-from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
 from .store import SpecStore
 from .table import SpecTable
@@ -269,8 +269,11 @@ class Workspace:
             "path": f".chant/{row.path}",
         }
 
-    def _resolve(self, partial: str, *, broken: bool = False):
-        return self.table.resolve(partial, broken=broken)
+    def _resolve(self, partial: str):
+        """The row of a partial ID. Files that do not parse are found too (after the active
+        specs and the archive): they exist, so "not found" would be a lie; an operation that
+        must parse the file says what is wrong with it instead (see :meth:`complete`)."""
+        return self.table.resolve(partial, broken=True)
 
     # operations: reading
 
@@ -322,7 +325,7 @@ class Workspace:
     @_operation()
     def show(self, spec: str) -> dict:
         self._fresh()
-        row = self._resolve(spec, broken=True)
+        row = self._resolve(spec)
         try:
             text = self.store.read_text(row.path)
         except UnicodeDecodeError:
@@ -485,6 +488,8 @@ class Workspace:
             raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
         self._fresh()
         row = self._resolve(spec)
+        if row.error is not None:
+            raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
         if row.archived:
             raise InvalidValue(f"{row.id} is archived")
         values = {"status": "completed", "completed_at": _now_utc()} if outcome == "success" else {"status": "failed"}

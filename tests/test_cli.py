@@ -377,3 +377,19 @@ def test_warnings_reach_stderr_and_the_json_object(filled, chant):
     assert isinstance(json.loads(listed.out), list) and listed.err.startswith(want)
     linted = json.loads(chant("lint", "--json").out)
     assert linted["warnings"][0].startswith("cannot save the spec table") and linted["failed"] == 0
+
+
+def test_a_spec_with_broken_yaml_cannot_be_completed_and_says_why(filled, chant):
+    broken = "---\nstatus: [pending\n---\n# Broken\n"
+    filled.write("2026-01-24-007-bad", raw=broken)
+    r = chant("complete", "007-bad")
+    assert r.code == 1 and r.out == ""
+    assert r.err.startswith("error: cannot edit 2026-01-24-007-bad: invalid YAML in frontmatter at line ")
+    assert len(r.err.splitlines()) == 1, r.err
+    no_traceback(r)
+    assert filled.read("2026-01-24-007-bad") == broken  # untouched
+    assert chant("complete", "2026-01-24-007-bad", "--failed").code == 1
+    # a lease on it can be taken, seen and given back while someone repairs the file
+    assert chant("lock", "acquire", "007-bad").out.startswith("Locked 2026-01-24-007-bad (token ")
+    assert json.loads(chant("lock", "status", "bad", "--json").out)["locked"] is True
+    assert chant("lock", "release", "bad").code == 0

@@ -656,3 +656,15 @@ def test_warnings_not_about_a_request_go_to_the_log(repo, daemon_factory):
     assert not [w for w in answer["warnings"] if "cannot save" in w]  # not this request's business
     assert d.stop() == 0
     assert "WARNING chantd: cannot save the spec table in " in d.log()
+
+
+def test_completing_a_spec_with_broken_yaml_fails_alike_in_both_modes(repo, daemon_factory):
+    repo.write("2026-01-24-001-aaa")
+    repo.write("2026-01-24-002-bad", raw="---\nstatus: [\n---\n# Broken\n")
+    direct = run_chant(["complete", "bad", "--direct"], repo.root)
+    daemon_factory(repo.root, api=False, metrics=False)
+    via = run_chant(["complete", "bad"], repo.root)
+    for r in (direct, via):
+        assert r.code == 1 and r.out == "", r
+        assert r.err.startswith("error: cannot edit 2026-01-24-002-bad: invalid YAML in frontmatter at line "), r
+    assert via.err == direct.err

@@ -212,3 +212,19 @@ def test_a_result_carries_state_warnings_and_run_warnings_once(repo):
     second = ws.queue_next()["warnings"]  # the save failed once; the broken file is still there
     assert second == [first[1]]
     assert ops.dispatch(ws, "hello", {})["warnings"] == []  # reads no spec: nothing to say about them
+
+
+def test_ids_of_files_that_do_not_parse_resolve(repo):
+    """A broken file exists: naming it is never "not found"; what needs its YAML says why."""
+    from chantlib.errors import SpecParseError
+
+    repo.write("2026-01-24-001-bad", raw="---\nstatus: [\n---\n# Broken\n")
+    ws = repo.workspace()
+    assert ws.show("bad")["error"].startswith("invalid YAML in frontmatter at line ")
+    added = ws.add("After the repair", depends_on=["bad"])
+    assert ws.show(added["id"])["depends_on"] == ["2026-01-24-001-bad"]
+    with pytest.raises(SpecParseError) as err:
+        ws.complete("bad")
+    assert err.value.message.startswith("cannot edit 2026-01-24-001-bad: invalid YAML in frontmatter at line ")
+    assert (err.value.exit_code, err.value.http_status) == (1, 422)
+    assert ws.lock_acquire("bad", owner="fixer")["spec"] == "2026-01-24-001-bad"
