@@ -87,6 +87,8 @@ def spec_line(out: Out, spec: dict) -> str:
             marker = " " + out.paint("[approved]", "32")
         elif approval.get("required"):
             marker = " " + out.paint("[needs approval]", "33")
+    if spec.get("held"):  # ready by the rules, but the queue holds it back (docs/cli.md)
+        marker += " " + out.paint("[not queued: lint error]", "31")
     title = spec.get("title") or "(no title)"
     return f"{out.paint(spec['id'], '36')} {icon} {title}{marker}"
 
@@ -200,6 +202,8 @@ def render_show(out: Out, result: dict, args) -> int:
     lease = result.get("lease")
     if lease:
         rows.append(("Lease", f"{lease['owner']} (token {lease['token']}, until {lease['expires_at']})"))
+    if result.get("held"):
+        rows.append(("Queue", f"held back by lint errors ({', '.join(result['held'])}); see `chant lint`"))
     if result.get("archived"):
         rows.append(("Archived", "yes"))
     rows.append(("File", result["path"]))
@@ -337,16 +341,22 @@ def render_queue(out: Out, result: dict, args) -> int:
             out.json(json_result(result))
             return 0
         if not result["specs"]:
-            out.note("The queue is empty.")
+            from chantlib.queue import held_note
+
+            out.note(f"The queue is empty{held_note(result.get('held') or 0)}.")
         for spec in result["specs"]:
             out.line(spec_line(out, spec))
         return 0
-    if args.json:
-        out.json(json_result(result) if args.claim else result["spec"])
-        return 0 if result.get("spec") else 5
     spec = result.get("spec")
+    if spec is None and not args.claim:
+        # the words of a claim that finds nothing (NothingReady), so both say the same
+        from chantlib.queue import nothing_ready
+
+        out.note(nothing_ready(args.project, args.label, result.get("held") or 0))
+    if args.json:
+        out.json(json_result(result) if args.claim else spec)
+        return 0 if spec else 5
     if spec is None:
-        out.note("No ready specs in the queue.")
         return 5
     out.line(spec_line(out, spec))
     if args.claim:

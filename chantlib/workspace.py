@@ -104,6 +104,7 @@ class Workspace:
         self._index = None
         self._locks = locks
         self._queue = None
+        self._gate = None
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
 
@@ -159,8 +160,19 @@ class Workspace:
             from .queue import Queue
 
             # the queue refreshes the table itself, so a script using ws.queue sees the files
-            self._queue = Queue(self.table, self.locks, refresh=self._fresh)
+            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate)
         return self._queue
+
+    def gate(self):
+        """The :class:`~chantlib.lint.Gate` for the table as it is now and this config: which
+        ready specs the queue holds back because lint reports an error for them."""
+        gate = self._gate
+        config = self.config
+        if gate is None or gate.generation != self.table.generation or gate.config is not config:
+            from .lint import Gate
+
+            gate = self._gate = Gate(self.table, config)
+        return gate
 
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
@@ -249,6 +261,8 @@ class Workspace:
         active = current is not None and current.path == row.path
         ready = active and row.id in graph.ready_set
         blocked = active and row.id in graph.blocked
+        # ready, yet held out of the queue: the lint errors that hold it (groups are not work)
+        held = list(self.gate().errors(row)) if ready and row.type != "group" else []
         approval = None
         if row.approval is not None:
             approval = dict(zip(("required", "status", "by", "at"), row.approval, strict=True))
@@ -267,6 +281,7 @@ class Workspace:
             "approval": approval,
             "archived": row.archived,
             "path": f".chant/{row.path}",
+            "held": held,
         }
 
     def _resolve(self, partial: str):
@@ -570,16 +585,18 @@ class Workspace:
 
     @_operation()
     def queue_next(self, project=None, labels=None) -> dict:
-        items = self.queue.items(project, labels)
-        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
+        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items), "held": len(held_back)}
         self._done()
         return result
 
     @_operation()
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
-        items = self.queue.items(project, labels)
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
         shown = items if limit is None else items[: max(0, limit)]
-        result = {"specs": [self.summary(r) for r in shown], "depth": len(items)}
+        result = {"specs": [self.summary(r) for r in shown], "depth": len(items), "held": len(held_back)}
         self._done()
         return result
 

@@ -239,7 +239,7 @@ def test_queue_next_and_claim(filled, chant):
     data = json.loads(claim.out)
     assert data["spec"]["id"] == "2026-01-24-002-bbb" and data["lease"]["owner"] == "worker-1"
     empty = chant("queue", "next", "--claim")
-    assert empty.code == 5 and empty.err == "error: No ready specs in the queue\n"
+    assert empty.code == 5 and empty.err == "No ready specs in the queue.\n"  # the words of `queue next`
     assert chant("queue", "list").err == "The queue is empty.\n"
     done = chant("complete", "bbb", "--token", str(data["lease"]["token"]))
     assert done.code == 0, done
@@ -393,3 +393,46 @@ def test_a_spec_with_broken_yaml_cannot_be_completed_and_says_why(filled, chant)
     assert chant("lock", "acquire", "007-bad").out.startswith("Locked 2026-01-24-007-bad (token ")
     assert json.loads(chant("lock", "status", "bad", "--json").out)["locked"] is True
     assert chant("lock", "release", "bad").code == 0
+
+
+def test_empty_and_frontmatter_less_files_are_linted_and_never_claimed(repo, chant):
+    repo.write("2026-01-24-001-emp", raw="")
+    repo.write("2026-01-24-002-spc", raw=" \n\n")
+    repo.write("2026-01-24-003-nof", raw="# A plain note\n\nNo frontmatter at all.\n")
+    lint = chant("lint", "--json")
+    assert lint.code == 1
+    found = {(d["spec_id"], d["rule"], d["severity"]) for d in json.loads(lint.out)["diagnostics"]}
+    assert found == {
+        ("2026-01-24-001-emp", "empty", "error"), ("2026-01-24-002-spc", "empty", "error"),
+        ("2026-01-24-003-nof", "frontmatter", "warning"),
+    }
+    assert "✗ 2026-01-24-001-emp: [empty] File is empty" in chant("lint").out
+    # the note without frontmatter is still work; the empty files never are
+    listed = chant("list", "--ready")
+    assert listed.out.splitlines() == [
+        "2026-01-24-001-emp ○ (no title) [not queued: lint error]",
+        "2026-01-24-002-spc ○ (no title) [not queued: lint error]",
+        "2026-01-24-003-nof ○ A plain note",
+    ]
+    shown = chant("show", "emp")
+    assert "Queue:  held back by lint errors (empty); see `chant lint`\n" in shown.out
+    claim = chant("queue", "next", "--claim")
+    assert claim.code == 0 and claim.out.startswith("2026-01-24-003-nof ○ A plain note\nLease: token 1,")
+    held = "No ready specs in the queue (2 ready specs held back by lint errors; see `chant lint`).\n"
+    for args in (["queue", "next"], ["queue", "next", "--claim"], ["queue", "next", "--json"]):
+        r = chant(*args)
+        assert (r.code, r.err) == (5, held), (args, r)
+    assert chant("queue", "list").err == "The queue is empty (2 ready specs held back by lint errors; see `chant lint`).\n"
+
+
+def test_an_empty_queue_says_the_same_with_and_without_claim(filled, chant):
+    for filters, words in (
+        ([], "No ready specs in the queue.\n"),
+        (["--project", "nope"], "No ready specs in the queue for project nope.\n"),
+        (["--label", "docs", "--label", "x"], "No ready specs in the queue for labels docs, x.\n"),
+    ):
+        if not filters:
+            chant("lock", "acquire", "bbb")  # the one ready spec, leased: nothing left
+        peek, claim = chant("queue", "next", *filters), chant("queue", "next", "--claim", *filters)
+        assert (peek.code, peek.out, peek.err) == (5, "", words)
+        assert (claim.code, claim.out, claim.err) == (5, "", words)
