@@ -436,3 +436,41 @@ def test_an_empty_queue_says_the_same_with_and_without_claim(filled, chant):
         peek, claim = chant("queue", "next", *filters), chant("queue", "next", "--claim", *filters)
         assert (peek.code, peek.out, peek.err) == (5, "", words)
         assert (claim.code, claim.out, claim.err) == (5, "", words)
+
+
+def test_version(tmp_path):
+    import sys
+
+    from chantlib._version import VERSION
+
+    r = run_chant(["--version"], tmp_path)  # anywhere, no repository needed
+    assert (r.code, r.out, r.err) == (0, f"chant {VERSION}\n", "")
+    import subprocess
+
+    d = subprocess.run([sys.executable, "-m", "chantd", "--version"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert (d.returncode, d.stdout, d.stderr) == (0, f"chantd {VERSION}\n", "")
+
+
+def test_a_query_may_start_with_a_dash_and_span_several_words(filled, chant):
+    want = chant("search", "--", "NOT status:completed")
+    assert want.code == 0 and len(want.out.splitlines()) == 5
+    for args in (
+        ["-status:completed"],
+        ["--", "-status:completed"],
+        ["-status:completed", "--limit", "10"],
+        ["--limit", "10", "-status:completed"],
+        ["--limit=10", "-status:completed", "--direct"],
+        ["--lim", "10", "-status:completed"],  # an abbreviated option keeps its value
+    ):
+        r = chant("search", *args)
+        assert (r.code, r.out) == (0, want.out), (args, r)
+        assert r.err == 'Found 5 spec(s) matching "-status:completed"\n', (args, r)
+    words = chant("search", "label:bug", "-status:completed", "--json")
+    assert words.code == 0
+    data = json.loads(words.out)
+    assert data["query"] == "label:bug -status:completed" and [s["id"] for s in data["specs"]] == ["2026-01-24-002-bbb"]
+    assert chant("search", "-h").out.startswith("usage: chant search")
+    bare = chant("search")
+    assert bare.code == 2 and "query" in bare.err
+    assert chant("search", "--limit").code == 2
