@@ -340,12 +340,15 @@ def render_queue(out: Out, result: dict, args) -> int:
         if args.json:
             out.json(json_result(result))
             return 0
-        if not result["specs"]:
-            from chantlib.queue import held_note
+        from chantlib.queue import held_note
 
-            out.note(f"The queue is empty{held_note(result.get('held') or 0)}.")
+        held = held_note(result.get("held") or 0)
+        if not result["specs"]:
+            out.note(f"The queue is empty{held}.")
         for spec in result["specs"]:
             out.line(spec_line(out, spec))
+        if result["specs"] and held:
+            out.note(held.strip())  # what is ready but not here, and why
         return 0
     spec = result.get("spec")
     if spec is None and not args.claim:

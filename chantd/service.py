@@ -82,8 +82,9 @@ class Service:
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
-        for text in workspace.warnings:  # about the daemon's workspace, not one request: the log
-            log.warning("%s", text)
+        if workspace.long_lived:  # a short-lived one (`daemon request --in-process`) answers them
+            for text in workspace.warnings:  # about the daemon's workspace, not one request: the log
+                log.warning("%s", text)
 
     @property
     def lock(self) -> asyncio.Lock:

@@ -416,6 +416,9 @@ def test_empty_and_frontmatter_less_files_are_linted_and_never_claimed(repo, cha
     ]
     shown = chant("show", "emp")
     assert "Queue:  held back by lint errors (empty); see `chant lint`\n" in shown.out
+    queued = chant("queue", "list")
+    assert queued.out == "2026-01-24-003-nof ○ A plain note\n"
+    assert queued.err == "(2 ready specs held back by lint errors; see `chant lint`)\n"
     claim = chant("queue", "next", "--claim")
     assert claim.code == 0 and claim.out.startswith("2026-01-24-003-nof ○ A plain note\nLease: token 1,")
     held = "No ready specs in the queue (2 ready specs held back by lint errors; see `chant lint`).\n"
