@@ -138,8 +138,11 @@ def status(args, out) -> int:
         data = client.call("daemon_status", {})
     finally:
         client.close()
+    from . import render
+
+    render.warnings(out, data)
     if args.json:
-        out.json(dict(data, running=True))
+        out.json(dict(render.json_result(data), running=True))
         return 0
     out.line(f"Daemon: running (PID {data['pid']})")
     out.line(f"Uptime: {_uptime(data['uptime_seconds'])}")

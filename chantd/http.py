@@ -15,13 +15,14 @@ import json
 import secrets
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from chantlib._version import VERSION
 from chantlib.client import MAX_LINE
-from chantlib.errors import BadRequest, ChantError, Unauthorized, status_for_code
+from chantlib.errors import BadRequest, ChantError, MethodNotAllowed, NotFound, Unauthorized, status_for_code
 from chantlib.ops import OPS
 
 from .metrics import CONTENT_TYPE
@@ -61,6 +62,25 @@ def is_loopback(host: str) -> bool:
 
 def _error(exc: ChantError) -> JSONResponse:
     return JSONResponse({"ok": False, "error": exc.to_dict()}, status_code=exc.http_status)
+
+
+async def _routing_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no such path, a method the path does not take) in the error
+    envelope every other error has, instead of its text/plain ones."""
+    if exc.status_code == 404:
+        return _error(NotFound(f"No such path: {request.url.path}"))
+    if exc.status_code == 405:
+        # Starlette joins a set: sort, so the header and the message are the same every time
+        allowed = ", ".join(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()))
+        response = _error(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"))
+        response.headers["Allow"] = allowed
+        return response
+    error = BadRequest(str(exc.detail))
+    return JSONResponse({"ok": False, "error": error.to_dict()}, status_code=exc.status_code, headers=exc.headers)
+
+
+#: every app of the daemon answers errors in the envelope
+_HANDLERS = {HTTPException: _routing_error}
 
 
 def _answer(envelope: dict) -> JSONResponse:
@@ -181,7 +201,7 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
     # one route per path (so a 405 lists every method the path has), dispatching by method
     for path, table in _paths().items():
         routes.append(Route(path, by_method(table), methods=list(table)))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=_HANDLERS)
 
 
 def _paths() -> dict[str, dict[str, str]]:
@@ -202,7 +222,7 @@ def _metrics_endpoint(service, metrics):
 
     async def metrics_endpoint(request: Request) -> Response:
         if metrics is None:
-            return PlainTextResponse("metrics are off\n", status_code=404)
+            return _error(NotFound("metrics are off"))
         async with service.lock:
             body = metrics.render()
         return Response(body, media_type=CONTENT_TYPE)
@@ -215,7 +235,7 @@ def build_metrics_app(service, metrics) -> Starlette:
     return Starlette(routes=[
         Route("/metrics", _metrics_endpoint(service, metrics), methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
-    ])
+    ], exception_handlers=_HANDLERS)
 
 
 # --- the OpenAPI document ---------------------------------------------------------------------

@@ -570,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     from chant_cli.main import _add_start_options  # one definition of the options, shared
 
     parser = argparse.ArgumentParser(prog="chantd", description="The chant daemon (the same as `chant daemon start`).")
+    parser.add_argument("--version", action="version", version=f"chantd {VERSION}")
     parser.add_argument("-C", dest="root", help="the repository (default: the current folder)")
     _add_start_options(parser)
     args = parser.parse_args(argv)

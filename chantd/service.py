@@ -139,6 +139,9 @@ class Service:
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
         workspace.progress = self._on_progress
+        if workspace.long_lived:  # a short-lived one (`daemon request --in-process`) answers them
+            for text in workspace.warnings:  # about the daemon's workspace, not one request: the log
+                log.warning("%s", text)
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -148,6 +151,13 @@ class Service:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self.log_warnings()  # the last save of the table, on the way out
+
+    def log_warnings(self) -> None:
+        """Warnings that arose outside a request (the watcher's refresh, a periodic save) go
+        to the log: no answer is theirs. A request's own come back in its answer."""
+        for text in self.ws.take_warnings():
+            log.warning("%s", text)
 
     # loading
 
@@ -242,16 +252,22 @@ class Service:
                 async with self.lock:
                     if cmd not in KEEPS_CACHE:
                         self._forget()  # a write to specs (or an unknown command): nothing cached survives
-                    if cmd in INLINE:
-                        result = dispatch(self.ws, cmd, params)
-                    else:
-                        loop = asyncio.get_running_loop()
-                        self.activity = cmd
-                        try:
-                            result = await loop.run_in_executor(self._executor, dispatch, self.ws, cmd, params)
-                        finally:
-                            self.activity = None
-                            self.progress = None
+                    try:
+                        if cmd in INLINE:
+                            result = dispatch(self.ws, cmd, params)
+                        else:
+                            loop = asyncio.get_running_loop()
+                            self.activity = cmd
+                            try:
+                                result = await loop.run_in_executor(self._executor, dispatch, self.ws, cmd, params)
+                            finally:
+                                self.activity = None
+                                self.progress = None
+                    finally:
+                        self.log_warnings()  # what a failed request leaves (a success took its own)
+                    if self.ws.last_run_warnings:
+                        # an answer with a warning of this run only: not one to repeat from the cache
+                        self._cache_epoch += 1
                     self._after(cmd, result)
             envelope = {"ok": True, "result": result}
         except ChantError as exc:
@@ -302,7 +318,10 @@ class Service:
         Runs on the worker thread with the lock held. Returns the documents written.
         """
         self._forget()
-        written = self.ws.apply_changes(relpaths, config_changed)  # None: a full walk (start, folders moved)
+        try:
+            written = self.ws.apply_changes(relpaths, config_changed)  # None: a full walk (start, folders moved)
+        finally:
+            self.log_warnings()
         self.track_ready()
         # the table and index state are saved by persist(), every few seconds and at the end
         if written and self.metrics is not None:
@@ -339,7 +358,10 @@ class Service:
             return len(self.ws.locks.sweep())
 
     def _persist(self) -> None:
-        self.ws.flush()
+        try:
+            self.ws.flush()
+        finally:
+            self.log_warnings()
         compact = getattr(self.ws.locks, "compact", None)
         if compact is not None:
             compact()

@@ -11,6 +11,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
     ChantError                     error              500  1
     ├── UsageError                 bad_params         400  2
     │   ├── BadRequest             bad_request        400  2
+    │   ├── MethodNotAllowed       method_not_allowed 405  2
     │   ├── QuerySyntaxError       bad_query          400  2
     │   ├── AmbiguousSpecId        ambiguous_id       409  2
     │   └── InvalidValue           invalid_value      400  2
@@ -40,6 +41,7 @@ __all__ = [
     "ChantError",
     "UsageError",
     "BadRequest",
+    "MethodNotAllowed",
     "QuerySyntaxError",
     "AmbiguousSpecId",
     "InvalidValue",
@@ -117,6 +119,13 @@ class BadRequest(UsageError):
     """A request line or body that is not a JSON object with a ``cmd`` (the transports)."""
 
     code = "bad_request"
+
+
+class MethodNotAllowed(UsageError):
+    """An HTTP method the path does not take (the answer carries ``Allow``)."""
+
+    code = "method_not_allowed"
+    http_status = 405
 
 
 class QuerySyntaxError(UsageError):
@@ -259,9 +268,9 @@ class StorageError(ChantError):
 
 _BY_CODE: dict[str, type[ChantError]] = {}
 for _klass in (
-    UsageError, BadRequest, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
-    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, Loading,
-    Unauthorized,
+    UsageError, BadRequest, MethodNotAllowed, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound,
+    NotInitialized, LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable,
+    Loading, Unauthorized,
     SpecParseError, StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)

@@ -11,12 +11,13 @@ tantivy only for ``search``/``query``/``index_*``, filelock only for leases.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
-from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
 from .store import SpecStore
 from .table import SpecTable
@@ -33,6 +34,29 @@ _PROJECT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 def _now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _operation(*, specs: bool = True, skipped: bool = True):
+    """Mark a method as an operation of :mod:`chantlib.ops`: its result (a dict) gets
+    ``warnings``, a list of what its run has to say (see :meth:`Workspace._finish`).
+    ``specs=False``: the operation reads no spec, so the warnings about the files are left
+    out; ``skipped=False``: it reports files that do not parse by itself (lint)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def operation(self, *args, **kwargs):
+            if self._running:  # an operation inside another: the outer one reports
+                return method(self, *args, **kwargs)
+            self._running = True
+            try:
+                result = method(self, *args, **kwargs)
+            finally:
+                self._running = False
+            return self._finish(result, specs, skipped)
+
+        return operation
+
+    return wrap
 
 
 class Workspace:
@@ -60,7 +84,10 @@ class Workspace:
         self.auto_refresh = auto_refresh
         self.long_lived = long_lived
         self.clock = clock
+        #: warnings about this workspace itself (no cache folder); see _finish
         self.warnings: list[str] = []
+        self.last_run_warnings: tuple[str, ...] = ()
+        self._running = False
         cache_dir = None
         if persist:
             cache_dir = os.path.join(self.store.chant_dir, INDEX_DIR)
@@ -77,6 +104,7 @@ class Workspace:
         self._index = None
         self._locks = locks
         self._queue = None
+        self._gate = None
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
 
@@ -132,8 +160,19 @@ class Workspace:
             from .queue import Queue
 
             # the queue refreshes the table itself, so a script using ws.queue sees the files
-            self._queue = Queue(self.table, self.locks, refresh=self._fresh)
+            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate)
         return self._queue
+
+    def gate(self):
+        """The :class:`~chantlib.lint.Gate` for the table as it is now and this config: which
+        ready specs the queue holds back because lint reports an error for them."""
+        gate = self._gate
+        config = self.config
+        if gate is None or gate.generation != self.table.generation or gate.config is not config:
+            from .lint import Gate
+
+            gate = self._gate = Gate(self.table, config)
+        return gate
 
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
@@ -178,15 +217,40 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _warnings(self) -> list[str]:
-        out = list(self.warnings)
-        out.extend(self.table.warnings)
-        self.table.warnings.clear()
-        out.extend(self.config.warnings)  # cached with the table: cheap when nothing changed
-        for row in sorted(self.table.broken.values(), key=lambda r: r.path):
-            if not row.archived:
-                out.append(f"skipping .chant/{row.path}: {row.error}")
+    def take_warnings(self) -> list[str]:
+        """What went wrong since the last call, drained: a file that could not be read, a
+        spec table that could not be saved. An operation's result carries the ones of its
+        run (see :func:`_operation`); a long-lived owner logs the rest (the daemon's upkeep)."""
+        table = self.table
+        out = table.warnings[:]
+        table.warnings.clear()
         return out
+
+    def state_warnings(self, *, skipped: bool = True) -> list[str]:
+        """Warnings about the repository as it is (a config file that does not parse, spec
+        files that are left out), repeated by every operation that reads the specs until the
+        files are fixed. ``skipped=False`` leaves out the files that do not parse (lint
+        reports them itself)."""
+        out = list(self.config.warnings)  # cached with the table: cheap when nothing changed
+        if skipped:
+            for row in sorted(self.table.broken.values(), key=lambda r: r.path):
+                if not row.archived:
+                    out.append(f"skipping .chant/{row.path}: {row.error}")
+        return out
+
+    def _finish(self, result, specs: bool, skipped: bool):
+        """The one place an operation's result gets its ``warnings``: this workspace's own
+        (a short-lived one: a daemon logs them instead), those of the run, then those about
+        the files when the operation reads them."""
+        state = self.state_warnings(skipped=skipped) if specs else []
+        self._done()  # again: reading the config for its warnings may have cached it in the table
+        run = self.take_warnings()
+        #: the run's own warnings, apart from those about the files: a daemon must not keep an
+        #: answer that holds them in its cache of answers
+        self.last_run_warnings = tuple(run)
+        if isinstance(result, dict):
+            result["warnings"] = (run if self.long_lived else self.warnings + run) + state
+        return result
 
     # shaping results
 
@@ -197,6 +261,8 @@ class Workspace:
         active = current is not None and current.path == row.path
         ready = active and row.id in graph.ready_set
         blocked = active and row.id in graph.blocked
+        # ready, yet held out of the queue: the lint errors that hold it (groups are not work)
+        held = list(self.gate().errors(row)) if ready and row.type != "group" else []
         approval = None
         if row.approval is not None:
             approval = dict(zip(("required", "status", "by", "at"), row.approval, strict=True))
@@ -215,16 +281,22 @@ class Workspace:
             "approval": approval,
             "archived": row.archived,
             "path": f".chant/{row.path}",
+            "held": held,
         }
 
-    def _resolve(self, partial: str, *, broken: bool = False):
-        return self.table.resolve(partial, broken=broken)
+    def _resolve(self, partial: str):
+        """The row of a partial ID. Files that do not parse are found too (after the active
+        specs and the archive): they exist, so "not found" would be a lie; an operation that
+        must parse the file says what is wrong with it instead (see :meth:`complete`)."""
+        return self.table.resolve(partial, broken=True)
 
     # operations: reading
 
+    @_operation(specs=False)
     def hello(self, protocol=None) -> dict:
         return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
 
+    @_operation()
     def list_specs(self, ready=False, status=None, labels=None, type=None, project=None) -> dict:
         self._fresh()
         graph = self.table.graph
@@ -261,13 +333,14 @@ class Workspace:
             rows = [r for r in rows if wanted.intersection(r.labels)]
         if project is not None:
             rows = [r for r in rows if r.project == project]
-        result = {"specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        result = {"specs": [self.summary(r) for r in rows]}
         self._done()
         return result
 
+    @_operation()
     def show(self, spec: str) -> dict:
         self._fresh()
-        row = self._resolve(spec, broken=True)
+        row = self._resolve(spec)
         try:
             text = self.store.read_text(row.path)
         except UnicodeDecodeError:
@@ -302,6 +375,7 @@ class Workspace:
         self._done()
         return out
 
+    @_operation()
     def search(self, q: str, limit: int | None = 100) -> dict:
         if limit is not None and limit < 0:
             raise InvalidValue("limit must be zero or more")
@@ -312,19 +386,20 @@ class Workspace:
         rows = [self.table.row(p) for p in result.paths if p in self.table.rows]
         if not result.scored:
             rows.sort(key=lambda r: sort_key(r.id))
-        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows]}
         self._done()
         return out
 
+    @_operation(skipped=False)
     def lint(self, archive: bool = False) -> dict:
         self._fresh()
         from .lint import lint_rows
 
         report = lint_rows(self.table, self.config, include_archive=archive)
-        report["warnings"] = [w for w in self._warnings() if not w.startswith("skipping ")]
         self._done()
         return report
 
+    @_operation()
     def status(self) -> dict:
         self._fresh()
         graph = self.table.graph
@@ -355,13 +430,13 @@ class Workspace:
             "in_progress": in_progress,
             "ready": [{"id": i, "title": self.table.active[i].title} for i in ready[:5]],
             "ready_count": len(ready),
-            "warnings": self._warnings(),
         }
         self._done()
         return result
 
     # operations: writing specs
 
+    @_operation()
     def add(self, title, type="code", labels=None, depends_on=None, priority=None, project=None, criteria=None,
             description=None) -> dict:
         title = (title or "").strip(BLANK)
@@ -421,6 +496,7 @@ class Workspace:
         self.store.edit_text(row.path, change, keys=tuple(values))
         self.table.refresh_paths([row.path])
 
+    @_operation()
     def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
         """Finish a spec: ``completed`` (with ``completed_at``) or, for ``outcome="failure"``,
         ``failed``; then release its lease. The check of the lease, the write and the release
@@ -430,6 +506,8 @@ class Workspace:
             raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
         self._fresh()
         row = self._resolve(spec)
+        if row.error is not None:
+            raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
         if row.archived:
             raise InvalidValue(f"{row.id} is archived")
         values = {"status": "completed", "completed_at": _now_utc()} if outcome == "success" else {"status": "failed"}
@@ -474,6 +552,7 @@ class Workspace:
                 return spec
             raise
 
+    @_operation()
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -481,6 +560,7 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation()
     def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -489,6 +569,7 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation()
     def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -497,9 +578,11 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation(specs=False)
     def lock_list(self) -> dict:
         return {"leases": [lease.to_dict() for lease in self.locks.leases()]}
 
+    @_operation()
     def lock_status(self, spec) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -507,19 +590,24 @@ class Workspace:
         self._done()
         return {"spec": spec_id, "locked": lease is not None, "lease": None if lease is None else lease.to_dict()}
 
+    @_operation()
     def queue_next(self, project=None, labels=None) -> dict:
-        items = self.queue.items(project, labels)
-        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
+        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items), "held": len(held_back)}
         self._done()
         return result
 
+    @_operation()
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
-        items = self.queue.items(project, labels)
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
         shown = items if limit is None else items[: max(0, limit)]
-        result = {"specs": [self.summary(r) for r in shown], "depth": len(items)}
+        result = {"specs": [self.summary(r) for r in shown], "depth": len(items), "held": len(held_back)}
         self._done()
         return result
 
+    @_operation()
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self._done()
@@ -527,6 +615,7 @@ class Workspace:
 
     # operations: the daemon
 
+    @_operation(specs=False)
     def daemon_status(self) -> dict:
         from .errors import Unavailable
 
@@ -536,6 +625,7 @@ class Workspace:
 
     # operations: the index
 
+    @_operation()
     def index_status(self) -> dict:
         changes = self._fresh()
         stats = self.index.statistics()
@@ -552,6 +642,7 @@ class Workspace:
         self._done()
         return stats
 
+    @_operation()
     def index_rebuild(self) -> dict:
         started = time.perf_counter()
         self.table.clear()

@@ -156,7 +156,10 @@ def test_http_garbage(fuzzed):
         raw = response.read()
         assert response.status < 500, (method, url, body, raw)
         statuses[response.status] = statuses.get(response.status, 0) + 1
-        if path.startswith("/api/") and response.status not in (404, 405) and not 300 <= response.status < 400:
+        # every answer under /api, and every refusal anywhere (but a /readyz still starting),
+        # is the JSON envelope; redirects aside
+        enveloped = path.startswith("/api/") or (response.status >= 400 and path != "/readyz")
+        if enveloped and not 300 <= response.status < 400:
             try:
                 data = json.loads(raw)
             except ValueError:
