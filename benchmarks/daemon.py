@@ -269,6 +269,8 @@ from chantlib.client import DaemonClient, DaemonGone
 root, api_port = sys.argv[1], int(sys.argv[2])
 client = DaemonClient.connect(root, timeout=10)
 conn = None
+from chantlib.client import read_token
+headers = {"Authorization": f"Bearer {read_token(root)}"}  # the API wants the daemon's token
 print("ready", flush=True)
 while True:
     line = sys.stdin.readline()
@@ -308,7 +310,7 @@ while True:
                 client.call("lock_release", {"spec": lease["spec"], "owner": owner, "token": lease["token"]})
                 pair.append(round((time.perf_counter() - t) * 1e7))
             elif mode == "http":
-                conn.request("GET", "/api/queue/next")
+                conn.request("GET", "/api/queue/next", headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 if resp.status != 200:

@@ -11,13 +11,14 @@ or ``{"ok": false, "error": {...}}``); the HTTP status comes from the error's cl
 
 from __future__ import annotations
 
-import json
+import asyncio
 import secrets
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from chantlib._version import VERSION
@@ -26,6 +27,10 @@ from chantlib.errors import BadRequest, ChantError, MethodNotAllowed, NotFound, 
 from chantlib.ops import OPS
 
 from .metrics import CONTENT_TYPE
+from .service import dump_json, load_request
+
+#: the whole request body must arrive within this long
+BODY_SECONDS = 10.0
 
 #: (methods, path, operation): the REST face of the operations table. The seed's examples
 #: (`GET /api/queue/next`, `GET /api/lock/acquire/{id}`, `GET /api/specs?status=pending`)
@@ -53,11 +58,12 @@ REST = (
     (("GET",), "/api/daemon", "daemon_status"),
 )
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+class JSONResponse(_StarletteJSON):
+    """JSON as the socket writes it: ASCII (a lone surrogate echoed in a message cannot make
+    the encoding fail) and never NaN or Infinity."""
 
-
-def is_loopback(host: str) -> bool:
-    return host in _LOOPBACK or host.startswith("127.")
+    def render(self, content) -> bytes:
+        return dump_json(content).encode("ascii")
 
 
 def _error(exc: ChantError) -> JSONResponse:
@@ -94,17 +100,25 @@ async def _json_body(request: Request) -> dict:
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > MAX_LINE:
         raise BadRequest(f"request body over {MAX_LINE} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_LINE:
-            raise BadRequest(f"request body over {MAX_LINE} bytes")
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE:
+                raise BadRequest(f"request body over {MAX_LINE} bytes")
+
+    try:
+        await asyncio.wait_for(read(), BODY_SECONDS)  # a body that trickles must not hold a connection
+    except TimeoutError:
+        raise BadRequest(f"the request body did not arrive within {BODY_SECONDS:g} s") from None
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not JSON: {exc}") from None
+    body = load_request(raw, "the request body")
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body
@@ -338,6 +352,9 @@ def openapi_document(secured: bool = False) -> dict:
             "responses": {**plain, "503": {"description": "starting", "content": {"text/plain": {"schema": {"type": "string"}}}}},
         }
     }
+    if secured:  # the health checks answer anyone (probes bring no token)
+        for path in ("/livez", "/readyz"):
+            paths[path]["get"]["security"] = []
     doc: dict = {
         "openapi": "3.0.3",
         "info": {"title": "chant daemon API", "version": VERSION},

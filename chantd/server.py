@@ -27,7 +27,7 @@ import sys
 import time
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
-from chantlib.client import INFO_FILE, INSTANCE_LOCK, socket_path
+from chantlib.client import INFO_FILE, INSTANCE_LOCK, TOKEN_FILE, is_loopback, socket_path
 from chantlib.errors import ChantError, Conflict, InvalidValue, StorageError
 from chantlib.locks import MemoryLockTable, pid_alive
 from chantlib.store import atomic_write, find_root
@@ -72,7 +72,9 @@ class Settings:
             metrics_port if metrics_port is not None else config.get("scale.daemon.metrics_port"), "metrics_port"
         )
         self.api_host = api_host or config.get("scale.daemon.api_host") or "127.0.0.1"
-        self.token = os.environ.get("CHANT_API_TOKEN") or config.get("scale.daemon.api_token") or None
+        configured = os.environ.get("CHANT_API_TOKEN") or config.get("scale.daemon.api_token") or None
+        self.token_source = "CHANT_API_TOKEN" if os.environ.get("CHANT_API_TOKEN") else "scale.daemon.api_token"
+        self.token = str(configured) if configured else None
         mode = "poll" if poll else str(config.get("scale.daemon.watch_mode") or "native")
         if mode not in ("native", "poll"):
             raise InvalidValue(f"config scale.daemon.watch_mode must be native or poll, got {mode!r}")
@@ -87,13 +89,41 @@ class Settings:
             raise InvalidValue(f"config scale.daemon.max_connections must be at least 1, got {wanted}")
         # each transport gets this many; both together must fit in the descriptors we may open
         self.max_connections = max(1, min(wanted, (open_files_limit() - 128) // 2))
-        from .http import is_loopback
+        if self.api_port and not self.token:
+            if not is_loopback(self.api_host):
+                raise InvalidValue(
+                    f"the HTTP API on {self.api_host} is reachable beyond loopback: set scale.daemon.api_token "
+                    "or CHANT_API_TOKEN (clients send it as a bearer token)"
+                )
+            # Loopback is not a trust boundary on a shared machine: the API still wants a
+            # token, one of our own, readable by our user alone (the CLI finds it there)
+            self.token = ensure_token(os.path.join(root, ".chant"))
+            self.token_source = f".chant/{TOKEN_FILE}"
 
-        if self.api_port and not is_loopback(self.api_host) and not self.token:
-            raise InvalidValue(
-                f"the HTTP API on {self.api_host} is reachable beyond loopback: set scale.daemon.api_token "
-                "or CHANT_API_TOKEN (clients send it as a bearer token)"
-            )
+
+def ensure_token(chant_dir: str) -> str:
+    """The HTTP API's token made for this repository: read from ``.chant/daemon.token``, or
+    made there at the first start (random, 0600, never replaced: clients may hold it), and
+    kept out of git (the runtime part of ``.chant/.gitignore`` is completed)."""
+    import secrets
+
+    from chantlib.client import read_token
+    from chantlib.store import SpecStore
+
+    root = os.path.dirname(chant_dir)
+    token = read_token(root)
+    if token:
+        return token
+    try:
+        SpecStore(root).write_gitignore()
+        atomic_write(os.path.join(chant_dir, TOKEN_FILE), secrets.token_urlsafe(32) + "\n", exclusive=True,
+                     mode=0o600)
+    except Conflict:
+        pass  # made by another start at the same moment: theirs is the one
+    token = read_token(root)
+    if not token:
+        raise StorageError(f"cannot make the HTTP API's token in {chant_dir}/{TOKEN_FILE}")
+    return token
 
 
 def open_files_limit() -> int:

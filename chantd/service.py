@@ -49,7 +49,7 @@ KEEPS_CACHE = CACHED | {
 }
 
 
-def _dumps(value) -> str:
+def dump_json(value) -> str:
     # ASCII out: any text stays encodable; never NaN or Infinity, which are not JSON
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
@@ -99,9 +99,9 @@ def encode_answer(answer: dict, request_id=None) -> bytes:
     if request_id is not None:
         answer = dict(answer, id=request_id)
     try:
-        text = _dumps(answer)
+        text = dump_json(answer)
     except (TypeError, ValueError) as exc:  # a result that is not JSON: a bug, still answered
-        text = _dumps({"ok": False, "error": error_envelope(exc), "id": request_id})
+        text = dump_json({"ok": False, "error": error_envelope(exc), "id": request_id})
     return text.encode("utf-8") + b"\n"
 
 
@@ -219,12 +219,12 @@ class Service:
             envelope = await self.call(cmd, params, transport, peer_owner)
             if not envelope.get("ok"):
                 return encode_answer(envelope, request_id)
-            raw = _dumps(envelope["result"]).encode("utf-8")
+            raw = dump_json(envelope["result"]).encode("utf-8")
             # kept only if nothing changed while it was computed (a write or a file event
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
                 self._remember(key, raw)
-        tail = b"}\n" if request_id is None else b',"id":' + _dumps(request_id).encode("utf-8") + b"}\n"
+        tail = b"}\n" if request_id is None else b',"id":' + dump_json(request_id).encode("utf-8") + b"}\n"
         return b'{"ok":true,"result":' + raw + tail
 
     def _forget(self) -> None:

@@ -31,6 +31,8 @@ __all__ = [
     "runtime_info",
     "daemon_alive",
     "wait_loaded",
+    "is_loopback",
+    "read_token",
     "LoadStalled",
     "PROTOCOL_VERSION",
     "MAX_LINE",
@@ -38,6 +40,8 @@ __all__ = [
 
 MAX_LINE = 1 << 20  # 1 MiB: longer request lines are refused
 INFO_FILE = "daemon.json"
+#: the HTTP API's bearer token when none is configured: made at the daemon's first start, 0600
+TOKEN_FILE = "daemon.token"
 SOCKET_NAME = "daemon.sock"
 INSTANCE_LOCK = "daemon.lock"  # held (flock) by the daemon for its whole life
 _SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
@@ -112,6 +116,35 @@ def _words(state: dict) -> str:
     if state.get("total"):
         return f"{state.get('phase')} {state.get('done', 0):,} of {state['total']:,}"
     return str(state.get("phase") or "starting")
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (a name is resolved: a
+    string test would let ``127.attacker.example`` pass). A name that does not resolve is
+    not loopback."""
+    import ipaddress
+
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = _socket.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
+    except OSError:
+        return False
+    addresses = {info[4][0].split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def read_token(root: str) -> str | None:
+    """The token a daemon of ``root`` made for its HTTP API (``.chant/daemon.token``), if any."""
+    try:
+        with open(os.path.join(root, ".chant", TOKEN_FILE), encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return token or None
 
 
 def runtime_info(root: str) -> dict | None:
@@ -323,10 +356,22 @@ class HttpClient:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
-        self.token = token if token is not None else os.environ.get("CHANT_API_TOKEN")
+        self.token = token if token is not None else (os.environ.get("CHANT_API_TOKEN") or self._local_token())
         self.timeout = timeout
         self._conn = None
         self.hello: dict = {}
+
+    def _local_token(self) -> str | None:
+        """A daemon on this machine: the token it made, found from the repository we are in
+        (readable by its user only, which is the point)."""
+        if not is_loopback(self.host):
+            return None
+        from .store import find_root
+
+        try:
+            return read_token(find_root())
+        except ChantError:
+            return None
 
     @classmethod
     def connect(cls, base_url: str, **kwargs) -> HttpClient:

@@ -27,6 +27,7 @@ RUNTIME_IGNORES = (
     "logs/",
     "daemon.sock",
     "daemon.json",
+    "daemon.token",
     "daemon.pid",
     "daemon.lock",
     "",
@@ -362,7 +363,7 @@ class SpecStore:
                 base = current
         raise Conflict(f"cannot edit {path}: it keeps changing while it is written; try again", path=path)
 
-    def _write_gitignore(self) -> None:
+    def write_gitignore(self) -> None:
         """``.chant/.gitignore``: the runtime entries; one that exists keeps every line it has
         and gains the entries it lacks (a repository made by an older chant)."""
         path = os.path.join(self.chant_dir, ".gitignore")
@@ -389,7 +390,7 @@ class SpecStore:
                 os.makedirs(path, exist_ok=True)
             except OSError as exc:
                 raise StorageError.from_os_error(exc, "create", path) from None
-        self._write_gitignore()
+        self.write_gitignore()
         if not os.path.exists(self.config_path):
             name = project_name or os.path.basename(self.root) or "project"
             from .spec import dump_yaml_value

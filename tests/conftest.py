@@ -140,6 +140,7 @@ class DaemonProc:
         self._log = open(self.log_path, "ab")
         full_env = dict(os.environ)
         full_env.update(env or {})
+        self._env = full_env
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=full_env, cwd=root)
         try:
             self.info = self._wait_ready()
@@ -172,6 +173,13 @@ class DaemonProc:
     @property
     def socket(self) -> str:
         return self.info["socket"]
+
+    @property
+    def token(self) -> str:
+        """The HTTP API's token: the one configured, else the one the daemon made."""
+        from chantlib.client import read_token
+
+        return self._env.get("CHANT_API_TOKEN") or read_token(self.root)
 
     @property
     def api(self) -> str:

@@ -39,7 +39,10 @@ def nc(sock: str, line: str, timeout: float = 10.0) -> list[dict]:
     return [json.loads(x) for x in proc.stdout.splitlines()]
 
 
-def curl(url: str, *extra: str) -> tuple[int, dict | str]:
+def curl(url: str, *extra: str, auth=None) -> tuple[int, dict | str]:
+    """curl, as a user would; ``auth``: a daemon whose API token to send (the API wants it)."""
+    if auth is not None:
+        extra = ("-H", f"Authorization: Bearer {auth.token}", *extra)
     proc = subprocess.run(
         [CURL, "-s", "-o", "-", "-w", "\n%{http_code}", *extra, url], capture_output=True, text=True, timeout=20
     )
@@ -188,11 +191,11 @@ def test_no_descriptor_leaks_under_many_connections(served):
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
 def test_the_seeds_curl_examples_work_as_written(served):
-    code, body = curl(f"{served.api}/api/queue/next")
+    code, body = curl(f"{served.api}/api/queue/next", auth=served)
     assert code == 200 and body["result"]["spec"]["id"] == "2026-01-24-001-aaa"
-    code, body = curl(f"{served.api}/api/lock/acquire/auth-2026-01-24-002-bbb")
+    code, body = curl(f"{served.api}/api/lock/acquire/auth-2026-01-24-002-bbb", auth=served)
     assert code == 200 and body["result"]["owner"] == "http@127.0.0.1"
-    code, body = curl(f"{served.api}/api/specs?status=pending")
+    code, body = curl(f"{served.api}/api/specs?status=pending", auth=served)
     assert code == 200 and [s["id"] for s in body["result"]["specs"]] == [
         "2026-01-24-001-aaa", "auth-2026-01-24-002-bbb",
     ]
@@ -200,19 +203,19 @@ def test_the_seeds_curl_examples_work_as_written(served):
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
 def test_http_errors_map_to_statuses_and_rpc_takes_the_socket_json(served):
-    assert curl(f"{served.api}/api/specs/zzz")[0] == 404
-    assert curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: one")[0] == 200
-    code, body = curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: two")
+    assert curl(f"{served.api}/api/specs/zzz", auth=served)[0] == 404
+    assert curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: one", auth=served)[0] == 200
+    code, body = curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: two", auth=served)
     assert code == 409 and body["error"]["code"] == "already_locked" and body["error"]["details"]["holder"] == "one"
-    assert curl(f"{served.api}/api/search?q=((")[0] == 400
-    assert curl(f"{served.api}/api/specs?ready=maybe")[0] == 400
-    code, body = curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"show","spec":"ccc","id":9}')
+    assert curl(f"{served.api}/api/search?q=((", auth=served)[0] == 400
+    assert curl(f"{served.api}/api/specs?ready=maybe", auth=served)[0] == 400
+    code, body = curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"show","spec":"ccc","id":9}', auth=served)
     assert code == 200 and body["id"] == 9 and body["result"]["status"] == "completed"
-    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", "[]")[0] == 400
-    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"fly"}')[0] == 400
-    code, body = curl(f"{served.api}/api/specs", "-X", "POST", "-d", '{"title":"From HTTP","labels":["x"]}')
+    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", "[]", auth=served)[0] == 400
+    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"fly"}', auth=served)[0] == 400
+    code, body = curl(f"{served.api}/api/specs", "-X", "POST", "-d", '{"title":"From HTTP","labels":["x"]}', auth=served)
     assert code == 200 and body["result"]["title"] == "From HTTP"
-    code, body = curl(f"{served.api}/api/queue/claim?label=bug", "-X", "POST")
+    code, body = curl(f"{served.api}/api/queue/claim?label=bug", "-X", "POST", auth=served)
     assert code == 404 and body["error"]["code"] == "nothing_ready"  # aaa is leased by "one"
     assert curl(f"{served.api}/livez") == (200, "ok\n")
     assert curl(f"{served.api}/readyz")[0] == 200
@@ -222,10 +225,10 @@ def test_http_errors_map_to_statuses_and_rpc_takes_the_socket_json(served):
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
 def test_unknown_paths_and_wrong_methods_answer_the_error_envelope(served):
-    code, body = curl(f"{served.api}/api/nope")
+    code, body = curl(f"{served.api}/api/nope", auth=served)
     assert code == 404 and body == {"ok": False, "error": {"code": "not_found", "message": "No such path: /api/nope"}}
     assert curl(f"http://127.0.0.1:{served.metrics_port}/nope")[1]["error"]["code"] == "not_found"
-    code, body = curl(f"{served.api}/api/queue/claim", "-X", "DELETE")
+    code, body = curl(f"{served.api}/api/queue/claim", "-X", "DELETE", auth=served)
     assert code == 405 and body["error"] == {
         "code": "method_not_allowed", "message": "DELETE is not allowed on /api/queue/claim (allowed: GET, HEAD, POST)",
     }

@@ -393,3 +393,62 @@ def test_a_foreign_holder_of_the_instance_lock_is_named_not_taken_for_a_daemon(r
         holder.kill()
         holder.wait(10)
         holder.stdout.close()
+
+
+# --- the HTTP door ---------------------------------------------------------------------------------
+
+
+def _get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_the_http_api_wants_a_token_on_loopback_too_and_makes_one(repo, daemon_factory):
+    """Loopback is not a trust boundary on a shared machine: with no token configured, the
+    daemon makes one (0600, kept out of git, the same across restarts) and wants it."""
+    _specs(repo)
+    d = daemon_factory(repo.root)
+    path = os.path.join(repo.root, ".chant", "daemon.token")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(os.path.join(repo.root, ".chant", ".gitignore")) as fh:
+        assert "daemon.token" in fh.read().split()
+    token = d.token
+    for route in ("/api/queue/next", "/api/specs", "/api/lock/acquire/001-aaa", "/api/daemon", "/api/hello"):
+        status, body = _get(d.api_port, route)
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized", route
+    assert _get(d.api_port, "/api/lock/acquire/001-aaa", "wrong")[0] == 401
+    assert d.call("lock_list")["leases"] == []  # nothing was done by the refused requests
+    assert _get(d.api_port, "/api/queue/next", token)[0] == 200
+    for route in ("/livez", "/readyz", "/metrics", "/openapi.json"):
+        assert _get(d.api_port, route)[0] == 200, route
+    # the CLI in the repository finds the token by itself; from elsewhere it must be given
+    via_http = run_chant(["list", "--count"], repo.root, env={"CHANT_DAEMON": d.api})
+    assert via_http.code == 0 and via_http.out == "2\n", via_http
+    elsewhere = run_chant(["list", "--count"], os.path.dirname(repo.root), env={"CHANT_DAEMON": d.api})
+    assert elsewhere.code == 1 and "bearer token" in elsewhere.err, elsewhere
+    d.stop()
+    again = daemon_factory(repo.root)
+    assert again.token == token  # clients holding it keep working across restarts
+
+
+def test_loopback_is_decided_by_resolving_the_name():
+    from chantlib.client import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("[::1]") and is_loopback("localhost")
+    assert is_loopback("127.5.6.7")
+    for host in ("127.attacker.example", "0.0.0.0", "::", "10.0.0.1", "192.0.2.1", "no-such-host.invalid"):
+        assert not is_loopback(host), host
+
+
+def test_a_name_that_only_looks_like_loopback_needs_a_configured_token(repo):
+    _specs(repo)
+    proc = subprocess.run([sys.executable, "-m", "chantd", "-C", repo.root, "--api-host", "127.attacker.example",
+                           "--api-port", "18099", "--metrics-port", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "reachable beyond loopback" in proc.stderr, proc
