@@ -271,6 +271,8 @@ from chantlib.client import DaemonClient, DaemonGone
 root, api_port = sys.argv[1], int(sys.argv[2])
 client = DaemonClient.connect(root, timeout=10)
 conn = None
+from chantlib.client import read_token
+headers = {"Authorization": f"Bearer {read_token(root)}"}  # the API wants the daemon's token
 print("ready", flush=True)
 while True:
     line = sys.stdin.readline()
@@ -310,7 +312,7 @@ while True:
                 client.call("lock_release", {"spec": lease["spec"], "owner": owner, "token": lease["token"]})
                 pair.append(round((time.perf_counter() - t) * 1e7))
             elif mode == "http":
-                conn.request("GET", "/api/queue/next")
+                conn.request("GET", "/api/queue/next", headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 if resp.status != 200:
@@ -526,7 +528,7 @@ async def call(cmd, params, decode=True):
 
 
 async def main():
-    await service.apply_async(None)  # the daemon's own load
+    await service.load()  # the daemon's own load
     ready = (await call("list", {"ready": True}))["specs"]
     spec = ready[0]["id"]
 

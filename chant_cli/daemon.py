@@ -27,13 +27,15 @@ def _start_options(args) -> list[str]:
         out.append("--poll")
     if args.log_level:
         out += ["--log-level", args.log_level]
+    if getattr(args, "log_file", None):
+        out += ["--log-file", args.log_file]
     return out
 
 
 def start(args, out) -> int:
     root = find_root()
     if args.background:
-        from .backends import connect, start_background
+        from .backends import StartFailed, connect, start_background
 
         if daemon_alive(root):
             info = runtime_info(root) or {}
@@ -44,11 +46,14 @@ def start(args, out) -> int:
             out.line(f"Daemon already running (PID {info.get('pid', '?')})")
             return 0
         try:
-            client, pid = start_background(root, _start_options(args))
-        except RuntimeError as exc:
+            client, pid, started = start_background(root, _start_options(args))
+        except StartFailed as exc:
             out.note(f"error: {exc}")
-            return 1
+            return exc.code
         client.close()
+        if not started:  # another start at the same moment won: only one says "started"
+            out.line(f"Daemon already running (PID {pid})")
+            return 0
         out.line(f"Daemon started (PID {pid}); log: .chant/logs/daemon.log")
         return 0
     from chantd.server import run_foreground
@@ -96,12 +101,34 @@ def _uptime(seconds: float) -> str:
 
 
 def status(args, out) -> int:
-    from .backends import connect
+    """Running (and what it serves), running but unreachable, or not running: exit 0 only
+    for a daemon that answers."""
+    from .backends import ANSWER_WAIT, connect
 
     root = find_root()
     try:
-        client = connect(root, timeout=10)
-    except DaemonUnavailable:
+        client = connect(root, timeout=10, wait=ANSWER_WAIT, loaded=False)  # status answers while it loads
+    except DaemonUnavailable as exc:
+        from chantlib.client import WrongDaemon
+
+        if isinstance(exc, WrongDaemon):  # found by its socket: the repository moved under it
+            if args.json:
+                out.json({"running": True, "answering": False, "serves": exc.hello.get("root"), "error": str(exc)})
+            else:
+                out.line(f"Daemon: running (PID {exc.hello.get('pid', '?')}) for {exc.hello.get('root')}, "
+                         "not this repository")
+                out.note(f"error: {exc} (was the repository moved? that daemon stops once its own path is gone)")
+            return 1
+        if daemon_alive(root):
+            pid = (runtime_info(root) or {}).get("pid")
+            where = f" (PID {pid})" if isinstance(pid, int) else ""
+            if args.json:
+                out.json({"running": True, "answering": False, "pid": pid, "error": str(exc)})
+            else:
+                out.line(f"Daemon: running{where}, not answering")
+                out.note(f"error: it holds this repository but does not answer: {exc}; "
+                         "see .chant/logs/daemon.log, or stop it with `chant daemon stop`")
+            return 1
         if args.json:
             out.json({"running": False})
         else:
@@ -111,15 +138,25 @@ def status(args, out) -> int:
         data = client.call("daemon_status", {})
     finally:
         client.close()
+    from . import render
+
+    render.warnings(out, data)
     if args.json:
-        out.json(dict(data, running=True))
+        out.json(dict(render.json_result(data), running=True))
         return 0
     out.line(f"Daemon: running (PID {data['pid']})")
     out.line(f"Uptime: {_uptime(data['uptime_seconds'])}")
     indexed = data.get("specs_indexed")
-    out.line(f"Specs indexed: {indexed:,}" if isinstance(indexed, int) else "Specs indexed: (rebuilding)")
-    out.line(f"Active locks: {data['active_locks']:,}")
-    out.line(f"Queue depth: {data['queue_depth']:,}")
+    progress = data.get("progress")
+    if data.get("busy") and progress and progress.get("total"):
+        out.line(f"Specs indexed: ({data['busy']}: {progress['phase']} {progress['done']:,} of {progress['total']:,})")
+    elif isinstance(indexed, int):
+        out.line(f"Specs indexed: {indexed:,}")
+    else:
+        out.line(f"Specs indexed: ({data.get('busy') or 'rebuilding'})")
+    for label, key in (("Active locks", "active_locks"), ("Queue depth", "queue_depth")):
+        value = data.get(key)
+        out.line(f"{label}: {value:,}" if isinstance(value, int) else f"{label}: (busy)")
     out.line(f"Version: {data['version']} (protocol {data['protocol']})")
     out.line(f"Socket: {data['socket']}")
     out.line(f"API: {data.get('api') or 'off'}")
@@ -174,6 +211,7 @@ def _in_process(root: str, cmd, params: dict) -> dict:
     service = Service(ws)
     try:
         ws.refresh()
+        service.mark_loaded()
         return asyncio.run(service.call(cmd, params, "in-process"))
     except Exception as exc:  # noqa: BLE001 - reported like the daemon reports it
         return {"ok": False, "error": error_envelope(exc)}

@@ -87,9 +87,49 @@ def _add_show(sub):
 
 def _add_search(sub):
     p = sub.add_parser("search", help="search specs (see the query language in docs/cli.md)")
-    p.add_argument("query")
+    p.add_argument("query", nargs="+", help="the query; several words are joined with spaces, and a word may "
+                   "start with '-' (NOT): `chant search label:bug -status:completed`")
     p.add_argument("--limit", type=int, default=100, help="at most this many results (default 100)")
     _common(p)
+
+
+#: the long options of `chant search`, and whether each takes a value (see _query_words)
+_SEARCH_OPTIONS = {"--limit": True, "--json": False, "--direct": False, "--help": False}
+
+
+def _query_words(argv: list[str]) -> list[str]:
+    """``argv`` with the query words of ``chant search`` moved behind a ``--``.
+
+    A word of the query language may start with ``-`` (``-status:done`` is NOT), which
+    argparse would take for an unknown option; a query is not an option. So after
+    ``search``, anything but its own options (``--limit N``, ``--json``, ``--direct``, ``-h``,
+    their ``--opt=value`` and abbreviated forms) is a word of the query, in any position;
+    ``--`` still ends the options. Other commands are left as they are.
+    """
+    at = _command_index(argv)
+    if at is None or argv[at] != "search":
+        return argv
+    options: list[str] = []
+    words: list[str] = []
+    rest = iter(argv[at + 1 :])
+    for arg in rest:
+        if arg == "--":
+            words.extend(rest)
+            break
+        if arg == "-h":
+            options.append(arg)
+            continue
+        if not arg.startswith("--"):
+            words.append(arg)
+            continue
+        options.append(arg)  # an option, or a mistake argparse will name
+        name = arg.partition("=")[0]
+        known = [o for o in _SEARCH_OPTIONS if o.startswith(name)]
+        if "=" not in arg and len(known) == 1 and _SEARCH_OPTIONS[known[0]]:
+            value = next(rest, None)
+            if value is not None:
+                options.append(value)
+    return argv[: at + 1] + options + (["--", *words] if words else [])
 
 
 def _add_lint(sub):
@@ -179,6 +219,8 @@ def _add_start_options(q) -> None:
     q.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default: scale.daemon.metrics_port, 9090)")
     q.add_argument("--poll", action="store_true", help="poll the files instead of inotify (NFS)")
     q.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="daemon log level (default info)")
+    q.add_argument("--log-file", metavar="PATH", help="log here, rotated at 10 MiB (default: stderr; "
+                   "--background logs to .chant/logs/daemon.log)")
 
 
 _DAEMON_ACTIONS = {
@@ -220,6 +262,20 @@ _BUILDERS = {
 _ACTIONS = {"lock": _LOCK_ACTIONS, "queue": _QUEUE_ACTIONS, "index": _INDEX_ACTIONS, "daemon": _DAEMON_ACTIONS}
 
 
+def _command_index(argv: list[str]) -> int | None:
+    """Where the command word is in ``argv`` (the first word that is not a global option)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-C":
+            i += 2
+            continue
+        if not word.startswith("-"):
+            return i
+        i += 1
+    return None
+
+
 def _selected(argv: list[str]) -> tuple[str | None, str | None]:
     """The command (and action) named in ``argv``, if it can be told without parsing.
 
@@ -228,21 +284,15 @@ def _selected(argv: list[str]) -> tuple[str | None, str | None]:
     """
     if any(a in ("-h", "--help") for a in argv):
         return None, None
-    words = iter(argv)
-    for word in words:
-        if word == "-C":
-            next(words, None)
-            continue
-        if word.startswith("-"):
-            continue
-        if word not in _BUILDERS:
-            return None, None
-        actions = _ACTIONS.get(word)
-        if actions is None:
-            return word, None
-        nxt = next(words, None)
-        return (word, nxt) if nxt in actions else (None, None)
-    return None, None
+    at = _command_index(argv)
+    if at is None or argv[at] not in _BUILDERS:
+        return None, None
+    word = argv[at]
+    actions = _ACTIONS.get(word)
+    if actions is None:
+        return word, None
+    nxt = argv[at + 1] if at + 1 < len(argv) else None
+    return (word, nxt) if nxt in actions else (None, None)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -254,6 +304,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--direct", action="store_true", default=False, help="never use a daemon")
     parser.add_argument("-C", dest="chdir", metavar="DIR", help="run as if started in DIR")
+    from chantlib._version import VERSION
+
+    parser.add_argument("--version", action="version", version=f"chant {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     command, action = _selected(argv) if argv is not None else (None, None)
     for name, builder in _BUILDERS.items():
@@ -278,7 +331,7 @@ def _operation(args) -> tuple[str, dict, object]:
     if cmd == "show":
         return "show", {"spec": args.id}, render.render_show
     if cmd == "search":
-        return "search", {"q": args.query, "limit": args.limit}, render.render_search
+        return "search", {"q": " ".join(args.query), "limit": args.limit}, render.render_search
     if cmd == "lint":
         return "lint", {"archive": args.archive}, render.render_lint
     if cmd == "status":
@@ -341,6 +394,7 @@ def _main(argv: list[str] | None) -> int:
     out = render.Out()
     if argv is None:
         argv = sys.argv[1:]
+    argv = _query_words(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
@@ -364,7 +418,10 @@ def _main(argv: list[str] | None) -> int:
 
         backend = pick(args, out.note)
         try:
-            result = backend.call(op, params)
+            if op == "index_rebuild":
+                result = backend.call_with_progress(op, params, "Rebuilding the index")
+            else:
+                result = backend.call(op, params)
         finally:
             backend.close()
         render.warnings(out, result)
@@ -390,7 +447,8 @@ def _main(argv: list[str] | None) -> int:
 
             traceback.print_exc()
         if isinstance(exc, ChantError):
-            out.note(f"error: {exc.message}")
+            # an empty queue is an answer, not an error: a claim says what a peek says
+            out.note(exc.message if exc.code == "nothing_ready" else f"error: {exc.message}")
             return exc.exit_code
         out.note(f"error: {error_envelope(exc)['message']}")
         return 1

@@ -75,7 +75,7 @@ def _display_status(spec: dict) -> str:
 
 #: the keys of a spec object that :func:`spec_line` reads: what `list` asks the daemon for
 #: when it prints lines (a 200,000-spec repository answers tens of thousands of specs)
-LINE_FIELDS = ("id", "title", "status", "type", "blocked", "approval")
+LINE_FIELDS = ("id", "title", "status", "type", "blocked", "approval", "held")
 
 
 def spec_line(out: Out, spec: dict) -> str:
@@ -92,17 +92,25 @@ def spec_line(out: Out, spec: dict) -> str:
             marker = " " + out.paint("[approved]", "32")
         elif approval.get("required"):
             marker = " " + out.paint("[needs approval]", "33")
+    if spec.get("held"):  # ready by the rules, but the queue holds it back (docs/cli.md)
+        marker += " " + out.paint("[not queued: lint error]", "31")
     title = spec.get("title") or "(no title)"
     return f"{out.paint(spec['id'], '36')} {icon} {title}{marker}"
 
 
 def warnings(out: Out, result) -> None:
+    """An operation's warnings, on stderr, in every mode and with or without ``--json``."""
     if isinstance(result, dict):
         for text in result.get("warnings") or ():
             out.warn(text)
 
 
-def _strip(result: dict) -> dict:
+def json_result(result: dict) -> dict:
+    """A result as ``--json`` prints it: ``warnings`` only when there are some, so an object
+    keeps upstream's shape (lint's ``{diagnostics, passed, warned, failed, total}``) when
+    there is nothing to say."""
+    if result.get("warnings"):
+        return result
     return {k: v for k, v in result.items() if k != "warnings"}
 
 
@@ -136,7 +144,7 @@ def render_list(out: Out, result: dict, args) -> int:
 
 def render_search(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     total = result["total"]
     shown = len(result["specs"])
@@ -152,7 +160,7 @@ def render_search(out: Out, result: dict, args) -> int:
 
 def render_show(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     shown = dict(result)
     shown["blocked"] = result.get("display_status") == "blocked"
@@ -199,6 +207,8 @@ def render_show(out: Out, result: dict, args) -> int:
     lease = result.get("lease")
     if lease:
         rows.append(("Lease", f"{lease['owner']} (token {lease['token']}, until {lease['expires_at']})"))
+    if result.get("held"):
+        rows.append(("Queue", f"held back by lint errors ({', '.join(result['held'])}); see `chant lint`"))
     if result.get("archived"):
         rows.append(("Archived", "yes"))
     rows.append(("File", result["path"]))
@@ -216,7 +226,7 @@ def render_show(out: Out, result: dict, args) -> int:
 
 def render_lint(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
     else:
         for d in result["diagnostics"]:
             icon = out.paint("✗", "31") if d["severity"] == "error" else out.paint("⚠", "33")
@@ -232,7 +242,7 @@ def render_lint(out: Out, result: dict, args) -> int:
 
 def render_status(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     c = result["counts"]
     if args.brief:
@@ -295,7 +305,7 @@ def render_status(out: Out, result: dict, args) -> int:
 
 def render_add(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     out.line(result["id"])
     out.note(f"Created {result['path']}")
@@ -309,7 +319,7 @@ def _lease_text(lease: dict) -> str:
 def render_lock(out: Out, result, args) -> int:
     action = args.lock_action
     if args.json:
-        out.json(result["leases"] if action == "list" else result)
+        out.json(result["leases"] if action == "list" else json_result(result))
         return 0
     if action == "acquire":
         out.line(f"Locked {result['spec']} ({_lease_text(result)})")
@@ -333,19 +343,28 @@ def render_lock(out: Out, result, args) -> int:
 def render_queue(out: Out, result: dict, args) -> int:
     if args.queue_action == "list":
         if args.json:
-            out.json(_strip(result))
+            out.json(json_result(result))
             return 0
+        from chantlib.queue import held_note
+
+        held = held_note(result.get("held") or 0)
         if not result["specs"]:
-            out.note("The queue is empty.")
+            out.note(f"The queue is empty{held}.")
         for spec in result["specs"]:
             out.line(spec_line(out, spec))
+        if result["specs"] and held:
+            out.note(held.strip())  # what is ready but not here, and why
         return 0
-    if args.json:
-        out.json(_strip(result) if args.claim else result["spec"])
-        return 0 if result.get("spec") else 5
     spec = result.get("spec")
+    if spec is None and not args.claim:
+        # the words of a claim that finds nothing (NothingReady), so both say the same
+        from chantlib.queue import nothing_ready
+
+        out.note(nothing_ready(args.project, args.label, result.get("held") or 0))
+    if args.json:
+        out.json(json_result(result) if args.claim else spec)
+        return 0 if spec else 5
     if spec is None:
-        out.note("No ready specs in the queue.")
         return 5
     out.line(spec_line(out, spec))
     if args.claim:
@@ -355,7 +374,7 @@ def render_queue(out: Out, result: dict, args) -> int:
 
 def render_complete(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     out.line(spec_line(out, result["spec"]))
     if result.get("released"):
@@ -373,7 +392,7 @@ def _size(n: int) -> str:
 
 def render_index(out: Out, result: dict, args) -> int:
     if args.json:
-        out.json(_strip(result))
+        out.json(json_result(result))
         return 0
     if args.index_action == "rebuild":
         out.line(f"Indexed {result['documents']} spec(s) in {result['seconds']:.2f}s")

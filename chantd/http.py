@@ -11,20 +11,26 @@ or ``{"ok": false, "error": {...}}``); the HTTP status comes from the error's cl
 
 from __future__ import annotations
 
-import json
+import asyncio
 import secrets
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from chantlib._version import VERSION
 from chantlib.client import MAX_LINE
-from chantlib.errors import BadRequest, ChantError, Unauthorized, status_for_code
+from chantlib.errors import BadRequest, ChantError, MethodNotAllowed, NotFound, Unauthorized, status_for_code
 from chantlib.ops import OPS
 
 from .metrics import CONTENT_TYPE
+from .service import dump_json, load_request
+
+#: the whole request body must arrive within this long
+BODY_SECONDS = 10.0
 
 #: (methods, path, operation): the REST face of the operations table. The seed's examples
 #: (`GET /api/queue/next`, `GET /api/lock/acquire/{id}`, `GET /api/specs?status=pending`)
@@ -52,15 +58,35 @@ REST = (
     (("GET",), "/api/daemon", "daemon_status"),
 )
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+class JSONResponse(_StarletteJSON):
+    """JSON as the socket writes it: ASCII (a lone surrogate echoed in a message cannot make
+    the encoding fail) and never NaN or Infinity."""
 
-
-def is_loopback(host: str) -> bool:
-    return host in _LOOPBACK or host.startswith("127.")
+    def render(self, content) -> bytes:
+        return dump_json(content).encode("ascii")
 
 
 def _error(exc: ChantError) -> JSONResponse:
     return JSONResponse({"ok": False, "error": exc.to_dict()}, status_code=exc.http_status)
+
+
+async def _routing_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (no such path, a method the path does not take) in the error
+    envelope every other error has, instead of its text/plain ones."""
+    if exc.status_code == 404:
+        return _error(NotFound(f"No such path: {request.url.path}"))
+    if exc.status_code == 405:
+        # Starlette joins a set: sort, so the header and the message are the same every time
+        allowed = ", ".join(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()))
+        response = _error(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path} (allowed: {allowed})"))
+        response.headers["Allow"] = allowed
+        return response
+    error = BadRequest(str(exc.detail))
+    return JSONResponse({"ok": False, "error": error.to_dict()}, status_code=exc.status_code, headers=exc.headers)
+
+
+#: every app of the daemon answers errors in the envelope
+_HANDLERS = {HTTPException: _routing_error}
 
 
 def _answer(envelope: dict) -> JSONResponse:
@@ -74,17 +100,25 @@ async def _json_body(request: Request) -> dict:
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > MAX_LINE:
         raise BadRequest(f"request body over {MAX_LINE} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_LINE:
-            raise BadRequest(f"request body over {MAX_LINE} bytes")
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_LINE:
+                raise BadRequest(f"request body over {MAX_LINE} bytes")
+
+    try:
+        await asyncio.wait_for(read(), BODY_SECONDS)  # a body that trickles must not hold a connection
+    except TimeoutError:
+        raise BadRequest(f"the request body did not arrive within {BODY_SECONDS:g} s") from None
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not JSON: {exc}") from None
+    body = load_request(raw, "the request body")
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body
@@ -181,7 +215,7 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
     # one route per path (so a 405 lists every method the path has), dispatching by method
     for path, table in _paths().items():
         routes.append(Route(path, by_method(table), methods=list(table)))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers=_HANDLERS)
 
 
 def _paths() -> dict[str, dict[str, str]]:
@@ -202,7 +236,7 @@ def _metrics_endpoint(service, metrics):
 
     async def metrics_endpoint(request: Request) -> Response:
         if metrics is None:
-            return PlainTextResponse("metrics are off\n", status_code=404)
+            return _error(NotFound("metrics are off"))
         async with service.lock:
             body = metrics.render()
         return Response(body, media_type=CONTENT_TYPE)
@@ -215,7 +249,7 @@ def build_metrics_app(service, metrics) -> Starlette:
     return Starlette(routes=[
         Route("/metrics", _metrics_endpoint(service, metrics), methods=["GET"]),
         Route("/livez", livez, methods=["GET"]),
-    ])
+    ], exception_handlers=_HANDLERS)
 
 
 # --- the OpenAPI document ---------------------------------------------------------------------
@@ -318,6 +352,9 @@ def openapi_document(secured: bool = False) -> dict:
             "responses": {**plain, "503": {"description": "starting", "content": {"text/plain": {"schema": {"type": "string"}}}}},
         }
     }
+    if secured:  # the health checks answer anyone (probes bring no token)
+        for path in ("/livez", "/readyz"):
+            paths[path]["get"]["security"] = []
     doc: dict = {
         "openapi": "3.0.3",
         "info": {"title": "chant daemon API", "version": VERSION},

@@ -107,8 +107,12 @@ class WorkspaceCollector:
             specs.add_metric([status, project], n)
         yield specs
 
+        # Per project, with a 0 for every project that has active specs (the one project ""
+        # when there are none): a queue that runs dry must read 0, not vanish, so that
+        # `chant_queue_depth == 0` alerts and graphs do not go blank.
+        projects = {project for _status, project in counts} or {""}
         ready = GaugeMetricFamily("chant_specs_ready", "Ready specs by project.", labels=["project"])
-        by_project: dict[str, int] = {}
+        by_project = dict.fromkeys(projects, 0)
         for spec_id in graph.ready:
             project = table.active[spec_id].project or ""
             by_project[project] = by_project.get(project, 0) + 1
@@ -119,7 +123,7 @@ class WorkspaceCollector:
         depth = GaugeMetricFamily(
             "chant_queue_depth", "Ready specs with no live lease (the queue), by project.", labels=["project"]
         )
-        queued: dict[str, int] = {}
+        queued = dict.fromkeys(projects, 0)
         for row in ws.queue.items():
             queued[row.project or ""] = queued.get(row.project or "", 0) + 1
         for project, n in sorted(queued.items()):

@@ -19,10 +19,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
-from chantlib.errors import BadRequest, ChantError, error_envelope
+from chantlib.errors import BadRequest, ChantError, Loading, error_envelope
 from chantlib.ops import OPS, OWNED, dispatch, dispatch_json
 
 log = logging.getLogger("chantd")
+
+#: operations answered before the specs are loaded, and without waiting for the lock: they
+#: say nothing about specs (``hello`` tells whether the daemon is loaded; ``daemon_status``
+#: answers from its last figures while the workspace is busy)
+ALWAYS = frozenset({"hello", "daemon_status"})
+#: how long a request about specs waits for the load before it is refused with ``loading``
+#: (the CLI waits on ``hello`` instead, as long as the load makes progress)
+LOAD_WAIT = 5.0
 
 #: operations answered on the event loop itself: they take microseconds, and the round trip
 #: of a lock or a claim is what workers wait on. Everything else runs on the worker thread.
@@ -42,9 +50,49 @@ KEEPS_CACHE = CACHED | {
 }
 
 
-def _dumps(value) -> str:
-    # ASCII out: a lone surrogate a client sent (and we echo in a message) stays encodable
-    return json.dumps(value, separators=(",", ":"))
+def dump_json(value) -> str:
+    # ASCII out: any text stays encodable; never NaN or Infinity, which are not JSON
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+#: requests are flat objects; anything nested deeper than this is refused before it is used
+MAX_DEPTH = 32
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def load_request(raw: bytes | str, what: str = "the request"):
+    """Decode a request's JSON (a socket line, an HTTP body) for the transports; every way
+    it can be wrong is a :class:`BadRequest` (a 4xx answer, never an internal error):
+    not JSON, NaN or Infinity, nested too deeply, or text that is not Unicode (a lone
+    surrogate escape such as ``\\ud800``)."""
+    try:
+        value = json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{what} is not JSON: {exc}") from None
+    stack = [(value, 1)]
+    while stack:  # iterative: a deep document must not cost a deep stack here either
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values()) + list(item.keys())
+        elif isinstance(item, list):
+            children = item
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff): not Unicode text") from None
+            continue
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 class _Encoded(bytes):
@@ -60,9 +108,9 @@ def encode_answer(answer: dict, request_id=None) -> bytes:
     if request_id is not None:
         answer = dict(answer, id=request_id)
     try:
-        text = _dumps(answer)
+        text = dump_json(answer)
     except (TypeError, ValueError) as exc:  # a result that is not JSON: a bug, still answered
-        text = _dumps({"ok": False, "error": error_envelope(exc), "id": request_id})
+        text = dump_json({"ok": False, "error": error_envelope(exc), "id": request_id})
     return text.encode("utf-8") + b"\n"
 
 
@@ -84,7 +132,15 @@ class Service:
         self.clock = clock
         self.started = clock()
         self.info: dict = {}  # pid, socket, api, metrics: filled in by the server
-        self.ready = False
+        self.ready = False  # serving: loaded, and the watcher runs (/readyz)
+        #: the specs are loaded (table and index): until then nothing about them is answered
+        self.loaded = False
+        self._loaded_event: asyncio.Event | None = None
+        #: what the workspace is busy with (an operation or "loading"), for daemon_status
+        self.activity: str | None = None
+        #: (phase, done, total) of the long work under way, set from the worker thread
+        self.progress: tuple[str, int, int] | None = None
+        self._figures: dict = {}  # daemon_status's last figures, shown while the workspace is busy
         self._lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
@@ -93,6 +149,10 @@ class Service:
         self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
+        workspace.progress = self._on_progress
+        if workspace.long_lived:  # a short-lived one (`daemon request --in-process`) answers them
+            for text in workspace.warnings:  # about the daemon's workspace, not one request: the log
+                log.warning("%s", text)
 
     @property
     def lock(self) -> asyncio.Lock:
@@ -108,6 +168,48 @@ class Service:
                 index.close()  # the kept writer: its merges finished, the writer lock let go
             except Exception:  # noqa: BLE001 - on the way out: log, never mask the exit
                 log.exception("closing the index writer failed")
+        self.log_warnings()  # the last save of the table, on the way out
+
+    def log_warnings(self) -> None:
+        """Warnings that arose outside a request (the watcher's refresh, a periodic save) go
+        to the log: no answer is theirs. A request's own come back in its answer."""
+        for text in self.ws.take_warnings():
+            log.warning("%s", text)
+
+    # loading
+
+    def _on_progress(self, phase: str, done: int, total: int) -> None:
+        self.progress = (phase, done, total)  # one assignment: safe to read from the loop
+
+    def loading(self) -> dict:
+        """How far the long work under way is: ``{"phase", "done", "total"}``."""
+        phase, done, total = self.progress or ("starting", 0, 0)
+        return {"phase": phase, "done": done, "total": total}
+
+    def _loaded_waiter(self) -> asyncio.Event:
+        if self._loaded_event is None:
+            self._loaded_event = asyncio.Event()
+            if self.loaded:
+                self._loaded_event.set()
+        return self._loaded_event
+
+    def mark_loaded(self) -> None:
+        """The table and index are in step with the files: requests about specs may run."""
+        self.loaded = True
+        self.progress = None
+        self._loaded_waiter().set()
+
+    async def _wait_loaded(self, cmd: str) -> None:
+        if self.loaded:
+            return
+        try:
+            await asyncio.wait_for(self._loaded_waiter().wait(), LOAD_WAIT)
+        except TimeoutError:
+            state = self.loading()
+            raise Loading(
+                f"the daemon is still loading the specs ({_progress_words(state)}); {cmd} was not run: try again",
+                loading=state,
+            ) from None
 
     # requests
 
@@ -135,12 +237,12 @@ class Service:
             if not envelope.get("ok"):
                 return encode_answer(envelope, request_id)
             result = envelope["result"]
-            raw = result if isinstance(result, _Encoded) else _dumps(result).encode("utf-8")
+            raw = result if isinstance(result, _Encoded) else dump_json(result).encode("utf-8")
             # kept only if nothing changed while it was computed (a write or a file event
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
                 self._remember(key, raw)
-        tail = b"}\n" if request_id is None else b',"id":' + _dumps(request_id).encode("utf-8") + b"}\n"
+        tail = b"}\n" if request_id is None else b',"id":' + dump_json(request_id).encode("utf-8") + b"}\n"
         return b'{"ok":true,"result":' + raw + tail
 
     def _forget(self) -> None:
@@ -170,16 +272,31 @@ class Service:
                 raise BadRequest("a request is a JSON object with a string 'cmd'")
             if cmd in OWNED and params.get("owner") in (None, "") and peer_owner:
                 params = dict(params, owner=peer_owner)
-            async with self.lock:
-                if cmd not in KEEPS_CACHE:
-                    self._forget()  # a write to specs (or an unknown command): nothing cached survives
-                if cmd in INLINE:
-                    result = dispatch(self.ws, cmd, params)
-                else:
-                    loop = asyncio.get_running_loop()
-                    run = _dispatch_encoded if encoded and cmd in CACHED else dispatch
-                    result = await loop.run_in_executor(self._executor, run, self.ws, cmd, params)
-                self._after(cmd, result)
+            if cmd in ALWAYS:
+                result = self._answer_always(cmd, params)
+            else:
+                await self._wait_loaded(cmd)  # never an answer about specs before they are loaded
+                async with self.lock:
+                    if cmd not in KEEPS_CACHE:
+                        self._forget()  # a write to specs (or an unknown command): nothing cached survives
+                    try:
+                        if cmd in INLINE:
+                            result = dispatch(self.ws, cmd, params)
+                        else:
+                            loop = asyncio.get_running_loop()
+                            self.activity = cmd
+                            try:
+                                run = _dispatch_encoded if encoded and cmd in CACHED else dispatch
+                                result = await loop.run_in_executor(self._executor, run, self.ws, cmd, params)
+                            finally:
+                                self.activity = None
+                                self.progress = None
+                    finally:
+                        self.log_warnings()  # what a failed request leaves (a success took its own)
+                    if self.ws.last_run_warnings:
+                        # an answer with a warning of this run only: not one to repeat from the cache
+                        self._cache_epoch += 1
+                    self._after(cmd, result)
             envelope = {"ok": True, "result": result}
         except ChantError as exc:
             envelope = {"ok": False, "error": exc.to_dict()}
@@ -191,6 +308,16 @@ class Service:
         if self.metrics is not None:
             self.metrics.observe_request(transport, name, time.perf_counter() - started)
         return envelope
+
+    def _answer_always(self, cmd: str, params: dict):
+        """``hello`` and ``daemon_status``: on the loop, without the lock, whatever the
+        workspace is doing (they read nothing it is changing)."""
+        result = dispatch(self.ws, cmd, params)
+        if cmd == "hello":
+            result = dict(result, loaded=self.loaded, pid=os.getpid())
+            if not self.loaded:
+                result["loading"] = self.loading()
+        return result
 
     def _after(self, cmd: str, result) -> None:
         """Counters that need to see a result (called with the lock held)."""
@@ -223,7 +350,10 @@ class Service:
         Runs on the worker thread with the lock held. Returns the documents written.
         """
         self._forget()
-        written = self.ws.apply_changes(relpaths, config_changed)  # None: a full walk (start, folders moved)
+        try:
+            written = self.ws.apply_changes(relpaths, config_changed)  # None: a full walk (start, folders moved)
+        finally:
+            self.log_warnings()
         self.track_ready()
         # the table and index state are saved by persist(), every few seconds and at the end
         if written and self.metrics is not None:
@@ -233,7 +363,16 @@ class Service:
     async def apply_async(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
         async with self.lock:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self.apply, relpaths, config_changed)
+            self.activity = "loading" if not self.loaded else "applying file changes"
+            try:
+                return await loop.run_in_executor(self._executor, self.apply, relpaths, config_changed)
+            finally:
+                self.activity = None
+
+    async def load(self) -> None:
+        """Bring the table and index in step with every file, then let requests in."""
+        await self.apply_async(None)
+        self.mark_loaded()
 
     def track_ready(self) -> None:
         """Remember since when each queued spec has been ready (for chant_queue_wait_seconds).
@@ -265,7 +404,10 @@ class Service:
             return len(self.ws.locks.sweep())
 
     def _persist(self) -> None:
-        self.ws.flush()
+        try:
+            self.ws.flush()
+        finally:
+            self.log_warnings()
         compact = getattr(self.ws.locks, "compact", None)
         if compact is not None:
             compact()
@@ -287,22 +429,42 @@ class Service:
             return None
 
     def status(self) -> dict:
-        """What ``chant daemon status`` prints (called through the daemon_status operation)."""
+        """What ``chant daemon status`` prints (called through the daemon_status operation).
+
+        Answered at once, whatever the workspace is doing: the figures are computed when
+        nothing else runs, else the last ones are shown with what it is busy with."""
         ws = self.ws
-        documents = self.documents()
-        return {
+        busy = not self.loaded or self.lock.locked()
+        if not busy:
+            self._figures = {
+                "specs_indexed": self.documents(),
+                "specs": len(ws.table.rows),
+                "active_locks": len(ws.locks.leases()),
+                "queue_depth": len(ws.queue.items()),
+            }
+        figures = self._figures or dict.fromkeys(("specs_indexed", "specs", "active_locks", "queue_depth"))
+        out = {
             "pid": os.getpid(),
             "version": VERSION,
             "protocol": PROTOCOL_VERSION,
             "root": ws.root,
             "started_at": self.started,
             "uptime_seconds": round(self.clock() - self.started, 3),
-            "specs_indexed": documents,
-            "specs": len(ws.table.rows),
-            "active_locks": len(ws.locks.leases()),
-            "queue_depth": len(ws.queue.items()),
+            **figures,
             "socket": self.info.get("socket"),
             "api": self.info.get("api"),
             "metrics": self.info.get("metrics"),
             "watch": self.info.get("watch"),
+            "loaded": self.loaded,
+            "busy": (self.activity or "working") if busy else None,
         }
+        if busy and self.progress is not None:
+            out["progress"] = self.loading()
+        return out
+
+
+def _progress_words(state: dict) -> str:
+    """``indexing 1,200 of 50,000``, or just the phase when there are no counts yet."""
+    if state.get("total"):
+        return f"{state['phase']} {state['done']:,} of {state['total']:,}"
+    return state.get("phase") or "starting"

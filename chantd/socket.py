@@ -11,19 +11,67 @@ An ``id`` in a request is echoed in its answer. The socket file is created with 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import pwd
 import socket as _socket
+import stat
 import struct
 
 from chantlib.client import MAX_LINE
-from chantlib.errors import BadRequest
+from chantlib.errors import BadRequest, Unavailable
 
-from .service import encode_answer
+from .service import encode_answer, load_request
 
 log = logging.getLogger("chantd.socket")
+
+GUARD_SECONDS = 1.0  # how often the socket file is checked (one lstat)
+#: a new connection must send its first request line within this many seconds
+FIRST_LINE_SECONDS = 30.0
+#: a persistent connection that sends nothing for this long is closed (clients reconnect)
+IDLE_SECONDS = 600.0
+#: connections served at once; one more gets a one-line refusal (scale.daemon.max_connections)
+MAX_CONNECTIONS = 1000
+
+
+def _bind_private(path: str) -> _socket.socket:
+    """A listening Unix socket at ``path`` that only our user can connect to, from its
+    first instant: bound under a temporary name, made 0600, then renamed into place (no
+    process-wide umask change, which would race with files other threads are writing)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    tmp = os.path.join(os.path.dirname(path), f".{os.getpid()}.sock")
+    try:
+        if len(os.fsencode(tmp)) > 107:
+            tmp = path  # no room for a longer name: bind in place, then narrow the mode at once
+        with contextlib.suppress(FileNotFoundError):
+            if tmp != path:
+                os.unlink(tmp)
+        sock.bind(tmp)
+        os.chmod(tmp, 0o600)
+        if tmp != path:
+            os.rename(tmp, path)
+        sock.listen(512)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        if tmp != path:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    return sock
+
+
+def _answers(path: str) -> bool:
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def peer_owner(writer: asyncio.StreamWriter) -> str | None:
@@ -42,10 +90,7 @@ def peer_owner(writer: asyncio.StreamWriter) -> str | None:
 
 def _decode(line: bytes) -> tuple[object, str | None, dict]:
     """(request id, cmd, params) from a line; raises BadRequest."""
-    try:
-        request = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request is not JSON: {exc}") from None
+    request = load_request(line)
     if not isinstance(request, dict):
         raise BadRequest("a request is a JSON object with a string 'cmd'")
     request_id = request.pop("id", None)
@@ -65,19 +110,69 @@ class _WithId(Exception):
 class SocketServer:
     """Serves a :class:`~chantd.service.Service` on a Unix socket."""
 
-    def __init__(self, service, path: str) -> None:
+    def __init__(self, service, path: str, *, max_connections: int = MAX_CONNECTIONS,
+                 first_line_seconds: float = FIRST_LINE_SECONDS, idle_seconds: float = IDLE_SECONDS) -> None:
         self.service = service
         self.path = path
+        self.max_connections = max_connections
+        self.first_line_seconds = first_line_seconds
+        self.idle_seconds = idle_seconds
+        self.refused = 0  # connections turned away at the cap
         self.server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we made
 
     async def start(self) -> None:
-        old = os.umask(0o177)  # the socket file is born 0600: only our user may connect
+        sock = _bind_private(self.path)
         try:
-            self.server = await asyncio.start_unix_server(self._handle, path=self.path, limit=MAX_LINE + 1)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
+            self.server = await asyncio.start_unix_server(self._handle, sock=sock, limit=MAX_LINE + 1)
+        except BaseException:
+            sock.close()
+            raise
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def _intact(self) -> bool:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
+
+    async def guard(self, every: float = GUARD_SECONDS) -> None:
+        """Listen again when the socket file is removed (a cleanup script, `rm -rf` of a
+        runtime folder): a daemon nobody can reach would still hold the repository. A path
+        taken over by another live socket is left alone (and said so, once)."""
+        warned = False
+        while True:
+            await asyncio.sleep(every)
+            if self._intact():
+                warned = False
+                continue
+            if os.path.lexists(self.path):
+                if await asyncio.to_thread(_answers, self.path):
+                    if not warned:
+                        log.warning("%s is now another process's socket; this daemon is unreachable there", self.path)
+                        warned = True
+                    continue
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    if not warned:
+                        log.warning("%s is no longer a socket; not touching it (this daemon is unreachable "
+                                    "there: remove it, and the socket is made again)", self.path)
+                        warned = True
+                    continue
+            old = self.server
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                await self.start()  # a dead socket file left there is replaced
+            except OSError as exc:
+                if not warned:
+                    log.warning("the socket %s went away and cannot be made again: %s", self.path, exc)
+                    warned = True
+                continue
+            if old is not None:
+                old.close()  # stops accepting on the unlinked file; connections already open live on
+            log.warning("the socket %s was removed; listening on it again", self.path)
 
     async def close(self) -> None:
         if self.server is not None:
@@ -87,10 +182,9 @@ class SocketServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if self._intact():  # never another process's socket that took the path over
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     async def _read_line(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next line (without its newline); ``None`` at the end; raises for a long line."""
@@ -111,7 +205,24 @@ class SocketServer:
                     break
             raise BadRequest(f"request line over {MAX_LINE} bytes") from None
 
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self.refused += 1
+        log.warning("refusing a connection: %d are open (scale.daemon.max_connections)", self.max_connections)
+        error = Unavailable(
+            f"the daemon has {self.max_connections} connections open (its limit); try again",
+            limit=self.max_connections,
+        )
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(encode_answer({"ok": False, "error": error.to_dict()}))
+            await asyncio.wait_for(writer.drain(), 1.0)
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self.max_connections:
+            await self._refuse(writer)
+            return
         task = asyncio.current_task()
         self._tasks.add(task)
         owner = peer_owner(writer)
@@ -120,7 +231,14 @@ class SocketServer:
         try:
             while True:
                 try:
-                    line = await self._read_line(reader)
+                    try:
+                        # a connection must speak soon after it opens, and a persistent one
+                        # that falls silent for long is let go (the client reconnects)
+                        line = await asyncio.wait_for(
+                            self._read_line(reader), self.first_line_seconds if first else self.idle_seconds
+                        )
+                    except TimeoutError:
+                        break
                     if line is None:
                         break
                     if not line.strip():

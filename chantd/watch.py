@@ -31,6 +31,10 @@ class Watcher:
         self.poll = poll
         self.poll_delay_ms = poll_delay_ms
         self._stop = asyncio.Event()
+        #: set once both watches are in place: a change made after it is seen (the daemon
+        #: loads the specs only then, so nothing falls between its walk and the watch)
+        self.armed = asyncio.Event()
+        self._arming = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,7 +100,16 @@ class Watcher:
     def _config_only(self, change: Change, path: str) -> bool:
         return os.path.basename(path) == "config.md"
 
+    def _arm(self) -> None:
+        # Called just before `async for` starts the generator: its first step creates the
+        # native watch before it first waits, and waiters on the event only run after that
+        # step, so once `armed` is seen set both watches exist.
+        self._arming += 1
+        if self._arming >= 2:
+            self.armed.set()
+
     async def _loop(self, paths, recursive: bool, watch_filter) -> None:
+        self._arm()
         async for changes in awatch(
             *paths,
             watch_filter=watch_filter,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import _socket
 import json
 import os
+import time
 
 from ._version import PROTOCOL_VERSION
 from .errors import ChantError
@@ -25,15 +26,22 @@ __all__ = [
     "HttpClient",
     "DaemonUnavailable",
     "DaemonGone",
+    "WrongDaemon",
     "socket_path",
     "runtime_info",
     "daemon_alive",
+    "wait_loaded",
+    "is_loopback",
+    "read_token",
+    "LoadStalled",
     "PROTOCOL_VERSION",
     "MAX_LINE",
 ]
 
 MAX_LINE = 1 << 20  # 1 MiB: longer request lines are refused
 INFO_FILE = "daemon.json"
+#: the HTTP API's bearer token when none is configured: made at the daemon's first start, 0600
+TOKEN_FILE = "daemon.token"
 SOCKET_NAME = "daemon.sock"
 INSTANCE_LOCK = "daemon.lock"  # held (flock) by the daemon for its whole life
 _SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
@@ -42,6 +50,16 @@ _RECV = 1 << 18  # bytes asked of each recv: a large answer arrives in few calls
 
 class DaemonUnavailable(Exception):
     """No daemon answers for this repository (the caller runs in direct mode)."""
+
+
+class WrongDaemon(DaemonUnavailable):
+    """A daemon answers at this repository's socket but serves another root (the
+    repository was moved, or a config points two repositories at one socket); ``hello``
+    is its answer."""
+
+    def __init__(self, message: str, hello: dict) -> None:
+        super().__init__(message)
+        self.hello = hello
 
 
 class DaemonGone(Exception):
@@ -54,6 +72,80 @@ class DaemonGone(Exception):
     def __init__(self, message: str, sent: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class LoadStalled(Exception):
+    """The daemon answers but its load of the specs has made no progress for too long."""
+
+
+#: how long a load may show no progress at all before a waiting client gives up
+STALL_SECONDS = 60.0
+
+
+def wait_loaded(client, on_progress=None, *, stall: float = STALL_SECONDS, poll: float = 0.1) -> dict:
+    """Wait until the daemon behind ``client`` has loaded the specs (its ``hello`` says
+    ``loaded``), for as long as the load makes progress; returns the last ``hello``.
+
+    A daemon answers nothing about specs before it has loaded them; a big repository's
+    first start (a cold index build) can take minutes, so there is no fixed limit, only
+    ``stall`` seconds without any change in ``loading`` (phase, done, total): then
+    :class:`LoadStalled`. ``on_progress(loading)`` sees each new state (to draw it).
+    Works with :class:`DaemonClient` and :class:`HttpClient` alike.
+    """
+    import time
+
+    hello = client.hello
+    last = None
+    changed = time.monotonic()
+    while hello.get("loaded") is False:  # a daemon that does not say is an older one: loaded
+        state = hello.get("loading") or {}
+        key = (state.get("phase"), state.get("done"), state.get("total"))
+        now = time.monotonic()
+        if key != last:
+            last, changed = key, now
+            if on_progress is not None:
+                on_progress(state)
+        elif now - changed > stall:
+            raise LoadStalled(f"the daemon's load has made no progress for {stall:.0f} s ({_words(state)})")
+        time.sleep(poll)
+        hello = client.call("hello", {"protocol": PROTOCOL_VERSION})
+        client.hello = hello
+    return hello
+
+
+def _words(state: dict) -> str:
+    if state.get("total"):
+        return f"{state.get('phase')} {state.get('done', 0):,} of {state['total']:,}"
+    return str(state.get("phase") or "starting")
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (a name is resolved: a
+    string test would let ``127.attacker.example`` pass). A name that does not resolve is
+    not loopback."""
+    import ipaddress
+
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = _socket.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
+    except OSError:
+        return False
+    addresses = {info[4][0].split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def read_token(root: str) -> str | None:
+    """The token a daemon of ``root`` made for its HTTP API (``.chant/daemon.token``), if any."""
+    try:
+        with open(os.path.join(root, ".chant", TOKEN_FILE), encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return token or None
 
 
 def runtime_info(root: str) -> dict | None:
@@ -116,28 +208,49 @@ class DaemonClient:
     it raises :class:`DaemonUnavailable` when no suitable daemon answers.
     """
 
-    def __init__(self, sock, hello: dict, path: str) -> None:
+    #: a connection quiet for longer than this is checked before use: the daemon closes
+    #: persistent connections that stay idle for long, and the client then reconnects
+    QUIET_CHECK = 1.0
+
+    def __init__(self, sock, hello: dict, path: str, root: str | None = None, timeout: float = 30.0) -> None:
         self.sock = sock
         self.hello = hello
         self.path = path
+        self.root = root
+        self.timeout = timeout
         self._buffer = b""
         self._next_id = 0
+        self._last = time.monotonic()
 
     @classmethod
     def connect(cls, root: str, *, path: str | None = None, timeout: float = 30.0) -> DaemonClient:
         if path is None:
+            # daemon.json names a socket moved by config; the derived path is tried too (a
+            # repository moved with its daemon running has its socket file here, and the
+            # daemon behind it then says which root it serves)
             info = runtime_info(root)
-            path = info.get("socket") if info else None
-            if not isinstance(path, str) or not path:
-                path = socket_path(root)
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnavailable(f"no daemon at {path}: {exc.strerror or exc}") from None
-        client = cls(sock, {}, path)
+            named = info.get("socket") if info else None
+            candidates = [named] if isinstance(named, str) and named else []
+            default = socket_path(root)
+            if default not in candidates:
+                candidates.append(default)
+        else:
+            candidates = [path]
+        sock = None
+        failure = None
+        for path in candidates:
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(path)
+                break
+            except OSError as exc:
+                sock.close()
+                sock = None
+                failure = failure or f"no daemon at {path}: {exc.strerror or exc}"
+        if sock is None:
+            raise DaemonUnavailable(failure)
+        client = cls(sock, {}, path, root, timeout)
         try:
             hello = client.call("hello", {"protocol": PROTOCOL_VERSION})
         except (DaemonGone, ChantError, OSError, ValueError) as exc:
@@ -148,7 +261,7 @@ class DaemonClient:
             raise DaemonUnavailable(f"the daemon at {path} speaks protocol {hello.get('protocol')!r}, not {PROTOCOL_VERSION}")
         if not _same_root(str(hello.get("root", "")), root):
             client.close()
-            raise DaemonUnavailable(f"the daemon at {path} serves {hello.get('root')}, not {root}")
+            raise WrongDaemon(f"the daemon at {path} serves {hello.get('root')}, not {root}", hello)
         client.hello = hello
         return client
 
@@ -182,8 +295,35 @@ class DaemonClient:
                 self._buffer = rest
                 return b"".join(chunks)
 
+    def _closed_by_daemon(self) -> bool:
+        """True when the daemon has closed this connection (a peek that sees the end, or
+        anything unasked for); costs two syscalls, so only after a quiet spell."""
+        try:
+            self.sock.settimeout(0.0)
+            try:
+                self.sock.recv(1, _socket.MSG_PEEK)
+                return True  # the end (b""), or bytes nobody asked for: not a connection to reuse
+            finally:
+                self.sock.settimeout(self.timeout)
+        except BlockingIOError:
+            return False  # nothing to read: open and idle, as it should be
+        except OSError:
+            return True
+
+    def _reopen(self) -> None:
+        """A fresh connection to the same daemon (nothing was sent on the old one)."""
+        try:
+            fresh = DaemonClient.connect(self.root, path=self.path, timeout=self.timeout)
+        except DaemonUnavailable as exc:
+            raise DaemonGone(f"the daemon closed an idle connection and cannot be reached again: {exc}",
+                             sent=False) from None
+        self.close()
+        self.sock, self.hello, self._buffer = fresh.sock, fresh.hello, b""
+
     def call(self, cmd: str, params: dict | None = None):
         """Send one request and return its ``result``; a daemon error raises its ChantError."""
+        if self.root is not None and time.monotonic() - self._last > self.QUIET_CHECK and self._closed_by_daemon():
+            self._reopen()
         self._next_id += 1
         request = {"cmd": cmd, "id": self._next_id}
         for key, value in (params or {}).items():
@@ -196,6 +336,7 @@ class DaemonClient:
             raise DaemonGone(f"the daemon sent a line that is not JSON: {exc}") from None
         if not isinstance(answer, dict):
             raise DaemonGone("the daemon sent an answer that is not an object")
+        self._last = time.monotonic()
         if answer.get("ok"):
             return answer.get("result")
         raise ChantError.from_dict(answer.get("error") or {})
@@ -227,10 +368,22 @@ class HttpClient:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")
-        self.token = token if token is not None else os.environ.get("CHANT_API_TOKEN")
+        self.token = token if token is not None else (os.environ.get("CHANT_API_TOKEN") or self._local_token())
         self.timeout = timeout
         self._conn = None
         self.hello: dict = {}
+
+    def _local_token(self) -> str | None:
+        """A daemon on this machine: the token it made, found from the repository we are in
+        (readable by its user only, which is the point)."""
+        if not is_loopback(self.host):
+            return None
+        from .store import find_root
+
+        try:
+            return read_token(find_root())
+        except ChantError:
+            return None
 
     @classmethod
     def connect(cls, base_url: str, **kwargs) -> HttpClient:
@@ -287,3 +440,9 @@ class HttpClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -112,12 +112,14 @@ def read_config_file(path: str) -> tuple[dict, str | None]:
 
 
 class Config:
-    """A merged, typed view of the configuration. ``data`` holds everything the files said."""
+    """A merged, typed view of the configuration. ``data`` holds everything the files said
+    over the defaults; ``given`` only what the files said."""
 
-    __slots__ = ("data", "warnings")
+    __slots__ = ("data", "given", "warnings")
 
     def __init__(self, data: dict | None = None, warnings: list[str] | None = None) -> None:
-        self.data = _merge(copy.deepcopy(DEFAULTS), data or {})
+        self.given = data or {}
+        self.data = _merge(copy.deepcopy(DEFAULTS), self.given)
         self.warnings = list(warnings or [])
 
     @classmethod
@@ -140,6 +142,15 @@ class Config:
                 return default
             node = node[part]
         return node
+
+    def is_given(self, dotted: str) -> bool:
+        """Whether a config file sets ``dotted`` (not just the default)."""
+        node = self.given
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return node is not None
 
     def _typed(self, dotted: str, kind, env: str | None = None):
         raw = os.environ.get(env) if env else None

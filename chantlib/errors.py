@@ -11,6 +11,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
     ChantError                     error              500  1
     ├── UsageError                 bad_params         400  2
     │   ├── BadRequest             bad_request        400  2
+    │   ├── MethodNotAllowed       method_not_allowed 405  2
     │   ├── QuerySyntaxError       bad_query          400  2
     │   ├── AmbiguousSpecId        ambiguous_id       409  2
     │   └── InvalidValue           invalid_value      400  2
@@ -25,6 +26,7 @@ Every failure a caller can act on is a :class:`ChantError`. Each class carries
     │   └── AlreadyExists          already_exists     409  3
     ├── NothingReady               nothing_ready      404  5
     ├── Unavailable                unavailable        503  1
+    │   └── Loading                loading            503  1
     ├── SpecParseError             parse_error        422  1
     └── StorageError               io_error           500  1
 
@@ -39,6 +41,7 @@ __all__ = [
     "ChantError",
     "UsageError",
     "BadRequest",
+    "MethodNotAllowed",
     "QuerySyntaxError",
     "AmbiguousSpecId",
     "InvalidValue",
@@ -53,6 +56,7 @@ __all__ = [
     "AlreadyExists",
     "NothingReady",
     "Unavailable",
+    "Loading",
     "Unauthorized",
     "SpecParseError",
     "StorageError",
@@ -117,6 +121,13 @@ class BadRequest(UsageError):
     code = "bad_request"
 
 
+class MethodNotAllowed(UsageError):
+    """An HTTP method the path does not take (the answer carries ``Allow``)."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
 class QuerySyntaxError(UsageError):
     code = "bad_query"
 
@@ -150,9 +161,14 @@ class NotFound(ChantError):
     exit_code = EXIT_NOT_FOUND
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` for a message: cut when long (an error never echoes a megabyte back)."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
+
+
 class SpecNotFound(NotFound):
     def __init__(self, partial: str) -> None:
-        super().__init__(f"Spec not found: {partial}", spec=partial)
+        super().__init__(f"Spec not found: {shown(partial)}", spec=shown(partial))
         self.partial = partial
 
 
@@ -219,6 +235,16 @@ class Unavailable(ChantError):
     http_status = 503
 
 
+class Loading(Unavailable):
+    """The daemon has not finished loading the specs: it answers nothing about them yet.
+
+    Refused before anything was done, so a client may always send the request again
+    (``details.loading`` says how far the load is: ``phase``, ``done``, ``total``).
+    """
+
+    code = "loading"
+
+
 class Unauthorized(ChantError):
     """The HTTP API wants a bearer token this request did not bring."""
 
@@ -242,8 +268,9 @@ class StorageError(ChantError):
 
 _BY_CODE: dict[str, type[ChantError]] = {}
 for _klass in (
-    UsageError, BadRequest, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound, NotInitialized,
-    LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable, Unauthorized,
+    UsageError, BadRequest, MethodNotAllowed, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound,
+    NotInitialized, LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable,
+    Loading, Unauthorized,
     SpecParseError, StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)

@@ -3,9 +3,16 @@
 Upstream's rules (``parse``, ``title``, ``dependency``, ``type``, ``complexity``,
 ``coupling``, ``approval``) and ours: ``cycle`` (dependency cycles, an error), ``status`` and
 ``value`` (unknown status/type values and unusable priorities, warnings: they load, but
-upstream would refuse them) and ``duplicate`` (two files with one ID, an error). Rules named
-in the config's ``lint.disable`` are skipped. Everything here reads rows, so lint needs no
-second pass over the files.
+upstream would refuse them), ``duplicate`` (two files with one ID, an error), ``empty`` (a
+file with nothing in it, an error) and ``frontmatter`` (no YAML frontmatter, a warning).
+Rules named in the config's ``lint.disable`` are skipped. Everything here reads rows, so
+lint needs no second pass over the files.
+
+The queue never hands out a spec lint reports an error for (a worker must not run an agent
+on nothing). :class:`Gate` gives that verdict at a claim's cost: the rules that look at one
+file only are decided when its row is built (:func:`row_findings`, the row's ``lint``
+field), and the few that look at other specs are checked for the ready rows a queue asks
+about.
 """
 
 from __future__ import annotations
@@ -13,12 +20,39 @@ from __future__ import annotations
 from .ids import driver_of, sort_key
 from .values import KNOWN_STATUSES, KNOWN_TYPES
 
-__all__ = ["lint_rows", "RULES"]
+__all__ = ["lint_rows", "RULES", "ROW_RULES", "row_findings", "Gate"]
 
 RULES = (
-    "parse", "title", "dependency", "cycle", "type", "complexity", "complexity_words", "coupling",
-    "approval", "status", "value", "duplicate",
+    "parse", "empty", "frontmatter", "title", "dependency", "cycle", "type", "complexity", "complexity_words",
+    "coupling", "approval", "status", "value", "duplicate",
 )
+#: the rules one file decides alone, and their severity (see row_findings)
+ROW_RULES = {"empty": "error", "frontmatter": "warning", "title": "error", "approval": "error"}
+
+
+def _approval_missing(approval) -> list[str]:
+    """What an approved or rejected approval lacks (``by``, ``at``); ``approval`` is the
+    row's ``(required, status, by, at)``."""
+    _required, status, by, at = approval
+    if status not in ("approved", "rejected"):
+        return []
+    return [name for name, value in (("by", by), ("at", at)) if not value]
+
+
+def row_findings(spec, approval) -> tuple[str, ...]:
+    """The rules of :data:`ROW_RULES` a parsed spec breaks, for its row's ``lint`` field
+    (``approval``: the row's approval tuple, or ``None``). An empty file breaks ``empty``
+    and nothing else: there is nothing else to say about it."""
+    if not spec.text.strip():
+        return ("empty",)
+    found = []
+    if not spec.has_frontmatter:
+        found.append("frontmatter")
+    if not spec.title:
+        found.append("title")
+    if approval is not None and _approval_missing(approval):
+        found.append("approval")
+    return tuple(found)
 
 _DEPENDS_HINT = "Use depends_on for dependencies instead of referencing spec IDs in the body"
 
@@ -35,7 +69,16 @@ def _row_rules(row, table, config) -> list[dict]:
     if row.error:
         out.append(_diag(sid, "parse", "error", row.error, "Fix the YAML between the '---' lines"))
         return out
-    if not row.title:
+    found = row.lint
+    if "empty" in found:
+        out.append(_diag(sid, "empty", "error", "File is empty", "Write the spec (frontmatter and a '# ' title) or delete the file"))
+        return out
+    if "frontmatter" in found:
+        out.append(
+            _diag(sid, "frontmatter", "warning", "File has no frontmatter: read as a pending code spec",
+                  "Start the file with a '---' block holding at least type and status")
+        )
+    if "title" in found:
         out.append(_diag(sid, "title", "error", "Spec has no title (a body line starting with '# ')"))
     known = table.by_id
     for dep in row.depends_on or ():
@@ -91,14 +134,9 @@ def _row_rules(row, table, config) -> list[dict]:
                 )
             )
     out.extend(_coupling(row))
-    if row.approval is not None:
-        _required, status, by, at = row.approval
-        if status in ("approved", "rejected"):
-            missing = [name for name, value in (("by", by), ("at", at)) if not value]
-            if missing:
-                out.append(
-                    _diag(sid, "approval", "error", f"Approval is {status} but has no {' or '.join(missing)}")
-                )
+    if "approval" in found:
+        missing = _approval_missing(row.approval)
+        out.append(_diag(sid, "approval", "error", f"Approval is {row.approval[1]} but has no {' or '.join(missing)}"))
     return out
 
 
@@ -166,3 +204,73 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
         else:
             passed += 1
     return {"diagnostics": diagnostics, "passed": passed, "warned": warned, "failed": failed, "total": len(per_spec)}
+
+
+class Gate:
+    """Which ready specs the queue holds back: those :func:`lint_rows` reports an error for.
+
+    Built for one state of the table (its ``generation``) and one config, and asked about
+    ready rows only, which is what makes it cheap: a row's own rules were decided when it was
+    read (``row.lint``), and of the rules that look at other specs only three can hold for a
+    ready spec: ``members`` naming an unknown ID (the ``dependency`` rule), ``duplicate``, and
+    being the spec lint names for a dependency ``cycle``. The ``depends_on`` half of the
+    ``dependency`` rule never does: a ready spec's dependencies are all done, so all exist.
+    Verdicts are kept until the table changes.
+    """
+
+    __slots__ = ("table", "config", "generation", "_disabled", "_duplicates", "_verdicts")
+
+    def __init__(self, table, config) -> None:
+        self.table = table
+        self.config = config
+        self.generation = table.generation
+        self._disabled = config.lint_disabled
+        self._duplicates: frozenset | None = None
+        self._verdicts: dict[str, tuple[str, ...]] = {}
+
+    def errors(self, row) -> tuple[str, ...]:
+        """The rules lint reports an error of for ``row`` (a ready active row); ``()``: none."""
+        verdict = self._verdicts.get(row.id)
+        if verdict is None:
+            verdict = self._verdicts[row.id] = self._judge(row)
+        return verdict
+
+    def _judge(self, row) -> tuple[str, ...]:
+        disabled = self._disabled
+        own = row.lint
+        found = [rule for rule in own if ROW_RULES[rule] == "error" and rule not in disabled] if own else []
+        if row.members and "dependency" not in disabled:
+            known = self.table.by_id
+            if any(member not in known for member in row.members):
+                found.append("dependency")
+        if row.depends_on and "cycle" not in disabled and self._names_cycle(row.id):
+            found.append("cycle")
+        if "duplicate" not in disabled:
+            if self._duplicates is None:
+                self._duplicates = frozenset(spec_id for spec_id, _paths in self.table.duplicates)
+            if row.id in self._duplicates:
+                found.append("duplicate")
+        return tuple(found)
+
+    def _reach(self, start: str) -> set[str]:
+        """Active specs reachable from ``start`` through ``depends_on`` (the edges lint's cycle
+        rule follows)."""
+        active = self.table.active
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for dep in active[todo.pop()].depends_on or ():
+                if dep in active and dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    def _names_cycle(self, spec_id: str) -> bool:
+        """Lint reports a cycle on the first spec of it in chant order (the first of its
+        strongly connected component): is that ``spec_id``? A walk of its dependencies,
+        which for a ready spec are done ones, usually a handful."""
+        reach = self._reach(spec_id)
+        if spec_id not in reach:
+            return False
+        key = sort_key(spec_id)
+        return not any(sort_key(other) < key and spec_id in self._reach(other) for other in reach)

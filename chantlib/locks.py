@@ -289,12 +289,17 @@ class LockTable:
             )
 
     def release(self, spec: str, *, owner: str | None = None, token: int | None = None, force: bool = False) -> Lease:
-        """Give up the lease on ``spec``; returns the lease that was released."""
+        """Give up the lease on ``spec``; returns the lease that was released.
+
+        An expired lease is not held any more: releasing it is refused like renewing it
+        (``stale_token``; ``not_locked`` once a sweep has removed it), whichever backend
+        keeps it; ``force`` removes it."""
         with self._critical():
             now = self.clock()
             current = self._held(spec, now)
             if not force:
                 self._authorise(current, owner, token, "release")
+                self._refuse_expired(current, now)
             if not current.live(now):
                 self._stats["expired"] += 1
             else:
@@ -311,16 +316,19 @@ class LockTable:
             now = self.clock()
             current = self._held(spec, now)
             self._authorise(current, owner, token, "renew")
-            if not current.live(now):
-                raise StaleToken(
-                    f"the lease on {spec} expired at {format_time(current.expires_at)}; acquire it again",
-                    spec=spec,
-                    token=current.token,
-                )
+            self._refuse_expired(current, now)
             lease = current.replace(expires_at=now + ttl)
             self._replace(lease)
             self._stats["renewed"] += 1
             return lease
+
+    def _refuse_expired(self, current: Lease, now: float) -> None:
+        if not current.live(now):
+            raise StaleToken(
+                f"the lease on {current.spec} expired at {format_time(current.expires_at)}; acquire it again",
+                spec=current.spec,
+                token=current.token,
+            )
 
     def check(self, spec: str, token: int) -> Lease:
         """The live lease on ``spec`` if ``token`` is its token; else :class:`StaleToken`.
@@ -507,10 +515,9 @@ class FileLockTable(LockTable):
         self._filelock = None
 
     def _ensure_dir(self) -> None:
-        try:
-            os.makedirs(self.path, exist_ok=True)
-        except OSError as exc:
-            raise StorageError.from_os_error(exc, "create", self.path) from None
+        from .store import private_dir
+
+        private_dir(self.path)
 
     def _critical(self):
         return _FileCritical(self)
@@ -570,16 +577,24 @@ class FileLockTable(LockTable):
         import fcntl
 
         try:
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise StorageError.from_os_error(exc, "open", self.journal_path) from None
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # made by an older version: ours alone from now on
+        except OSError:
+            pass
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             raise Conflict(
-                f"a daemon owns the lock table in {self.path} while it runs: ask it (drop --direct; "
-                "from a script, chantlib.client.DaemonClient) or stop it with `chant daemon stop`",
+                f"the daemon of this repository owns its leases ({self.path}) while it runs: lease changes "
+                "go through it (from a script: chantlib.client.DaemonClient); if it does not answer, see "
+                "`chant daemon status`, or stop it with `chant daemon stop`; if no daemon runs, another "
+                f"process holds {self.journal_path} (`fuser -v` names it)",
                 path=self.path,
             ) from None
         os.set_inheritable(fd, False)
@@ -636,7 +651,7 @@ class FileLockTable(LockTable):
 
         self.check_writable()
         atomic_write(
-            self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o644, durable=self.durable
+            self._lease_path(lease.spec), self._encode(lease), exclusive=True, mode=0o600, durable=self.durable
         )
 
     def _replace(self, lease):
@@ -652,7 +667,7 @@ class FileLockTable(LockTable):
     def _put_file(self, lease):
         from .store import atomic_write
 
-        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o644, durable=self.durable)
+        atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o600, durable=self.durable)
 
     def _remove_file(self, spec):
         try:
@@ -701,7 +716,7 @@ class FileLockTable(LockTable):
     def _write_fence(self, token: int) -> None:
         from .store import atomic_write
 
-        atomic_write(os.path.join(self.path, _FENCE), f"{token}\n", mode=0o644, durable=self.durable)
+        atomic_write(os.path.join(self.path, _FENCE), f"{token}\n", mode=0o600, durable=self.durable)
 
     @property
     def last_token(self) -> int:
@@ -728,7 +743,7 @@ class _FileCritical:
                 from filelock import FileLock
 
                 t._ensure_dir()
-                t._filelock = FileLock(os.path.join(t.path, _MUTEX), thread_local=False)
+                t._filelock = FileLock(os.path.join(t.path, _MUTEX), mode=0o600, thread_local=False)
             t._filelock.acquire()
         except OSError as exc:
             t._thread_mutex.release()

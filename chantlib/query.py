@@ -113,10 +113,21 @@ class Not:
 _SPECIAL = set('()"[]{}')
 
 
+#: parentheses and NOTs nest at most this deep: a real query needs a handful, and a parser
+#: (ours, then tantivy's query tree) must not recurse without bound on what a client sends
+MAX_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0
+
+    def deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"the query nests deeper than {MAX_DEPTH} levels (parentheses and NOT)")
 
     def fail(self, message: str, pos: int | None = None):
         pos = self.pos if pos is None else pos
@@ -180,19 +191,26 @@ class _Parser:
             self.pos += 3
             if self.at_end():
                 self.fail("NOT needs a term after it")
-            return Not(self.unary())
+            return self.negated()
         if self.text[self.pos] == "-" and self.pos + 1 < len(self.text) and not self.text[self.pos + 1].isspace():
             self.pos += 1
-            return Not(self.unary())
+            return self.negated()
         if self.text[self.pos] == "+" and self.pos + 1 < len(self.text) and not self.text[self.pos + 1].isspace():
             self.pos += 1
         return self.primary()
+
+    def negated(self):
+        self.deeper()
+        node = Not(self.unary())
+        self.depth -= 1
+        return node
 
     def primary(self):
         self.skip_ws()
         ch = self.text[self.pos]
         if ch == "(":
             start = self.pos
+            self.deeper()
             self.pos += 1
             if self.at_end():
                 self.fail("unclosed '('", start)
@@ -202,6 +220,7 @@ class _Parser:
             if self.at_end() or self.text[self.pos] != ")":
                 self.fail("unclosed '('", start)
             self.pos += 1
+            self.depth -= 1
             return node
         if ch == ")":
             self.fail("unmatched ')'")

@@ -2,7 +2,9 @@
 
 Queue order is priority (higher first), then the chant order (docs/chant-format.md §5).
 ``list --ready`` leaves out ``type: group`` specs, and so does the queue: a group is a
-container, not work. :meth:`Queue.claim` takes the next spec with a lease in one step;
+container, not work. Nor does it hand out a spec lint reports an error for (an empty file,
+no title, a broken approval, a duplicate ID, ...: see :class:`~chantlib.lint.Gate`): a
+worker must not run an agent on nothing. :meth:`Queue.claim` takes the next spec with a lease in one step;
 two claimers can never get the same spec, because the lease is taken with
 ``reentrant=False``, a spec another claimer won in the meantime is skipped, and a spec
 is re-read once its lease is held (another claimer may have finished it and let go of
@@ -13,39 +15,78 @@ from __future__ import annotations
 
 from .errors import LockHeld, LockNotFound, NothingReady, StaleToken
 
-__all__ = ["Queue"]
+__all__ = ["Queue", "nothing_ready", "held_note"]
+
+
+def held_note(held: int) -> str:
+    """`` (N ready specs held back ...)`` for an empty queue that holds ``held`` specs back."""
+    if not held:
+        return ""
+    return f" ({held} ready spec{'' if held == 1 else 's'} held back by lint errors; see `chant lint`)"
+
+
+def nothing_ready(project: str | None = None, labels=None, held: int = 0) -> str:
+    """What an empty queue is called, by a peek and a claim alike (``held``: ready specs it
+    holds back for lint errors)."""
+    where = []
+    if project:
+        where.append(f"project {project}")
+    if labels:
+        where.append("labels " + ", ".join(labels))
+    return "No ready specs in the queue" + (f" for {' and '.join(where)}" if where else "") + held_note(held) + "."
 
 
 class Queue:
     """Ready work over a spec table and a lock table.
 
-    ``table``: a :class:`~chantlib.table.SpecTable`; ``locks``: a :class:`~chantlib.locks.LockTable`.
+    ``table``: a :class:`~chantlib.table.SpecTable`; ``locks``: a :class:`~chantlib.locks.LockTable`;
+    ``gate``: a callable giving the :class:`~chantlib.lint.Gate` of the table as it is (a
+    :class:`~chantlib.workspace.Workspace` passes its own, with its config's ``lint.disable``;
+    default: one with the default config).
     """
 
-    def __init__(self, table, locks, *, refresh=None) -> None:
+    def __init__(self, table, locks, *, refresh=None, gate=None) -> None:
         self.table = table
         self.locks = locks
         self._refresh = refresh
+        self._gate = gate if gate is not None else self._own_gate
+        self._default_gate = None
 
-    def _free(self, project: str | None, labels):
-        """Ready work matching the filters with no live lease, in queue order: a generator,
-        so a peek or a claim stops at the first row it can use. The rows and the leases are
-        as they were when it started; a claim re-checks both for the row it takes."""
+    def _own_gate(self):
+        gate = self._default_gate
+        if gate is None or gate.generation != self.table.generation:
+            from .config import Config
+            from .lint import Gate
+
+            gate = self._default_gate = Gate(self.table, Config())
+        return gate
+
+    def _free(self, project: str | None, labels, held_back: list | None = None):
+        """Ready work matching the filters with no live lease and no lint error, in queue
+        order: a generator, so a peek or a claim stops at the first row it can use. The rows
+        and the leases are as they were when it started; a claim re-checks both for the row
+        it takes. Rows held back for lint errors are appended to ``held_back``."""
         if self._refresh is not None:
             self._refresh()
         wanted = set(labels or ())
         held = self.locks.held_specs()
+        gate = self._gate()
         for row in self.table.graph.queue_rows:
             if project is not None and row.project != project:
                 continue
             if wanted and not wanted.intersection(row.labels):
                 continue
-            if row.id not in held:
-                yield row
+            if row.id in held:
+                continue
+            if gate.errors(row):
+                if held_back is not None:
+                    held_back.append(row)
+                continue
+            yield row
 
-    def items(self, project: str | None = None, labels=None) -> list:
-        """Queued rows, in order."""
-        return list(self._free(project, labels))
+    def items(self, project: str | None = None, labels=None, held_back: list | None = None) -> list:
+        """Queued rows, in order (``held_back``: see :meth:`_free`)."""
+        return list(self._free(project, labels, held_back))
 
     def __len__(self) -> int:
         return len(self.items())
@@ -63,11 +104,14 @@ class Queue:
         current = self.table.active.get(row.id)
         if current is None or current.type == "group" or row.id not in self.table.graph.ready_set:
             return None
+        if self._gate().errors(current):
+            return None
         return current
 
     def claim_nowait(self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, pid=None):
         """Take the next spec with a lease: ``(row, lease)``; :class:`NothingReady` if none."""
-        for row in self._free(project, labels):
+        held_back: list = []
+        for row in self._free(project, labels, held_back):
             try:
                 lease = self.locks.acquire(row.id, owner, ttl, reentrant=False, pid=pid)
             except LockHeld:
@@ -81,12 +125,7 @@ class Queue:
                     pass
                 continue
             return current, lease
-        where = []
-        if project:
-            where.append(f"project {project}")
-        if labels:
-            where.append("labels " + ", ".join(labels))
-        raise NothingReady("No ready specs in the queue" + (f" for {' and '.join(where)}" if where else ""))
+        raise NothingReady(nothing_ready(project, labels, len(held_back)), held=len(held_back) or None)
 
     def claim(
         self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, *, wait: float = 0.0,

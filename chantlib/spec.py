@@ -96,13 +96,19 @@ def dump_yaml_value(key: str, value, *, seq_indent: int = 0) -> str:
 
 
 def plain(value):
-    """A JSON-able copy of a loaded YAML value (RawInt stays an int)."""
-    if isinstance(value, dict):
+    """A copy of a loaded YAML value made of plain types only: dict, list, str, int, float,
+    bool and None (a :class:`RawInt` becomes its int). What JSON and marshal (the spec
+    table's cache) both take: marshal refuses subclasses, even of int."""
+    kind = type(value)
+    if kind is dict or isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is list or isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or kind in (str, bool, int, float):
         return value
+    for base in (bool, int, float, str):  # subclasses of the plain types: their plain value
+        if isinstance(value, base):
+            return base(value)
     return str(value)
 
 
@@ -351,7 +357,7 @@ class Spec:
 
     def _require_frontmatter_edits(self) -> tuple[str, str, str, str]:
         if self.error is not None:
-            raise SpecParseError(f"cannot edit spec {self.id}: {self.error}", spec=self.id)
+            raise SpecParseError(f"cannot edit {self.id}: {self.error}", spec=self.id)
         if self._parts is None:
             return "---\n", "", "---\n", self.text
         return self._parts

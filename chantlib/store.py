@@ -9,10 +9,11 @@ nothing of the index, locks or rules.
 from __future__ import annotations
 
 import os
+import re
 
-from .errors import AlreadyExists, NotInitialized, StorageError
+from .errors import AlreadyExists, Conflict, NotInitialized, StorageError
 
-__all__ = ["SpecStore", "find_root", "atomic_write", "CHANT_DIR", "RUNTIME_IGNORES"]
+__all__ = ["SpecStore", "find_root", "atomic_write", "private_dir", "CHANT_DIR", "RUNTIME_IGNORES"]
 
 CHANT_DIR = ".chant"
 
@@ -26,6 +27,7 @@ RUNTIME_IGNORES = (
     "logs/",
     "daemon.sock",
     "daemon.json",
+    "daemon.token",
     "daemon.pid",
     "daemon.lock",
     "",
@@ -47,14 +49,121 @@ def find_root(start: str | os.PathLike | None = None) -> str:
         probe = parent
 
 
+#: the name atomic_write gives its temp file: ``.<name>.<pid>.<6 hex>.tmp``
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{6}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+#: how long an edit waits for a spec file to hold still (an editor mid-save) before it refuses
+EDIT_WAIT = 2.0
+#: a file modified less than this long ago may still be being written: it must hold still this long
+QUIET_NS = 100_000_000
+
+
+class _Moved(Exception):
+    """The file changed between the read an edit is based on and its rename."""
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, "read", path) from None
+
+
+def _settled_read(path: str, deadline: float) -> bytes:
+    """The bytes of ``path`` once a read can be trusted: the file is not empty, and it did
+    not change while it was read, nor in the moment after when it had just been written."""
+    import time
+
+    while True:
+        try:
+            with open(path, "rb") as fh:
+                before = os.fstat(fh.fileno())
+                raw = fh.read()
+                after = os.fstat(fh.fileno())
+            same = (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size) == (
+                after.st_mtime_ns, len(raw))
+        except FileNotFoundError:
+            raw, same, after = b"", False, None  # between an editor's unlink and its rename
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "read", path) from None
+        if same and raw.strip():
+            if time.time_ns() - after.st_mtime_ns >= QUIET_NS:
+                return raw
+            time.sleep(QUIET_NS / 1e9)  # just written: trusted if it holds still meanwhile
+            try:
+                again = os.stat(path)
+            except OSError:
+                again = None
+            if again is not None and (again.st_mtime_ns, again.st_size, again.st_ino) == (
+                    after.st_mtime_ns, after.st_size, after.st_ino):
+                return raw
+        if time.monotonic() >= deadline:
+            what = "is empty" if same and not raw.strip() else "is being written" if after else "is missing"
+            raise Conflict(
+                f"cannot edit {path}: the file {what} (an editor saving it?); nothing was written, try again",
+                path=path,
+            )
+        time.sleep(0.05)
+
+
+def _same_keys(relpath: str, base: bytes, current: bytes, keys) -> None:
+    """Refuse when another writer changed one of ``keys`` between ``base`` and ``current``."""
+    if not keys:
+        return
+    from .spec import Spec, plain
+
+    spec_id = relpath.rsplit("/", 1)[-1][:-3]
+    old = Spec.parse(spec_id, base.decode("utf-8", "replace"))
+    new = Spec.parse(spec_id, current.decode("utf-8", "replace"))
+    for key in keys:
+        was, now = plain(old.frontmatter.get(key)), plain(new.frontmatter.get(key))
+        if was != now:
+            raise Conflict(
+                f"{key} of {spec_id} was changed by someone else while it was being written "
+                f"({was!r} -> {now!r}); not overwritten",
+                spec=spec_id,
+                key=key,
+            )
+
+
+def private_dir(path: str) -> str:
+    """Make ``path`` (and its parents) a folder only its owner can enter: runtime state
+    (leases, the daemon's log) is ours alone, whatever the umask (a shared machine is not a
+    trust boundary). A folder of ours found open to others is closed; one of another user's
+    is left as it is (our writes there then fail with their own clear error)."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, st.st_mode & 0o700)
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, "create", path) from None
+    return path
+
+
 def atomic_write(
-    path: str, data: str | bytes, *, exclusive: bool = False, mode: int | None = None, durable: bool = True
+    path: str, data: str | bytes, *, exclusive: bool = False, mode: int | None = None, durable: bool = True,
+    before_rename=None,
 ) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename.
 
     ``exclusive`` refuses to replace an existing file (the final step is a hard link, which
     fails if the name exists, so two writers can never both succeed). ``durable`` fsyncs the
     data before the rename (survives a power cut, not only a killed process).
+    ``before_rename()`` runs once the temp file is complete, just before it replaces
+    ``path``: it may raise to call the write off (the temp file is removed).
     """
     folder = os.path.dirname(path) or "."
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
@@ -74,6 +183,12 @@ def atomic_write(
                 os.fsync(fd)
         finally:
             os.close(fd)
+        if before_rename is not None:
+            try:
+                before_rename()
+            except BaseException:
+                os.unlink(tmp)
+                raise
         if exclusive:
             try:
                 os.link(tmp, path)
@@ -94,9 +209,10 @@ def atomic_write(
 class SpecStore:
     """The spec files of one repository."""
 
-    __slots__ = ("root", "chant_dir", "specs_dir", "archive_dir", "config_path")
+    __slots__ = ("root", "chant_dir", "specs_dir", "archive_dir", "config_path", "temps")
 
     def __init__(self, root: str | os.PathLike) -> None:
+        self.temps: list[str] = []  # our temp files the last scan saw (see remove_dead_temps)
         self.root = os.path.abspath(os.fspath(root))
         self.chant_dir = os.path.join(self.root, CHANT_DIR)
         self.specs_dir = os.path.join(self.chant_dir, "specs")
@@ -146,6 +262,8 @@ class SpecStore:
                     for entry in it:
                         name = entry.name
                         if name[0] == ".":
+                            if name.endswith(".tmp"):
+                                self.temps.append(entry.path)  # maybe left by a killed writer
                             continue
                         if name.endswith(".md"):
                             if entry.is_file():
@@ -160,6 +278,33 @@ class SpecStore:
                                     sub_key = None
                             stack.append((entry.path, f"{prefix}{name}/", sub_key))
                 yield prefix, files, key
+
+    def remove_dead_temps(self) -> list[str]:
+        """Remove the temp files the last scan saw whose writer is gone (a process killed
+        between writing and renaming, see :func:`atomic_write`); returns their paths. A temp
+        file whose process lives (or could: a reused PID) is left, unless it is an hour old."""
+        import time
+
+        removed = []
+        now = time.time()
+        for path in self.temps:
+            m = _TEMP_RE.match(os.path.basename(path))
+            if m is None:
+                continue
+            pid = int(m.group(1))
+            try:
+                age = now - os.lstat(path).st_mtime
+            except OSError:
+                continue
+            if pid == os.getpid() or (_pid_alive(pid) and age < 3600):
+                continue
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+        self.temps = []
+        return removed
 
     def abspath(self, relpath: str) -> str:
         return os.path.join(self.chant_dir, *relpath.split("/"))
@@ -185,7 +330,40 @@ class SpecStore:
             raise StorageError.from_os_error(exc, "create", os.path.dirname(path)) from None
         atomic_write(path, text, exclusive=exclusive)
 
-    def _write_gitignore(self) -> None:
+    def edit_text(self, relpath: str, change, *, keys=(), wait: float = EDIT_WAIT) -> str:
+        """Rewrite a spec file from its text, as a compare-and-swap; returns the text written.
+
+        ``change(text) -> text`` makes the new text (an edit of a few frontmatter ``keys``).
+        The file is the user's, so a write is never based on a read that may not be the file
+        they have: a read is trusted only once the file is not empty and holds still (an
+        editor saving in place truncates, then writes: waited out up to ``wait`` seconds,
+        then :class:`Conflict`, nothing written). Just before the rename the file is read
+        again; if it changed meanwhile the edit is made again on the new text, unless one of
+        ``keys`` itself changed, which is a :class:`Conflict` (two writers of one key: the
+        later one is told, never silently reverted).
+        """
+        import time
+
+        path = self.abspath(relpath)
+        deadline = time.monotonic() + wait
+        base = _settled_read(path, deadline)
+        for _attempt in range(8):
+            text = change(base.decode("utf-8"))
+
+            def unchanged(base=base) -> None:
+                if _read_bytes(path) != base:
+                    raise _Moved
+
+            try:
+                atomic_write(path, text, before_rename=unchanged)
+                return text
+            except _Moved:
+                current = _settled_read(path, deadline)
+                _same_keys(relpath, base, current, keys)
+                base = current
+        raise Conflict(f"cannot edit {path}: it keeps changing while it is written; try again", path=path)
+
+    def write_gitignore(self) -> None:
         """``.chant/.gitignore``: the runtime entries; one that exists keeps every line it has
         and gains the entries it lacks (a repository made by an older chant)."""
         path = os.path.join(self.chant_dir, ".gitignore")
@@ -212,7 +390,7 @@ class SpecStore:
                 os.makedirs(path, exist_ok=True)
             except OSError as exc:
                 raise StorageError.from_os_error(exc, "create", path) from None
-        self._write_gitignore()
+        self.write_gitignore()
         if not os.path.exists(self.config_path):
             name = project_name or os.path.basename(self.root) or "project"
             from .spec import dump_yaml_value

@@ -26,7 +26,7 @@ from .ids import parse_id, resolve_partial, sort_key
 
 __all__ = ["Row", "FullRow", "SpecTable", "summarize", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
 
-FORMAT = 5
+FORMAT = 7  # 6: the cached config holds what the files said; 7: the hot lint and members fields
 RACY_NS = 2_000_000_000
 #: How often every archived file is stat'ed even when its folder looks unchanged (see refresh)
 ARCHIVE_VERIFY_NS = 60_000_000_000
@@ -35,15 +35,16 @@ TABLE_FILE = "table.marshal"
 PARSED_KEEP = 1000
 
 #: What list, the rules, the queue and summaries read on every command.
+#: ``members`` (the key) and ``lint`` (the rules of ``lint.ROW_RULES`` the file breaks) are
+#: what the queue needs to hold back a spec lint reports an error for.
 HOT_FIELDS = (
     "id", "path", "archived", "status", "type", "title", "depends_on", "labels", "priority",
-    "approval", "checked", "total", "project", "completed_at", "error",
+    "approval", "checked", "total", "project", "completed_at", "error", "members", "lint",
 )
 #: What only lint, the index and show read: kept as one marshal blob per row, decoded on use,
 #: so a warm command loads one bytes object per row instead of a dozen small objects.
 COLD_FIELDS = (
-    "target_files", "commits", "branch", "prompt", "words", "refs", "members", "keys", "created", "raw_status",
-    "raw_type",
+    "target_files", "commits", "branch", "prompt", "words", "refs", "keys", "created", "raw_status", "raw_type",
 )
 FIELDS = HOT_FIELDS + COLD_FIELDS
 _COLD = len(HOT_FIELDS)
@@ -104,6 +105,7 @@ def _opt(value) -> str | None:
 
 def summarize(relpath: str, spec) -> tuple:
     """The row of a parsed :class:`~chantlib.spec.Spec` stored at ``relpath``."""
+    from .lint import row_findings
     from .spec import priority_value, referenced_ids
 
     fm = spec.frontmatter
@@ -120,11 +122,16 @@ def summarize(relpath: str, spec) -> tuple:
         _opt(fm.get("prompt")),
         len(spec.body.split()),
         tuple(referenced_ids(spec.body)),
-        _tuple(spec.list_value("members")) if members_key is not None else (),
         tuple(_intern(str(k)) for k in fm),
         _opt(parsed.date) if parsed else None,
         _opt(raw_status),
         _opt(raw_type),
+    )
+    approval_row = None if approval is None else (
+        bool(approval.get("required")),
+        _opt(approval.get("status")),
+        _opt(approval.get("by")),
+        _opt(approval.get("at")),
     )
     return (
         spec.id,
@@ -136,29 +143,43 @@ def summarize(relpath: str, spec) -> tuple:
         None if spec.depends_on is None else _tuple(spec.depends_on),
         _tuple(spec.labels),
         priority_value(fm.get("priority")),
-        None
-        if approval is None
-        else (
-            bool(approval.get("required")),
-            _opt(approval.get("status")),
-            _opt(approval.get("by")),
-            _opt(approval.get("at")),
-        ),
+        approval_row,
         checked,
         total,
         _opt(parsed.project) if parsed else None,
         None if fm.get("completed_at") is None else str(fm.get("completed_at")),
         spec.error,
+        _tuple(spec.list_value("members")) if members_key is not None else (),
+        tuple(_intern(rule) for rule in row_findings(spec, approval_row)),
         marshal.dumps(cold),
     )
 
 
+def _marshals(value) -> bool:
+    try:
+        marshal.dumps(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _marshallable(data: dict) -> dict:
+    """``data`` without the entries marshal cannot store: cached facts are left out (they are
+    worked out again), rows too, with their file stamps (those files are read again). Every
+    value should be plain already; this keeps one that is not from costing the whole table,
+    which would make every command read every file."""
+    extra = {k: v for k, v in data["extra"].items() if _marshals(v)}
+    rows = {rel: row for rel, row in data["rows"].items() if _marshals(row)}
+    files = {rel: key for rel, key in data["files"].items() if rel in rows and _marshals(key)}
+    return dict(data, extra=extra, rows=rows, files=files)
+
+
 def _error_row(relpath: str, spec_id: str, error: str) -> tuple:
     parsed = parse_id(spec_id)
-    cold = ((), (), None, None, 0, (), (), (), parsed.date if parsed else None, None, None)
+    cold = ((), (), None, None, 0, (), (), parsed.date if parsed else None, None, None)
     return (
         spec_id, relpath, relpath.startswith("archive/"), "pending", "code", None, None, (), 50, None,
-        0, 0, parsed.project if parsed else None, None, error, marshal.dumps(cold),
+        0, 0, parsed.project if parsed else None, None, error, (), (), marshal.dumps(cold),
     )
 
 
@@ -384,7 +405,10 @@ class SpecTable:
             self._snapshot = Snapshot(path)
         self._dirty = False
         try:
-            self._snapshot.write(data)
+            try:
+                self._snapshot.write(data)
+            except ValueError:  # a value marshal refuses (a subclass of int, an object)
+                self._snapshot.write(_marshallable(data))
         except (StorageError, ValueError) as exc:
             self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {getattr(exc, 'message', exc)}")
             return
@@ -475,6 +499,8 @@ class SpecTable:
             changes.removed.append(rel)
         for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
+        if self.store.temps:
+            self.store.remove_dead_temps()
         if verify:
             self.archive_verified_ns = scan_ns
             self._dirty = True

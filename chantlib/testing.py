@@ -248,6 +248,15 @@ def check_renew_expired_is_stale(table, clock) -> None:
     _same(table.get("s1"), None, "get() after renewing an expired lease")
 
 
+def check_release_expired_is_stale(table, clock) -> None:
+    lease = table.acquire("s1", "alice", 10)
+    clock.advance(11)
+    _raises(StaleToken, table.release, "s1", token=lease.token)
+    _raises(StaleToken, table.release, "s1", owner="alice")
+    _same(table.get("s1"), None, "get() after releasing an expired lease")
+    _same(table.release("s1", force=True), lease, "a forced release of an expired lease")
+
+
 def check_check_fences(table, clock) -> None:
     lease = table.acquire("s1", "alice", 10)
     _same(table.check("s1", lease.token), lease, "check() with the live token")

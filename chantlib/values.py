@@ -36,5 +36,5 @@ BLANK = " \t\n\r\f\v"
 #: ``fields`` parameter may pick from
 SPEC_FIELDS = (
     "id", "title", "status", "type", "ready", "blocked", "project", "labels", "depends_on", "priority", "criteria",
-    "approval", "archived", "path",
+    "approval", "archived", "path", "held",
 )

@@ -11,12 +11,13 @@ tantivy only for ``search``/``query``/``index_*``, filelock only for leases.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
-from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
 from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable
@@ -38,22 +39,23 @@ def _approval(row) -> dict | None:
     return dict(zip(("required", "status", "by", "at"), row.approval, strict=True))
 
 
-#: how summary() computes each key when asked for some of them: (row, ready, blocked) -> value
+#: how summary() computes each key when asked for some of them: (row, ready, blocked, held) -> value
 _FIELD = {
-    "id": lambda row, ready, blocked: row.id,
-    "title": lambda row, ready, blocked: row.title,
-    "status": lambda row, ready, blocked: row.status,
-    "type": lambda row, ready, blocked: row.type,
-    "ready": lambda row, ready, blocked: ready,
-    "blocked": lambda row, ready, blocked: blocked,
-    "project": lambda row, ready, blocked: row.project,
-    "labels": lambda row, ready, blocked: list(row.labels),
-    "depends_on": lambda row, ready, blocked: None if row.depends_on is None else list(row.depends_on),
-    "priority": lambda row, ready, blocked: row.priority,
-    "criteria": lambda row, ready, blocked: {"checked": row.checked, "total": row.total},
-    "approval": lambda row, ready, blocked: _approval(row),
-    "archived": lambda row, ready, blocked: row.archived,
-    "path": lambda row, ready, blocked: f".chant/{row.path}",
+    "id": lambda row, ready, blocked, held: row.id,
+    "title": lambda row, ready, blocked, held: row.title,
+    "status": lambda row, ready, blocked, held: row.status,
+    "type": lambda row, ready, blocked, held: row.type,
+    "ready": lambda row, ready, blocked, held: ready,
+    "blocked": lambda row, ready, blocked, held: blocked,
+    "project": lambda row, ready, blocked, held: row.project,
+    "labels": lambda row, ready, blocked, held: list(row.labels),
+    "depends_on": lambda row, ready, blocked, held: None if row.depends_on is None else list(row.depends_on),
+    "priority": lambda row, ready, blocked, held: row.priority,
+    "criteria": lambda row, ready, blocked, held: {"checked": row.checked, "total": row.total},
+    "approval": lambda row, ready, blocked, held: _approval(row),
+    "archived": lambda row, ready, blocked, held: row.archived,
+    "path": lambda row, ready, blocked, held: f".chant/{row.path}",
+    "held": lambda row, ready, blocked, held: held,
 }
 
 
@@ -65,6 +67,29 @@ def _json_dumps(value) -> str:
 
 def _now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _operation(*, specs: bool = True, skipped: bool = True):
+    """Mark a method as an operation of :mod:`chantlib.ops`: its result (a dict) gets
+    ``warnings``, a list of what its run has to say (see :meth:`Workspace._finish`).
+    ``specs=False``: the operation reads no spec, so the warnings about the files are left
+    out; ``skipped=False``: it reports files that do not parse by itself (lint)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def operation(self, *args, **kwargs):
+            if self._running:  # an operation inside another: the outer one reports
+                return method(self, *args, **kwargs)
+            self._running = True
+            try:
+                result = method(self, *args, **kwargs)
+            finally:
+                self._running = False
+            return self._finish(result, specs, skipped)
+
+        return operation
+
+    return wrap
 
 
 class Workspace:
@@ -92,7 +117,10 @@ class Workspace:
         self.auto_refresh = auto_refresh
         self.long_lived = long_lived
         self.clock = clock
+        #: warnings about this workspace itself (no cache folder); see _finish
         self.warnings: list[str] = []
+        self.last_run_warnings: tuple[str, ...] = ()
+        self._running = False
         cache_dir = None
         if persist:
             cache_dir = os.path.join(self.store.chant_dir, INDEX_DIR)
@@ -109,7 +137,8 @@ class Workspace:
         self._index = None
         self._locks = locks
         self._queue = None
-        self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, JSON text)
+        self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
+        self._gate = None
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
         #: ``progress(phase, done, total)``, called during long work when set: phase
@@ -138,7 +167,7 @@ class Workspace:
                 self._config = Config.load(paths[0], paths[1])
                 from .spec import plain
 
-                self.table.extra["config"] = (stamp, plain(self._config.data), list(self._config.warnings))
+                self.table.extra["config"] = (stamp, plain(self._config.given), list(self._config.warnings))
                 self.table._dirty = True
         return self._config
 
@@ -172,8 +201,19 @@ class Workspace:
             from .queue import Queue
 
             # the queue refreshes the table itself, so a script using ws.queue sees the files
-            self._queue = Queue(self.table, self.locks, refresh=self._fresh)
+            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate)
         return self._queue
+
+    def gate(self):
+        """The :class:`~chantlib.lint.Gate` for the table as it is now and this config: which
+        ready specs the queue holds back because lint reports an error for them."""
+        gate = self._gate
+        config = self.config
+        if gate is None or gate.generation != self.table.generation or gate.config is not config:
+            from .lint import Gate
+
+            gate = self._gate = Gate(self.table, config)
+        return gate
 
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
@@ -221,15 +261,40 @@ class Workspace:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _warnings(self) -> list[str]:
-        out = list(self.warnings)
-        out.extend(self.table.warnings)
-        self.table.warnings.clear()
-        out.extend(self.config.warnings)  # cached with the table: cheap when nothing changed
-        for row in sorted(self.table.broken.values(), key=lambda r: r.path):
-            if not row.archived:
-                out.append(f"skipping .chant/{row.path}: {row.error}")
+    def take_warnings(self) -> list[str]:
+        """What went wrong since the last call, drained: a file that could not be read, a
+        spec table that could not be saved. An operation's result carries the ones of its
+        run (see :func:`_operation`); a long-lived owner logs the rest (the daemon's upkeep)."""
+        table = self.table
+        out = table.warnings[:]
+        table.warnings.clear()
         return out
+
+    def state_warnings(self, *, skipped: bool = True) -> list[str]:
+        """Warnings about the repository as it is (a config file that does not parse, spec
+        files that are left out), repeated by every operation that reads the specs until the
+        files are fixed. ``skipped=False`` leaves out the files that do not parse (lint
+        reports them itself)."""
+        out = list(self.config.warnings)  # cached with the table: cheap when nothing changed
+        if skipped:
+            for row in sorted(self.table.broken.values(), key=lambda r: r.path):
+                if not row.archived:
+                    out.append(f"skipping .chant/{row.path}: {row.error}")
+        return out
+
+    def _finish(self, result, specs: bool, skipped: bool):
+        """The one place an operation's result gets its ``warnings``: this workspace's own
+        (a short-lived one: a daemon logs them instead), those of the run, then those about
+        the files when the operation reads them."""
+        state = self.state_warnings(skipped=skipped) if specs else []
+        self._done()  # again: reading the config for its warnings may have cached it in the table
+        run = self.take_warnings()
+        #: the run's own warnings, apart from those about the files: a daemon must not keep an
+        #: answer that holds them in its cache of answers
+        self.last_run_warnings = tuple(run)
+        if isinstance(result, dict):
+            result["warnings"] = (run if self.long_lived else self.warnings + run) + state
+        return result
 
     # shaping results
 
@@ -241,8 +306,11 @@ class Workspace:
         active = current is not None and current.path == row.path
         ready = active and row.id in graph.ready_set
         blocked = active and row.id in graph.blocked
+        # ready, yet held out of the queue: the lint errors that hold it (groups are not work)
+        held = list(self.gate().errors(row)) if ready and row.type != "group" and (
+            fields is None or "held" in fields) else []
         if fields is not None:
-            return {k: _FIELD[k](row, ready, blocked) for k in SPEC_FIELDS if k in fields}
+            return {k: _FIELD[k](row, ready, blocked, held) for k in SPEC_FIELDS if k in fields}
         return {
             "id": row.id,
             "title": row.title,
@@ -258,6 +326,7 @@ class Workspace:
             "approval": _approval(row),
             "archived": row.archived,
             "path": f".chant/{row.path}",
+            "held": held,
         }
 
     def _summaries_json(self, rows, fields) -> list[str]:
@@ -266,6 +335,7 @@ class Workspace:
         daemon) encodes again only the specs that changed since its last answer."""
         graph = self.table.graph
         ready_set, blocked = graph.ready_set, graph.blocked
+        errors = self.gate().errors if fields is None or "held" in fields else None
         memo = self._encoded.get(fields)
         if memo is None or len(memo) > 2 * len(self.table.active) + 1000:  # too many gone or changed
             memo = self._encoded[fields] = {}
@@ -273,41 +343,52 @@ class Workspace:
         for row in rows:
             spec_id = row[0]
             is_ready, is_blocked = spec_id in ready_set, spec_id in blocked
+            # what summary() holds it back for: part of the answer, so of the memo's key too
+            held = errors(row) if errors is not None and is_ready and row[_TYPE] != "group" else ()
             hit = memo.get(spec_id)
-            if hit is None or hit[0] is not row or hit[1] is not is_ready or hit[2] is not is_blocked:
-                hit = memo[spec_id] = (row, is_ready, is_blocked, _json_dumps(self.summary(row, fields)))
-            out.append(hit[3])
+            if hit is None or hit[0] is not row or hit[1] is not is_ready or hit[2] is not is_blocked or hit[3] != held:
+                hit = memo[spec_id] = (row, is_ready, is_blocked, held, _json_dumps(self.summary(row, fields)))
+            out.append(hit[4])
         return out
 
-    def _resolve(self, partial: str, *, broken: bool = False):
-        return self.table.resolve(partial, broken=broken)
+    def _resolve(self, partial: str):
+        """The row of a partial ID. Files that do not parse are found too (after the active
+        specs and the archive): they exist, so "not found" would be a lie; an operation that
+        must parse the file says what is wrong with it instead (see :meth:`complete`)."""
+        return self.table.resolve(partial, broken=True)
 
     # operations: reading
 
+    @_operation(specs=False)
     def hello(self, protocol=None) -> dict:
         return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
 
+    @_operation()
     def list_specs(self, ready=False, status=None, labels=None, type=None, project=None, fields=None) -> dict:
         """Active specs in chant order (see the ``list`` operation); ``fields``: only these keys
         of each spec (what a renderer prints), so that a large answer stays small."""
         self._fresh()
         rows = self._list_rows(ready, status, labels, type, project)
         fields = _fields(fields)
-        result = {"specs": [self.summary(r, fields) for r in rows], "warnings": self._warnings()}
+        result = {"specs": [self.summary(r, fields) for r in rows]}
         self._done()
         return result
 
     def list_specs_json(self, ready=False, status=None, labels=None, type=None, project=None, fields=None) -> str:
         """:meth:`list_specs`'s answer as compact JSON text (the same bytes ``json.dumps``
-        gives), assembled from each spec's remembered encoding (see ``_summary_json``): the
+        gives), assembled from each spec's remembered encoding (see ``_summaries_json``): the
         daemon's face of ``list``, whose answer at 200,000 specs holds tens of thousands."""
+        result = self._list_encoded(ready, status, labels, type, project, fields)
+        return '{"specs":[' + ",".join(result["specs"]) + '],"warnings":' + _json_dumps(result["warnings"]) + "}"
+
+    @_operation()
+    def _list_encoded(self, ready, status, labels, type, project, fields) -> dict:
+        """list_specs with each spec as its JSON text (the warnings added as for any operation)."""
         self._fresh()
         rows = self._list_rows(ready, status, labels, type, project)
-        fields = _fields(fields)
-        text = '{"specs":[' + ",".join(self._summaries_json(rows, fields)) + '],"warnings":'
-        text += _json_dumps(self._warnings()) + "}"
+        result = {"specs": self._summaries_json(rows, _fields(fields))}
         self._done()
-        return text
+        return result
 
     def _list_rows(self, ready, status, labels, type, project) -> list:
         graph = self.table.graph
@@ -352,9 +433,10 @@ class Workspace:
             rows = [r for r in rows if r.project == project]
         return rows
 
+    @_operation()
     def show(self, spec: str) -> dict:
         self._fresh()
-        row = self._resolve(spec, broken=True)
+        row = self._resolve(spec)
         try:
             text = self.store.read_text(row.path)
         except UnicodeDecodeError:
@@ -389,6 +471,7 @@ class Workspace:
         self._done()
         return out
 
+    @_operation()
     def search(self, q: str, limit: int | None = 100) -> dict:
         if limit is not None and limit < 0:
             raise InvalidValue("limit must be zero or more")
@@ -399,19 +482,20 @@ class Workspace:
         rows = [self.table.row(p) for p in result.paths if p in self.table.rows]
         if not result.scored:
             rows.sort(key=lambda r: sort_key(r.id))
-        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows], "warnings": self._warnings()}
+        out = {"query": q, "total": result.total, "specs": [self.summary(r) for r in rows]}
         self._done()
         return out
 
+    @_operation(skipped=False)
     def lint(self, archive: bool = False) -> dict:
         self._fresh()
         from .lint import lint_rows
 
         report = lint_rows(self.table, self.config, include_archive=archive)
-        report["warnings"] = [w for w in self._warnings() if not w.startswith("skipping ")]
         self._done()
         return report
 
+    @_operation()
     def status(self) -> dict:
         self._fresh()
         graph = self.table.graph
@@ -442,13 +526,13 @@ class Workspace:
             "in_progress": in_progress,
             "ready": [{"id": i, "title": self.table.active[i].title} for i in ready[:5]],
             "ready_count": len(ready),
-            "warnings": self._warnings(),
         }
         self._done()
         return result
 
     # operations: writing specs
 
+    @_operation()
     def add(self, title, type="code", labels=None, depends_on=None, priority=None, project=None, criteria=None,
             description=None) -> dict:
         title = (title or "").strip(BLANK)
@@ -498,13 +582,17 @@ class Workspace:
         raise ChantError("could not find a free spec ID after 5 tries")
 
     def _write_spec(self, row, values: dict) -> None:
+        """Set frontmatter ``values`` in a spec file: a compare-and-swap on the file's text
+        (:meth:`SpecStore.edit_text`), so an editor's save is never lost or half-read."""
         from .spec import Spec
 
-        text = self.store.read_text(row.path)
-        spec = Spec.parse(row.id, text).with_values(values)
-        self.store.write_text(row.path, spec.render())
+        def change(text: str) -> str:
+            return Spec.parse(row.id, text).with_values(values).render()
+
+        self.store.edit_text(row.path, change, keys=tuple(values))
         self.table.refresh_paths([row.path])
 
+    @_operation()
     def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
         """Finish a spec: ``completed`` (with ``completed_at``) or, for ``outcome="failure"``,
         ``failed``; then release its lease. The check of the lease, the write and the release
@@ -514,6 +602,8 @@ class Workspace:
             raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
         self._fresh()
         row = self._resolve(spec)
+        if row.error is not None:
+            raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
         if row.archived:
             raise InvalidValue(f"{row.id} is archived")
         values = {"status": "completed", "completed_at": _now_utc()} if outcome == "success" else {"status": "failed"}
@@ -532,7 +622,10 @@ class Workspace:
                         holder=lease.owner,
                     )
             self._write_spec(row, values)
-            released = locks.release(row.id, token=lease.token).to_dict() if lease is not None else None
+            # authorised above, in this same critical section: nobody can have taken it since,
+            # and a lease that expired in these few milliseconds must not leave the spec
+            # completed with its lease still standing
+            released = locks.release(row.id, force=True).to_dict() if lease is not None else None
         self._done()
         return {"spec": self.summary(self.table.active[row.id]), "released": released, "outcome": outcome}
 
@@ -550,10 +643,12 @@ class Workspace:
         try:
             return self._resolve(spec).id
         except SpecNotFound:
-            if self.locks.get(spec) is not None:  # a lease on a spec whose file is gone
+            # a lease on a spec whose file is gone; a name no file could have has none
+            if len(os.fsencode(spec)) <= 250 and self.locks.get(spec) is not None:
                 return spec
             raise
 
+    @_operation()
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -561,6 +656,7 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation()
     def lock_release(self, spec, owner=None, token=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -569,6 +665,7 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation()
     def lock_renew(self, spec, owner=None, token=None, ttl=None) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -577,9 +674,11 @@ class Workspace:
         self._done()
         return lease.to_dict()
 
+    @_operation(specs=False)
     def lock_list(self) -> dict:
         return {"leases": [lease.to_dict() for lease in self.locks.leases()]}
 
+    @_operation()
     def lock_status(self, spec) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
@@ -587,19 +686,24 @@ class Workspace:
         self._done()
         return {"spec": spec_id, "locked": lease is not None, "lease": None if lease is None else lease.to_dict()}
 
+    @_operation()
     def queue_next(self, project=None, labels=None) -> dict:
-        items = self.queue.items(project, labels)
-        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items)}
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
+        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items), "held": len(held_back)}
         self._done()
         return result
 
+    @_operation()
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
-        items = self.queue.items(project, labels)
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
         shown = items if limit is None else items[: max(0, limit)]
-        result = {"specs": [self.summary(r) for r in shown], "depth": len(items)}
+        result = {"specs": [self.summary(r) for r in shown], "depth": len(items), "held": len(held_back)}
         self._done()
         return result
 
+    @_operation()
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self._done()
@@ -607,6 +711,7 @@ class Workspace:
 
     # operations: the daemon
 
+    @_operation(specs=False)
     def daemon_status(self) -> dict:
         from .errors import Unavailable
 
@@ -616,6 +721,7 @@ class Workspace:
 
     # operations: the index
 
+    @_operation()
     def index_status(self) -> dict:
         changes = self._fresh()
         stats = self.index.statistics()
@@ -632,6 +738,7 @@ class Workspace:
         self._done()
         return stats
 
+    @_operation()
     def index_rebuild(self) -> dict:
         started = time.perf_counter()
         self.table.clear()

@@ -121,18 +121,26 @@ def free_port() -> int:
 
 
 class DaemonProc:
-    """`chantd` running on a repository, as a real process; stopped by the test."""
+    """`chantd` running on a repository, as a real process; stopped by the test.
 
-    def __init__(self, root: str, *, api: bool = True, metrics: bool = True, extra=(), env=None) -> None:
+    ``api``/``metrics``: serve on a free loopback port (True), not at all (False), or pass no
+    option so the config or the default decides (None)."""
+
+    def __init__(self, root: str, *, api: bool | None = True, metrics: bool | None = True, extra=(),
+                 env=None) -> None:
         self.root = root
         self.api_port = free_port() if api else 0
         self.metrics_port = free_port() if metrics else 0
-        args = [sys.executable, "-m", "chantd", "-C", root, "--api-port", str(self.api_port),
-                "--metrics-port", str(self.metrics_port), "--log-level", "warning", *extra]
+        args = [sys.executable, "-m", "chantd", "-C", root, "--log-level", "warning", *extra]
+        if api is not None:
+            args += ["--api-port", str(self.api_port)]
+        if metrics is not None:
+            args += ["--metrics-port", str(self.metrics_port)]
         self.log_path = os.path.join(root, ".chant", "test-daemon.log")
         self._log = open(self.log_path, "ab")
         full_env = dict(os.environ)
         full_env.update(env or {})
+        self._env = full_env
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=full_env, cwd=root)
         try:
             self.info = self._wait_ready()
@@ -165,6 +173,13 @@ class DaemonProc:
     @property
     def socket(self) -> str:
         return self.info["socket"]
+
+    @property
+    def token(self) -> str:
+        """The HTTP API's token: the one configured, else the one the daemon made."""
+        from chantlib.client import read_token
+
+        return self._env.get("CHANT_API_TOKEN") or read_token(self.root)
 
     @property
     def api(self) -> str:

@@ -239,7 +239,7 @@ def test_queue_next_and_claim(filled, chant):
     data = json.loads(claim.out)
     assert data["spec"]["id"] == "2026-01-24-002-bbb" and data["lease"]["owner"] == "worker-1"
     empty = chant("queue", "next", "--claim")
-    assert empty.code == 5 and empty.err == "error: No ready specs in the queue\n"
+    assert empty.code == 5 and empty.err == "No ready specs in the queue.\n"  # the words of `queue next`
     assert chant("queue", "list").err == "The queue is empty.\n"
     done = chant("complete", "bbb", "--token", str(data["lease"]["token"]))
     assert done.code == 0, done
@@ -344,3 +344,136 @@ def test_output_to_a_closed_pipe_is_quiet(filled, tmp_path):
     )
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_an_integer_in_the_config_keeps_the_spec_table_saved(filled, chant):
+    with open(os.path.join(filled.root, ".chant", "config.md"), "w") as fh:
+        fh.write("---\nscale:\n  locks:\n    ttl: 900\n---\n")
+    table = os.path.join(filled.root, ".chant", ".index", "table.marshal")
+    shutil.rmtree(os.path.dirname(table), ignore_errors=True)
+    r = chant("list", "--count")
+    assert (r.code, r.out, r.err) == (0, "5\n", "")
+    assert os.path.isfile(table)
+    lease = chant("lock", "acquire", "bbb", "--json")
+    assert lease.code == 0 and lease.err == ""
+    data = json.loads(lease.out)
+    assert "warnings" not in data  # none to report: the object keeps its shape
+    assert data["expires_at"] > data["acquired_at"]
+
+
+def test_warnings_reach_stderr_and_the_json_object(filled, chant):
+    table = os.path.join(filled.root, ".chant", ".index", "table.marshal")
+    os.makedirs(table, exist_ok=True)  # a folder where the file goes: every save fails
+    want = "warning: cannot save the spec table in "
+    for args in (["show", "bbb"], ["queue", "next"], ["lock", "acquire", "bbb"], ["status", "--brief"]):
+        r = chant(*args)
+        assert r.code == 0, (args, r)
+        assert r.err.startswith(want), (args, r.err)
+        no_traceback(r)
+    shown = chant("show", "bbb", "--json")
+    assert shown.err.startswith(want)
+    assert [w for w in json.loads(shown.out)["warnings"] if w.startswith("cannot save the spec table")]
+    listed = chant("list", "--json")  # an array stays an array: the warning is on stderr only
+    assert isinstance(json.loads(listed.out), list) and listed.err.startswith(want)
+    linted = json.loads(chant("lint", "--json").out)
+    assert linted["warnings"][0].startswith("cannot save the spec table") and linted["failed"] == 0
+
+
+def test_a_spec_with_broken_yaml_cannot_be_completed_and_says_why(filled, chant):
+    broken = "---\nstatus: [pending\n---\n# Broken\n"
+    filled.write("2026-01-24-007-bad", raw=broken)
+    r = chant("complete", "007-bad")
+    assert r.code == 1 and r.out == ""
+    assert r.err.startswith("error: cannot edit 2026-01-24-007-bad: invalid YAML in frontmatter at line ")
+    assert len(r.err.splitlines()) == 1, r.err
+    no_traceback(r)
+    assert filled.read("2026-01-24-007-bad") == broken  # untouched
+    assert chant("complete", "2026-01-24-007-bad", "--failed").code == 1
+    # a lease on it can be taken, seen and given back while someone repairs the file
+    assert chant("lock", "acquire", "007-bad").out.startswith("Locked 2026-01-24-007-bad (token ")
+    assert json.loads(chant("lock", "status", "bad", "--json").out)["locked"] is True
+    assert chant("lock", "release", "bad").code == 0
+
+
+def test_empty_and_frontmatter_less_files_are_linted_and_never_claimed(repo, chant):
+    repo.write("2026-01-24-001-emp", raw="")
+    repo.write("2026-01-24-002-spc", raw=" \n\n")
+    repo.write("2026-01-24-003-nof", raw="# A plain note\n\nNo frontmatter at all.\n")
+    lint = chant("lint", "--json")
+    assert lint.code == 1
+    found = {(d["spec_id"], d["rule"], d["severity"]) for d in json.loads(lint.out)["diagnostics"]}
+    assert found == {
+        ("2026-01-24-001-emp", "empty", "error"), ("2026-01-24-002-spc", "empty", "error"),
+        ("2026-01-24-003-nof", "frontmatter", "warning"),
+    }
+    assert "✗ 2026-01-24-001-emp: [empty] File is empty" in chant("lint").out
+    # the note without frontmatter is still work; the empty files never are
+    listed = chant("list", "--ready")
+    assert listed.out.splitlines() == [
+        "2026-01-24-001-emp ○ (no title) [not queued: lint error]",
+        "2026-01-24-002-spc ○ (no title) [not queued: lint error]",
+        "2026-01-24-003-nof ○ A plain note",
+    ]
+    shown = chant("show", "emp")
+    assert "Queue:  held back by lint errors (empty); see `chant lint`\n" in shown.out
+    queued = chant("queue", "list")
+    assert queued.out == "2026-01-24-003-nof ○ A plain note\n"
+    assert queued.err == "(2 ready specs held back by lint errors; see `chant lint`)\n"
+    claim = chant("queue", "next", "--claim")
+    assert claim.code == 0 and claim.out.startswith("2026-01-24-003-nof ○ A plain note\nLease: token 1,")
+    held = "No ready specs in the queue (2 ready specs held back by lint errors; see `chant lint`).\n"
+    for args in (["queue", "next"], ["queue", "next", "--claim"], ["queue", "next", "--json"]):
+        r = chant(*args)
+        assert (r.code, r.err) == (5, held), (args, r)
+    assert chant("queue", "list").err == "The queue is empty (2 ready specs held back by lint errors; see `chant lint`).\n"
+
+
+def test_an_empty_queue_says_the_same_with_and_without_claim(filled, chant):
+    for filters, words in (
+        ([], "No ready specs in the queue.\n"),
+        (["--project", "nope"], "No ready specs in the queue for project nope.\n"),
+        (["--label", "docs", "--label", "x"], "No ready specs in the queue for labels docs, x.\n"),
+    ):
+        if not filters:
+            chant("lock", "acquire", "bbb")  # the one ready spec, leased: nothing left
+        peek, claim = chant("queue", "next", *filters), chant("queue", "next", "--claim", *filters)
+        assert (peek.code, peek.out, peek.err) == (5, "", words)
+        assert (claim.code, claim.out, claim.err) == (5, "", words)
+
+
+def test_version(tmp_path):
+    import sys
+
+    from chantlib._version import VERSION
+
+    r = run_chant(["--version"], tmp_path)  # anywhere, no repository needed
+    assert (r.code, r.out, r.err) == (0, f"chant {VERSION}\n", "")
+    import subprocess
+
+    d = subprocess.run([sys.executable, "-m", "chantd", "--version"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert (d.returncode, d.stdout, d.stderr) == (0, f"chantd {VERSION}\n", "")
+
+
+def test_a_query_may_start_with_a_dash_and_span_several_words(filled, chant):
+    want = chant("search", "--", "NOT status:completed")
+    assert want.code == 0 and len(want.out.splitlines()) == 5
+    for args in (
+        ["-status:completed"],
+        ["--", "-status:completed"],
+        ["-status:completed", "--limit", "10"],
+        ["--limit", "10", "-status:completed"],
+        ["--limit=10", "-status:completed", "--direct"],
+        ["--lim", "10", "-status:completed"],  # an abbreviated option keeps its value
+    ):
+        r = chant("search", *args)
+        assert (r.code, r.out) == (0, want.out), (args, r)
+        assert r.err == 'Found 5 spec(s) matching "-status:completed"\n', (args, r)
+    words = chant("search", "label:bug", "-status:completed", "--json")
+    assert words.code == 0
+    data = json.loads(words.out)
+    assert data["query"] == "label:bug -status:completed" and [s["id"] for s in data["specs"]] == ["2026-01-24-002-bbb"]
+    assert chant("search", "-h").out.startswith("usage: chant search")
+    bare = chant("search")
+    assert bare.code == 2 and "query" in bare.err
+    assert chant("search", "--limit").code == 2

@@ -39,7 +39,10 @@ def nc(sock: str, line: str, timeout: float = 10.0) -> list[dict]:
     return [json.loads(x) for x in proc.stdout.splitlines()]
 
 
-def curl(url: str, *extra: str) -> tuple[int, dict | str]:
+def curl(url: str, *extra: str, auth=None) -> tuple[int, dict | str]:
+    """curl, as a user would; ``auth``: a daemon whose API token to send (the API wants it)."""
+    if auth is not None:
+        extra = ("-H", f"Authorization: Bearer {auth.token}", *extra)
     proc = subprocess.run(
         [CURL, "-s", "-o", "-", "-w", "\n%{http_code}", *extra, url], capture_output=True, text=True, timeout=20
     )
@@ -188,11 +191,11 @@ def test_no_descriptor_leaks_under_many_connections(served):
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
 def test_the_seeds_curl_examples_work_as_written(served):
-    code, body = curl(f"{served.api}/api/queue/next")
+    code, body = curl(f"{served.api}/api/queue/next", auth=served)
     assert code == 200 and body["result"]["spec"]["id"] == "2026-01-24-001-aaa"
-    code, body = curl(f"{served.api}/api/lock/acquire/auth-2026-01-24-002-bbb")
+    code, body = curl(f"{served.api}/api/lock/acquire/auth-2026-01-24-002-bbb", auth=served)
     assert code == 200 and body["result"]["owner"] == "http@127.0.0.1"
-    code, body = curl(f"{served.api}/api/specs?status=pending")
+    code, body = curl(f"{served.api}/api/specs?status=pending", auth=served)
     assert code == 200 and [s["id"] for s in body["result"]["specs"]] == [
         "2026-01-24-001-aaa", "auth-2026-01-24-002-bbb",
     ]
@@ -200,24 +203,46 @@ def test_the_seeds_curl_examples_work_as_written(served):
 
 @pytest.mark.skipif(CURL is None, reason="curl is not installed")
 def test_http_errors_map_to_statuses_and_rpc_takes_the_socket_json(served):
-    assert curl(f"{served.api}/api/specs/zzz")[0] == 404
-    assert curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: one")[0] == 200
-    code, body = curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: two")
+    assert curl(f"{served.api}/api/specs/zzz", auth=served)[0] == 404
+    assert curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: one", auth=served)[0] == 200
+    code, body = curl(f"{served.api}/api/lock/acquire/aaa", "-H", "X-Chant-Owner: two", auth=served)
     assert code == 409 and body["error"]["code"] == "already_locked" and body["error"]["details"]["holder"] == "one"
-    assert curl(f"{served.api}/api/search?q=((")[0] == 400
-    assert curl(f"{served.api}/api/specs?ready=maybe")[0] == 400
-    code, body = curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"show","spec":"ccc","id":9}')
+    assert curl(f"{served.api}/api/search?q=((", auth=served)[0] == 400
+    assert curl(f"{served.api}/api/specs?ready=maybe", auth=served)[0] == 400
+    code, body = curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"show","spec":"ccc","id":9}', auth=served)
     assert code == 200 and body["id"] == 9 and body["result"]["status"] == "completed"
-    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", "[]")[0] == 400
-    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"fly"}')[0] == 400
-    code, body = curl(f"{served.api}/api/specs", "-X", "POST", "-d", '{"title":"From HTTP","labels":["x"]}')
+    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", "[]", auth=served)[0] == 400
+    assert curl(f"{served.api}/api/rpc", "-X", "POST", "-d", '{"cmd":"fly"}', auth=served)[0] == 400
+    code, body = curl(f"{served.api}/api/specs", "-X", "POST", "-d", '{"title":"From HTTP","labels":["x"]}', auth=served)
     assert code == 200 and body["result"]["title"] == "From HTTP"
-    code, body = curl(f"{served.api}/api/queue/claim?label=bug", "-X", "POST")
+    code, body = curl(f"{served.api}/api/queue/claim?label=bug", "-X", "POST", auth=served)
     assert code == 404 and body["error"]["code"] == "nothing_ready"  # aaa is leased by "one"
     assert curl(f"{served.api}/livez") == (200, "ok\n")
     assert curl(f"{served.api}/readyz")[0] == 200
     code, doc = curl(f"{served.api}/openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.") and "/api/queue/next" in doc["paths"]
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_unknown_paths_and_wrong_methods_answer_the_error_envelope(served):
+    code, body = curl(f"{served.api}/api/nope", auth=served)
+    assert code == 404 and body == {"ok": False, "error": {"code": "not_found", "message": "No such path: /api/nope"}}
+    assert curl(f"http://127.0.0.1:{served.metrics_port}/nope")[1]["error"]["code"] == "not_found"
+    code, body = curl(f"{served.api}/api/queue/claim", "-X", "DELETE", auth=served)
+    assert code == 405 and body["error"] == {
+        "code": "method_not_allowed", "message": "DELETE is not allowed on /api/queue/claim (allowed: GET, HEAD, POST)",
+    }
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", served.api_port, timeout=20)
+    try:
+        conn.request("PUT", "/api/specs")
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status == 405 and response.getheader("Allow") == "GET, HEAD, POST"
+    assert response.getheader("Content-Type") == "application/json"
 
 
 def test_a_token_guards_the_api(repo, daemon_factory):
@@ -269,6 +294,22 @@ def test_metrics_pass_promtool(served):
     ):
         assert name in text, name
     assert "2026-01-24" not in text  # no label holds a spec ID
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed; .ci/run installs it")
+def test_an_empty_queue_is_a_zero_that_passes_promtool(repo, daemon_factory):
+    repo.write("2026-01-24-001-aaa", "status: completed")
+    repo.write("auth-2026-01-24-002-bbb", "status: pending")
+    d = daemon_factory(repo.root, api=False)
+    d.call("queue_claim", owner="w1")  # the only ready spec: the queue is empty now
+    body = subprocess.run([CURL, "-s", f"http://127.0.0.1:{d.metrics_port}/metrics"], capture_output=True,
+                          timeout=20).stdout
+    check = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, timeout=20)
+    assert check.returncode == 0, check.stdout + check.stderr
+    text = body.decode()
+    for sample in ('chant_queue_depth{project=""} 0.0', 'chant_queue_depth{project="auth"} 0.0',
+                   'chant_specs_ready{project=""} 0.0', 'chant_specs_ready{project="auth"} 1.0'):
+        assert sample + "\n" in text, sample
 
 
 PROMETHEUS = shutil.which("prometheus")
@@ -492,7 +533,7 @@ def test_cli_uses_the_daemon_and_prints_the_same(repo, daemon_factory):
     run_chant(["lock", "acquire", "001-aaa"], repo.root)
     assert [x["spec"] for x in d.call("lock_list")["leases"]] == ["2026-01-24-001-aaa"]
     refused = run_chant(["lock", "acquire", "002-aaa", "--direct"], repo.root)
-    assert refused.code == 3 and "a daemon owns the lock table" in refused.err
+    assert refused.code == 3 and "the daemon of this repository owns its leases" in refused.err
     from chantlib.errors import Conflict
 
     ws = repo.workspace()  # a script in direct mode: refused on every lease write, not just the first
@@ -609,3 +650,63 @@ def test_request_and_in_process_agree(repo, daemon_factory):
     assert offline.code == online.code == 0
     assert json.loads(offline.out) == json.loads(online.out)
     assert json.loads(online.out)["id"] == 5
+
+
+# --- warnings ---------------------------------------------------------------------------------
+
+
+def test_a_warning_of_one_run_is_not_kept_in_the_cache_of_answers(repo):
+    """The daemon keeps encoded answers of reads; a warning that belongs to one run (a file
+    that could not be read just then) must not come back in the answers that follow."""
+    import asyncio
+
+    from chantd.service import Service
+
+    repo.write("2026-01-24-001-aaa")
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    service = Service(ws)
+    service.mark_loaded()  # as the daemon does once the table and index are in
+    fresh = ws._fresh  # what every read runs first (list answers through list_specs_json)
+    hiccups = ["cannot read .chant/specs/x.md: a hiccup"]
+
+    def fresh_with_a_hiccup():
+        ws.table.warnings.extend(hiccups)  # what a failed read during this run leaves behind
+        hiccups.clear()
+        return fresh()
+
+    ws._fresh = fresh_with_a_hiccup
+
+    async def ask() -> dict:
+        return json.loads(await service.call_encoded("list", {}, "test", None, None))
+
+    try:
+        first, second, third = (asyncio.run(ask()) for _ in range(3))
+    finally:
+        service.close()
+    assert first["result"]["warnings"] == ["cannot read .chant/specs/x.md: a hiccup"]
+    assert second["result"]["warnings"] == [] == third["result"]["warnings"]
+    assert [s["id"] for s in third["result"]["specs"]] == ["2026-01-24-001-aaa"]
+    assert len(service._cache) == 1  # the clean answer is kept
+
+
+def test_warnings_not_about_a_request_go_to_the_log(repo, daemon_factory):
+    repo.write("2026-01-24-001-aaa")
+    os.makedirs(os.path.join(repo.root, ".chant", ".index", "table.marshal"))  # every save fails
+    d = daemon_factory(repo.root, api=False, metrics=False)
+    answer = d.call("status")
+    assert not [w for w in answer["warnings"] if "cannot save" in w]  # not this request's business
+    assert d.stop() == 0
+    assert "WARNING chantd: cannot save the spec table in " in d.log()
+
+
+def test_completing_a_spec_with_broken_yaml_fails_alike_in_both_modes(repo, daemon_factory):
+    repo.write("2026-01-24-001-aaa")
+    repo.write("2026-01-24-002-bad", raw="---\nstatus: [\n---\n# Broken\n")
+    direct = run_chant(["complete", "bad", "--direct"], repo.root)
+    daemon_factory(repo.root, api=False, metrics=False)
+    via = run_chant(["complete", "bad"], repo.root)
+    for r in (direct, via):
+        assert r.code == 1 and r.out == "", r
+        assert r.err.startswith("error: cannot edit 2026-01-24-002-bad: invalid YAML in frontmatter at line "), r
+    assert via.err == direct.err

@@ -159,6 +159,10 @@ class LockMachine(RuleBasedStateMachine):
             with pytest.raises(NotHolder):
                 self.table.release(spec, **how)
             return
+        if not how.get("force") and self.live(spec) is None:  # expired: not held, so not released
+            with pytest.raises(StaleToken):
+                self.table.release(spec, **how)
+            return
         released = self.table.release(spec, **how)
         assert released == stored
         if self.live(spec) is None:

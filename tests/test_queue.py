@@ -9,6 +9,8 @@ import textwrap
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chantlib.errors import EXIT_NOTHING_READY, NothingReady
 from chantlib.locks import MemoryLockTable
@@ -264,8 +266,8 @@ def test_queue_operations(repo):
     assert dispatch(ws, "queue_list", {})["depth"] == 2
     assert dispatch(ws, "queue_claim", {"labels": ["x"]})["lease"]["owner"] == "tester@test"  # CHANT_OWNER
     assert dispatch(ws, "queue_claim", {"project": "auth"})["spec"]["id"] == sid(3, project="auth")
-    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0}
-    assert dispatch(ws, "queue_list", {}) == {"specs": [], "depth": 0}
+    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0, "held": 0, "warnings": []}
+    assert dispatch(ws, "queue_list", {}) == {"specs": [], "depth": 0, "held": 0, "warnings": []}
     with pytest.raises(NothingReady) as info:
         dispatch(ws, "queue_claim", {"owner": "w1@host"})
     assert info.value.to_dict()["code"] == "nothing_ready"
@@ -354,3 +356,133 @@ def test_processes_claiming_and_completing(repo, tmp_path):
     ws.refresh()
     assert ws.locks.leases() == []
     assert all(ws.table.active[spec].status == "completed" for spec in claimed)
+
+
+# what lint reports as an error never reaches a worker
+
+
+def _lint_errors(ws) -> set[str]:
+    report = ws.lint()
+    return {d["spec_id"] for d in report["diagnostics"] if d["severity"] == "error"}
+
+
+def test_the_queue_holds_back_every_spec_lint_reports_an_error_for(repo):
+    repo.write(sid(1), "status: pending", "# Fine\n")
+    repo.write(sid(2), raw="")  # empty
+    repo.write(sid(3), raw="\n  \n")  # blank is empty too
+    repo.write(sid(4), raw="# Plain markdown, no frontmatter\n")  # a warning only: still work
+    repo.write(sid(5), "status: pending", "no title line\n")
+    repo.write(sid(6), "status: pending\napproval: {required: true, status: approved}")  # no by, no at
+    repo.write(sid(7), "status: pending\nmembers: [2026-01-01-001-nop]")
+    repo.write(sid(8), f"status: pending\ndepends_on: [{sid(9)}]")  # the first of a cycle through a done spec
+    repo.write(sid(9), f"status: completed\ndepends_on: [{sid(8)}]")
+    repo.write(sid(10), "status: pending")
+    os.makedirs(os.path.join(repo.specs, "sub"))
+    with open(os.path.join(repo.specs, "sub", f"{sid(10)}.md"), "w") as fh:  # a second file with its ID
+        fh.write("---\nstatus: pending\n---\n# Twin\n")
+    ws = fresh(repo)
+    ws.refresh()
+    ready = {row.id for row in ws.table.graph.queue_rows}
+    assert ready == {sid(n) for n in (1, 2, 3, 4, 5, 6, 7, 8, 10)}  # all of them ready by the rules
+    assert _lint_errors(ws) == {sid(n) for n in (2, 3, 5, 6, 7, 8, 10)}
+    assert ids(ws.queue.items()) == [sid(1), sid(4)]
+    claimed = [ws.queue.claim_nowait("w", 60)[0].id for _ in range(2)]
+    assert claimed == [sid(1), sid(4)]
+    with pytest.raises(NothingReady) as info:
+        ws.queue.claim_nowait("w", 60)
+    assert info.value.message == "No ready specs in the queue (7 ready specs held back by lint errors; see `chant lint`)."
+    # what the operations say about a held spec
+    shown = dispatch(ws, "show", {"spec": sid(2)})
+    assert shown["ready"] is True and shown["held"] == ["empty"]
+    assert dispatch(ws, "show", {"spec": sid(1)})["held"] == []
+    assert dispatch(ws, "queue_next", {})["held"] == 7
+    assert [s["held"] for s in dispatch(ws, "list", {"ready": True})["specs"]] == [
+        [], ["empty"], ["empty"], [], ["title"], ["approval"], ["dependency"], ["cycle"], ["duplicate"],
+    ]
+
+
+def test_rules_disabled_in_the_config_do_not_hold_a_spec_back(repo):
+    with open(os.path.join(repo.root, ".chant", "config.md"), "w") as fh:
+        fh.write("---\nlint:\n  disable: [title, empty]\n---\n")
+    repo.write(sid(1), raw="")
+    repo.write(sid(2), "status: pending", "no title\n")
+    repo.write(sid(3), "status: pending\napproval: {required: false, status: approved, by: x}")  # no at: an error
+    ws = fresh(repo)
+    assert ids(ws.queue.items()) == [sid(1), sid(2)]
+    assert _lint_errors(ws) == {sid(3)}
+
+
+def test_a_claim_lets_go_of_a_spec_that_broke_a_rule_since_the_snapshot(repo):
+    for seq in (1, 2):
+        repo.write(sid(seq))
+    ws = fresh(repo)
+    snapshot = ws.queue._free
+
+    def snapshot_then_emptied(*args, **kwargs):
+        rows = list(snapshot(*args, **kwargs))
+        repo.write(sid(1), raw="")  # someone empties 001 right after our snapshot
+        return rows
+
+    ws.queue._free = snapshot_then_emptied
+    row, _lease = ws.queue.claim_nowait("w", 60)
+    assert row.id == sid(2)
+    assert ws.locks.get(sid(1)) is None
+
+
+_STATUSES = st.sampled_from(["pending", "failed", "completed", "in_progress"])
+_spec = st.fixed_dictionaries(
+    {
+        "status": _STATUSES,
+        "title": st.booleans(),
+        "frontmatter": st.booleans(),
+        "empty": st.integers(0, 9).map(lambda n: n == 0),
+        "deps": st.lists(st.integers(1, 7), max_size=2),
+        "members": st.lists(st.integers(1, 9), max_size=1),
+        "approval": st.sampled_from([None, "approved", "approved-by", "pending"]),
+        "twin": st.integers(0, 9).map(lambda n: n == 0),
+        "group": st.integers(0, 9).map(lambda n: n == 0),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_spec, min_size=1, max_size=7), st.sampled_from([[], ["cycle"], ["title", "dependency"]]))
+def test_the_queue_is_the_ready_work_lint_finds_no_error_in(tmp_path_factory, specs, disabled):
+    """For any repository: queued = ready, not a group, no live lease, and no lint error."""
+    from chantlib.store import SpecStore
+    from chantlib.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("gate")
+    SpecStore(str(root)).init("t")
+    if disabled:
+        with open(os.path.join(str(root), ".chant", "config.md"), "w") as fh:
+            fh.write(f"---\nlint:\n  disable: [{', '.join(disabled)}]\n---\n")
+    for n, s in enumerate(specs, 1):
+        path = os.path.join(str(root), ".chant", "specs", f"{sid(n)}.md")
+        if s["empty"]:
+            text = ""
+        else:
+            front = [f"status: {s['status']}"]
+            if s["group"]:
+                front.append("type: group")
+            if s["deps"]:
+                front.append(f"depends_on: [{', '.join(sid(d) for d in s['deps'])}]")
+            if s["members"]:
+                front.append(f"members: [{', '.join(sid(m) for m in s['members'])}]")
+            if s["approval"]:
+                by = ", by: me, at: '2026-01-01'" if s["approval"].endswith("-by") else ""
+                front.append(f"approval: {{required: true, status: {s['approval'].split('-')[0]}{by}}}")
+            head = "---\n" + "\n".join(front) + "\n---\n" if s["frontmatter"] else ""
+            text = head + (f"# Spec {n}\n" if s["title"] else "body\n")
+        with open(path, "w") as fh:
+            fh.write(text)
+        if s["twin"]:
+            os.makedirs(os.path.join(str(root), ".chant", "specs", "twin"), exist_ok=True)
+            with open(os.path.join(str(root), ".chant", "specs", "twin", f"{sid(n)}.md"), "w") as fh:
+                fh.write(text or "x\n")
+    ws = Workspace(str(root))
+    queued = ids(ws.queue.items())
+    ws.refresh()
+    graph = ws.table.graph
+    work = [row.id for row in graph.queue_rows]
+    assert queued == [i for i in work if i not in _lint_errors(ws)]

@@ -40,6 +40,7 @@ def test_ready_since_follows_the_graph_without_walking_it(repo):
     service = _service(repo, lambda: now[0])
     try:
         service.apply(None)
+        service.mark_loaded()  # what the daemon does once its load is done: requests may run
         graph = service.ws.table.graph
         assert service._ready_since == {"2026-01-24-001-aaa": 1000.0}
         graph._ready_set = _NoWalk(graph._ready_set)

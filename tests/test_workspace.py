@@ -140,3 +140,91 @@ def test_memory_only_workspace_writes_no_cache(repo):
     repo.write("2026-01-24-001-aaa")
     assert len(ws.list_specs()["specs"]) == 1
     assert not os.path.exists(os.path.join(repo.root, ".chant", ".index", "table.marshal"))
+
+
+# --- config values in the cached table, and the warnings of every operation ---------------------
+
+
+def _config(repo, front: str) -> None:
+    with open(os.path.join(repo.root, ".chant", "config.md"), "w") as fh:
+        fh.write(f"---\n{front}\n---\n")
+
+
+def test_integers_in_the_config_do_not_stop_the_table_from_being_saved(repo, monkeypatch):
+    _config(repo, "scale:\n  locks:\n    ttl: 900\n  limits:\n    max_agents: 4\n    per_project: {auth: 3}")
+    repo.write("2026-01-24-001-aaa")
+    first = repo.workspace().list_specs()
+    assert first["warnings"] == []
+    assert os.path.isfile(os.path.join(repo.root, ".chant", ".index", "table.marshal"))
+    import chantlib.table as table_mod
+
+    monkeypatch.setattr(table_mod, "parse_file", lambda *a: pytest.fail("the table was saved: nothing to parse"))
+    ws = repo.workspace()
+    assert [s["id"] for s in ws.list_specs()["specs"]] == ["2026-01-24-001-aaa"]
+    assert ws.config.lock_ttl == 900 and ws.config.get("scale.limits.per_project") == {"auth": 3}
+    assert type(ws.config.get("scale.limits.max_agents")) is int  # plain, as the cache stores it
+
+
+def test_the_table_is_saved_whatever_a_cached_fact_holds(repo):
+    """A value marshal cannot store stays out of the file; the rest is saved."""
+    from chantlib.spec import RawInt
+    from chantlib.table import SpecTable
+
+    repo.write("2026-01-24-001-aaa")
+    ws = repo.workspace()
+    ws.refresh()
+    ws.table.extra["odd"] = (RawInt(7, "07"), object())
+    ws.table.save()
+    assert ws.table.warnings == []
+    again = SpecTable(ws.store, ws.cache_dir)
+    again.load()
+    assert list(again.rows) == ["specs/2026-01-24-001-aaa.md"] and "odd" not in again.extra
+
+
+def _unsavable(repo) -> None:
+    """The table's file is a folder: every save of the table fails."""
+    os.makedirs(os.path.join(repo.root, ".chant", ".index", "table.marshal"), exist_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("list", {}), ("show", {"spec": "aaa"}), ("search", {"q": "status:pending"}), ("lint", {}), ("status", {}),
+        ("add", {"title": "New"}), ("lock_acquire", {"spec": "aaa", "owner": "me"}), ("lock_status", {"spec": "aaa"}),
+        ("queue_next", {}), ("queue_list", {}), ("queue_claim", {"owner": "me"}), ("complete", {"spec": "aaa"}),
+        ("index_status", {}), ("index_rebuild", {}),
+    ],
+)
+def test_every_operation_reports_the_warnings_of_its_run(repo, name, params):
+    repo.write("2026-01-24-001-aaa", "status: pending", "# A\n")
+    _unsavable(repo)
+    result = ops.dispatch(repo.workspace(), name, params)
+    assert [w for w in result["warnings"] if w.startswith("cannot save the spec table")], result.get("warnings")
+
+
+def test_a_result_carries_state_warnings_and_run_warnings_once(repo):
+    repo.write("2026-01-24-001-aaa")
+    repo.write("2026-01-24-002-bad", raw="---\nstatus: [\n---\n# Broken\n")
+    _unsavable(repo)
+    ws = repo.workspace()
+    first = ws.show("aaa")["warnings"]
+    assert [w.split(":")[0] for w in first] == ["cannot save the spec table in " + ws.cache_dir, "skipping .chant/specs/2026-01-24-002-bad.md"]
+    second = ws.queue_next()["warnings"]  # the save failed once; the broken file is still there
+    assert second == [first[1]]
+    assert ops.dispatch(ws, "hello", {})["warnings"] == []  # reads no spec: nothing to say about them
+
+
+def test_ids_of_files_that_do_not_parse_resolve(repo):
+    """A broken file exists: naming it is never "not found"; what needs its YAML says why."""
+    from chantlib.errors import SpecParseError
+
+    repo.write("2026-01-24-001-bad", raw="---\nstatus: [\n---\n# Broken\n")
+    ws = repo.workspace()
+    assert ws.show("bad")["error"].startswith("invalid YAML in frontmatter at line ")
+    added = ws.add("After the repair", depends_on=["bad"])
+    assert ws.show(added["id"])["depends_on"] == ["2026-01-24-001-bad"]
+    with pytest.raises(SpecParseError) as err:
+        ws.complete("bad")
+    assert err.value.message.startswith("cannot edit 2026-01-24-001-bad: invalid YAML in frontmatter at line ")
+    assert (err.value.exit_code, err.value.http_status) == (1, 422)
+    assert ws.lock_acquire("bad", owner="fixer")["spec"] == "2026-01-24-001-bad"
