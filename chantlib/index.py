@@ -138,6 +138,8 @@ class Index:
         self.defer_state = defer_state
         self.keep_writer = keep_writer
         self._writer = None  # the kept writer (keep_writer), with the writer lock held for it
+        #: documents written by streams (see :meth:`stream`) since the owner last looked
+        self.streamed = 0
         self._state_dirty = False
         self._state_snapshot = None
         self._state_changes: dict[str, int | None] = {}  # path -> crc (None: deleted) since the last write
@@ -545,6 +547,12 @@ class Index:
 
     def rebuild(self, *, progress=None) -> int:
         """Throw the index away and index every spec again; returns the document count."""
+        self.reset()
+        self.sync(progress=progress)
+        return len(self._load_state())
+
+    def reset(self) -> None:
+        """Throw the index away (its folder and state): the next sync indexes every spec."""
         if not self.keep_writer and self.path is not None and self._daemon_runs():
             from .errors import Conflict
 
@@ -558,8 +566,17 @@ class Index:
         if folder is not None:
             _rmtree(folder)
         self._forget_state()
-        self.sync(progress=progress)
-        return len(self._load_state())
+
+    def stream(self, progress=None):
+        """A ``stream`` for :meth:`SpecTable.refresh <chantlib.table.SpecTable.refresh>`:
+        ``stream(total)`` gives a sink that indexes the specs a cold build parses, a batch at
+        a time as the table reads them (each file read once, no more than a batch of texts
+        held), or ``None`` when this process may not write the index (a daemon holds it)."""
+
+        def start(total: int):
+            return _Stream.start(self, total, progress)
+
+        return start
 
     # reading
 
@@ -605,6 +622,105 @@ class Index:
         except ValueError as exc:
             raise QuerySyntaxError(f"Invalid query: {exc}", query=query) from None
         return SearchResult(result.count, paths, compiler.scored)
+
+
+class _Stream:
+    """Indexing in step with a refresh that parses many files (see :meth:`Index.stream`).
+
+    Holds the writer lock and one writer for the whole refresh. An index with no state yet is
+    built fresh: every old document is deleted in the first commit, and none is deleted one
+    by one; a crash half-way leaves no state, so the next start builds fresh again. Otherwise
+    each batch's new paths are named in the state before the commit that may add them, as
+    every write does (see ``Index._write``).
+    """
+
+    def __init__(self, index, writer, lock, progress, total: int) -> None:
+        self.index = index
+        self.writer = writer
+        self.lock = lock
+        self.indexed = index._load_state()
+        self.fresh = not self.indexed
+        if self.fresh:
+            writer.delete_all_documents()
+        self.in_batch = 0
+        self.written = 0
+        from .progress import phase
+
+        self.report = phase(progress, "indexing", total)
+
+    @classmethod
+    def start(cls, index, total: int, progress):
+        lock = None
+        if index.path is not None:
+            from filelock import Timeout
+
+            lock = index._writer_lock()
+            try:
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    if not index.keep_writer and index._daemon_runs():
+                        return None  # the daemon's: the sync after the refresh searches what it keeps
+                    lock.acquire(timeout=60)
+            except Timeout:
+                raise ChantError(f"the index in {index.path} is busy (another process is writing it)") from None
+        try:
+            index.close()  # the kept writer, if any: this write gets its own, with a bigger arena
+            tantivy_index = index._open()
+            try:
+                writer = tantivy_index.writer(heap_size=BIG_HEAP, num_threads=1)
+            except ValueError as exc:
+                raise ChantError(f"cannot write the index: {exc}") from None
+            return cls(index, writer, lock, progress, total)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def __call__(self, batch: dict) -> None:
+        index, writer, indexed = self.index, self.writer, self.indexed
+        table, changes = index.table, index._state_changes
+        files = table.files
+        todo = [rel for rel in batch if rel in table.rows and indexed.get(rel) != files[rel][3]]
+        try:
+            if not self.fresh:
+                new = [rel for rel in todo if rel not in indexed]
+                if new:
+                    for rel in new:
+                        indexed[rel] = changes[rel] = -1
+                    index._write_state()
+            for rel in todo:
+                if not self.fresh:
+                    writer.delete_documents_by_term("path", rel)
+                writer.add_document(index._document(table.row(rel), batch[rel].body))
+                indexed[rel] = changes[rel] = files[rel][3]
+                self.written += 1
+                self.in_batch += 1
+                if self.in_batch == BATCH:
+                    writer.commit()
+                    self.in_batch = 0
+                    _give_back_freed_memory()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        if self.report is not None:
+            self.report.step(len(batch))
+
+    def close(self) -> None:
+        """The last commit; the writer closed (its merges waited for) and the lock let go."""
+        try:
+            self.writer.commit()
+            self.writer.wait_merging_threads()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        _give_back_freed_memory()
+        if self.report is not None:
+            self.report.finish()
+        self.index._save_state()
+        self.index._reload()
+        self.index.streamed += self.written
 
 
 # --- the query compiler ---------------------------------------------------------------------

@@ -418,11 +418,11 @@ class SpecTable:
 
     # refresh
 
-    def refresh(self, *, save: bool = True, full: bool = False, progress=None) -> Changes:
+    def refresh(self, *, save: bool = True, full: bool = False, progress=None, stream=None) -> Changes:
         """Bring the table in step with the files; returns what changed.
 
         ``progress``: a callable ``(phase, done, total)`` told how the parsing goes (phase
-        ``"reading"``, see :mod:`chantlib.progress`).
+        ``"reading"``, see :mod:`chantlib.progress`). ``stream``: see :meth:`_read_many`.
 
         Every spec under ``specs/`` is stat'ed on every refresh. Archived specs are history:
         a folder of the archive whose mtime and inode are what they were when it was last
@@ -482,7 +482,7 @@ class SpecTable:
                 to_read.append((rel, (st.st_mtime_ns, st.st_size, st.st_ino), old))
                 if st.st_mtime_ns >= racy_since:
                     new_racy.add(rel)
-        self._read_many(to_read, changes, progress)
+        self._read_many(to_read, changes, progress, stream)
         def unread(path: str) -> bool:
             """Below a folder that was skipped, at any depth: not read, so not gone."""
             i = path.find("/")
@@ -639,20 +639,37 @@ class SpecTable:
                 continue  # gone, or not a folder: only the table's entries below it are left
         return found
 
-    def _read_many(self, to_read: list, changes: Changes, progress=None) -> None:
+    def _read_many(self, to_read: list, changes: Changes, progress=None, stream=None) -> None:
         """Read the files a walk found changed. The parsed specs are kept for the index only
         when they are few (a watcher's batch, a command's refresh): a cold build's would hold
-        every spec's text at once, and the index reads the bodies again instead."""
+        every spec's text at once. ``stream(total)`` may give a sink for that case instead (the
+        index's, see :meth:`Index.stream <chantlib.index.Index.stream>`): it is handed the
+        parsed specs PARSED_KEEP at a time, as they are read, and closed at the end, so each
+        file is read once and no more than a batch of texts is held."""
         from .progress import phase
 
         keep = len(to_read) <= PARSED_KEEP
+        sink = stream(len(to_read)) if stream is not None and not keep else None
         report = phase(progress, "reading", len(to_read))
-        for rel, key, old in to_read:
-            self._read_one(rel, key, old, changes, keep)
-            if report is not None:
-                report.step()
+        batch: dict = {}
+        try:
+            for rel, key, old in to_read:
+                spec = self._read_one(rel, key, old, changes, keep)
+                if sink is not None and spec is not None:
+                    batch[rel] = spec
+                    if len(batch) >= PARSED_KEEP:
+                        sink(batch)
+                        batch = {}
+                if report is not None:
+                    report.step()
+            if sink is not None and batch:
+                sink(batch)
+        finally:
+            if sink is not None:
+                sink.close()
 
-    def _read_one(self, rel: str, key: tuple, old, changes: Changes, keep: bool = True) -> None:
+    def _read_one(self, rel: str, key: tuple, old, changes: Changes, keep: bool = True):
+        """Read one file into the table; the parsed spec when it was parsed (else None)."""
         try:
             with open(self.store.abspath(rel), "rb") as fh:
                 raw = fh.read()
@@ -669,6 +686,7 @@ class SpecTable:
         if keep:
             changes.parsed[rel] = spec
         (changes.changed if old is not None else changes.added).append(rel)
+        return spec
 
     def _invalidate(self) -> None:
         """Rows changed: a new generation; cached results but the config go (the live graph

@@ -227,8 +227,13 @@ class Workspace:
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
-            changes = self.table.refresh(save=False, full=True, progress=self.progress)
-            return self.index.sync(changes.parsed, changes, progress=self.progress)
+            # a cold start parses every file: the index takes them as they are read
+            index = self.index
+            index.streamed = 0
+            changes = self.table.refresh(save=False, full=True, progress=self.progress,
+                                         stream=index.stream(self.progress))
+            streamed, index.streamed = index.streamed, 0
+            return streamed + index.sync(changes.parsed, changes, progress=self.progress)
         changes = self.table.refresh_paths(relpaths)
         return self.index.sync(changes.parsed, changes)
 
@@ -741,9 +746,12 @@ class Workspace:
     @_operation()
     def index_rebuild(self) -> dict:
         started = time.perf_counter()
+        index = self.index
+        index.reset()
         self.table.clear()
-        self.table.refresh(save=False, progress=self.progress)
-        documents = self.index.rebuild(progress=self.progress)
+        self.table.refresh(save=False, progress=self.progress, stream=index.stream(self.progress))
+        index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
+        documents = len(index._load_state())
         self.table.graph  # noqa: B018 - compute and cache the graph with the new table
         self.table.save()
         return {"documents": documents, "specs": len(self.table.rows), "seconds": round(time.perf_counter() - started, 3)}

@@ -352,12 +352,33 @@ def test_a_cold_build_keeps_no_parsed_spec_and_indexes_in_batches(repo, monkeypa
     assert ws.search("merge", limit=None)["total"] == 30
     assert ws.search("word17")["specs"][0]["id"] == "2026-01-24-017-aaa"
     assert all(crc == ws.table.files[rel][3] for rel, crc in ws.index._load_state().items())
+    # a cold start streams: each file read once (no body read again), the same batches
+    from chantlib.index import Index
+
+    def no_second_read(self, rel):
+        raise AssertionError(f"{rel} read again")
+
+    monkeypatch.setattr(Index, "_read_body", no_second_read)
+    import shutil
+
+    ws.close()
+    shutil.rmtree(ws.cache_dir)
+    commits.clear()
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    assert ws.apply_changes(None) == 30
+    assert len(commits) == 5
+    assert ws.search("merge", limit=None)["total"] == 30
+    monkeypatch.undo()
+    monkeypatch.setattr(table_module, "PARSED_KEEP", 5)
+    monkeypatch.setattr(index_module, "BATCH", 7)
+    monkeypatch.setattr(tantivy.IndexWriter, "commit", commit, raising=False)
     # a watcher's batch is small: its parsed specs are handed to the index, one commit
     commits.clear()
     repo.write("2026-01-24-003-aaa", "status: pending", "# Spec 3\n\nchanged\n")
     changes = ws.table.refresh_paths(["specs/2026-01-24-003-aaa.md"])
     assert list(changes.parsed) == ["specs/2026-01-24-003-aaa.md"]
     assert ws.index.sync(changes.parsed, changes) == 1 and len(commits) == 1
+    ws.close()
 
 
 @pytest.mark.parametrize("text", [
