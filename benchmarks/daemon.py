@@ -1682,7 +1682,10 @@ def render_scale(results: list[dict], bare: float | None, R, info: dict, before:
         "(the paired ratio). The latency series write a new spec file (or rewrite a ready spec's title in place) "
         "and poll over one connection every ~1 ms with the request `chant list --ready` sends, decoding the whole "
         "answer, until it shows the change; the daemon saves its table every 5 s meanwhile (the journals' "
-        "growth shows those saves). The OS page cache is not dropped, but this machine's is small: a cold start "
+        "growth shows those saves). Each list sample holds the poll in flight when the change lands and one "
+        "whole answer after it, so it cannot be shorter than about the daemon's part (the `search` row, "
+        "whose answers are small) plus one to two round trips of the `list --ready` answer (the socket row): "
+        "at 200,000 specs that answer holds 23,706 specs. The OS page cache is not dropped, but this machine's is small: a cold start "
         "may read from disk.")
     add(SCALE_END)
     return lines
