@@ -17,7 +17,6 @@ checkboxes also waits for all its members to be ``completed``.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from itertools import chain
 
 from .ids import driver_of, sort_key
@@ -74,21 +73,20 @@ class Graph:
         self.archived = archived if archived is not None else {}
         members: dict[str, list[str]] = {}
         drivers: dict[str, str] = {}
-        rdeps: dict[str, set[str]] = {}
-        for spec_id, row in active.items():
+        for spec_id in active:
             if "." in spec_id:
                 driver = driver_of(spec_id)
                 if driver is not None:
                     members.setdefault(driver, []).append(spec_id)
                     drivers[spec_id] = driver
-            for dep in row.depends_on or ():
-                rdeps.setdefault(dep, set()).add(spec_id)
         self._members = members
         self._drivers = drivers
-        self._rdeps = rdeps  # dependency ID -> the active specs that name it in depends_on
+        # dependency ID -> the active specs that name it in depends_on: made by the first
+        # update (a short-lived graph, the CLI's, never needs it)
+        self._rdeps: dict[str, set[str]] | None = None
         self._blocked: set[str] | None = None
         self._ready: list[str] | None = None
-        self._ready_keys: list[tuple] = []  # _ready_key() of each entry of _ready, for bisect
+        self._ready_keys: list[tuple] | None = None  # _ready_key() of each entry of _ready, for bisect
         self._ready_set: set[str] = set()
         self._queue: list | None = None
         self._queue_keys: list[tuple] = []  # queue_key() of each row of _queue, for bisect
@@ -183,13 +181,25 @@ class Graph:
                 ready.append(spec_id)
             if is_blocked:
                 blocked.add(spec_id)
-        self._restore(ready, blocked)
-
-    def _restore(self, ready, blocked) -> None:
-        """Take ready and blocked as computed (by :meth:`_compute`, or cached with the table)."""
         keys = sorted(_ready_key(i) for i in ready)
+        self._restore([k[1] for k in keys], blocked, keys)
+
+    def _compute_keys(self) -> list[tuple]:
+        """The bisect keys of ``ready``, made when an update first needs them (a cached ready
+        list was saved in this order; one saved by an older version is put in it here)."""
+        if self._ready_keys is None:
+            keys = [_ready_key(i) for i in self._ready]
+            if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
+                keys.sort()
+                self._ready[:] = [k[1] for k in keys]
+            self._ready_keys = keys
+        return self._ready_keys
+
+    def _restore(self, ready, blocked, keys=None) -> None:
+        """Take ready and blocked as computed (by :meth:`_compute`, with their keys, or cached
+        with the table, in chant order)."""
+        self._ready = list(ready)
         self._ready_keys = keys
-        self._ready = [k[1] for k in keys]
         self._ready_set = set(self._ready)
         self._blocked = set(blocked)
         self._queue = None
@@ -270,7 +280,7 @@ class Graph:
         its driver (which waits for its members) and its siblings (which wait for earlier
         ones). The result equals a graph built from scratch over the same rows.
         """
-        members, drivers, rdeps = self._members, self._drivers, self._rdeps
+        members, drivers, rdeps = self._members, self._drivers, self._reverse()
         for spec_id, old in changed.items():
             new = self.active.get(spec_id)
             old_deps = set(old.depends_on or ()) if old is not None else set()
@@ -284,6 +294,8 @@ class Graph:
             for dep in new_deps - old_deps:
                 rdeps.setdefault(dep, set()).add(spec_id)
             if (old is None) != (new is None) and self._order is not None:
+                from bisect import bisect_left  # here, not at import time: the CLI never needs it
+
                 key = _ready_key(spec_id)
                 at = bisect_left(self._order_keys, key)
                 if new is None:
@@ -321,8 +333,19 @@ class Graph:
         for spec_id in touched:
             self._settle(spec_id, spec_id in changed)
 
+    def _reverse(self) -> dict[str, set[str]]:
+        if self._rdeps is None:
+            rdeps: dict[str, set[str]] = {}
+            for spec_id, row in self.active.items():
+                for dep in row.depends_on or ():
+                    rdeps.setdefault(dep, set()).add(spec_id)
+            self._rdeps = rdeps
+        return self._rdeps
+
     def _settle(self, spec_id: str, row_changed: bool) -> None:
         """Decide one spec again and move it in or out of the sorted views."""
+        from bisect import bisect_left
+
         row = self.active.get(spec_id)
         ready, blocked = self._state(row) if row is not None else (False, False)
         if blocked:
@@ -332,7 +355,7 @@ class Graph:
         was = spec_id in self._ready_set
         if ready != was:
             key = _ready_key(spec_id)
-            at = bisect_left(self._ready_keys, key)
+            at = bisect_left(self._compute_keys(), key)
             if ready:
                 self._ready_keys.insert(at, key)
                 self._ready.insert(at, spec_id)

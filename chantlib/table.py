@@ -19,7 +19,6 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Mapping
 from operator import itemgetter
 
 from .ids import parse_id, resolve_partial, sort_key
@@ -222,8 +221,10 @@ class _ArchivedStatuses:
         return iter(self._raw)
 
 
-class _ById(Mapping):
-    """The active specs over the archived ones, looked up in both: see ``SpecTable.by_id``."""
+class _ById:
+    """The active specs over the archived ones, looked up in both: see ``SpecTable.by_id``.
+    A read-only mapping (not a ``collections.abc.Mapping``: that import is not on the CLI's
+    fast path)."""
 
     __slots__ = ("_table",)
 
@@ -250,6 +251,21 @@ class _ById(Mapping):
     def __len__(self) -> int:
         active = self._table._active
         return len(active) + sum(1 for spec_id in self._table._archived_raw if spec_id not in active)
+
+    def get(self, spec_id: str, default=None):
+        try:
+            return self[spec_id]
+        except KeyError:
+            return default
+
+    def keys(self):
+        return iter(self)
+
+    def items(self):
+        return ((spec_id, self[spec_id]) for spec_id in self)
+
+    def values(self):
+        return (self[spec_id] for spec_id in self)
 
 
 class Changes:
@@ -325,24 +341,26 @@ class SpecTable:
             return
         files, rows, extra = data["files"], data["rows"], data["extra"]
         folders, verified, racy = data["folders"], data["archive_verified_ns"], data["racy"]
-        rows_changed = False
+        stale_graph = False  # a row changed since the graph in ``extra`` was computed
         for record in records:  # what the owner appended since (see _append)
             kind = record[0]
             if kind == "put":
                 files[record[1]], rows[record[1]] = record[2], record[3]
-                rows_changed = True
+                stale_graph = True
             elif kind == "del":
                 files.pop(record[1], None)
                 rows.pop(record[1], None)
-                rows_changed = True
+                stale_graph = True
             elif kind == "meta":
                 folders, verified, racy = record[1], record[2], record[3]
             elif kind == "extra":
-                graph = extra.get("graph")
-                extra = dict(record[1])
-                if graph is not None and not rows_changed:
-                    extra["graph"] = graph  # the snapshot's graph, still true of its rows
-        if rows_changed and "graph" in extra:
+                new = dict(record[1])
+                if "graph" in new:
+                    stale_graph = False  # computed from every row up to this record
+                elif "graph" in extra and not stale_graph:
+                    new["graph"] = extra["graph"]  # still true of the rows
+                extra = new
+        if stale_graph and "graph" in extra:
             del extra["graph"]  # computed from rows that changed since
         self.files, self.rows, self.extra = files, rows, extra
         self.folders, self.archive_verified_ns, self._racy = folders, verified, set(racy)
@@ -367,8 +385,14 @@ class SpecTable:
             records.append(("put", rel, entry, row) if entry is not None and row is not None else ("del", rel))
         if self._meta_changed:
             records.append(("meta", self.folders, self.archive_verified_ns, sorted(self._racy)))
-        # the graph is left out: O(ready) on every save; it is saved with the next full table
-        records.append(("extra", {k: v for k, v in self.extra.items() if k != "graph"}))
+        extra = {k: v for k, v in self.extra.items() if k != "graph"}
+        g = self._graph
+        if g is not None and g._ready is not None and not records:
+            # no row changed in this save (a command that only read): the graph goes in, so the
+            # next command finds it computed; a save that carries rows (the daemon's) leaves it
+            # out, O(ready) to write each time, for the next full table
+            extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
+        records.append(("extra", extra))
         try:
             if not snapshot.append(records):
                 return False
@@ -646,11 +670,13 @@ class SpecTable:
         index's, see :meth:`Index.stream <chantlib.index.Index.stream>`): it is handed the
         parsed specs PARSED_KEEP at a time, as they are read, and closed at the end, so each
         file is read once and no more than a batch of texts is held."""
-        from .progress import phase
-
         keep = len(to_read) <= PARSED_KEEP
         sink = stream(len(to_read)) if stream is not None and not keep else None
-        report = phase(progress, "reading", len(to_read))
+        report = None
+        if progress is not None:
+            from .progress import phase
+
+            report = phase(progress, "reading", len(to_read))
         batch: dict = {}
         try:
             for rel, key, old in to_read:
@@ -769,14 +795,14 @@ class SpecTable:
             self._archived = {i: new(Row, t) for i, t in self._archived_raw.items()}
         return self._archived
 
-    def archived_statuses(self) -> Mapping[str, str]:
+    def archived_statuses(self) -> _ArchivedStatuses:
         """id -> status of the archive (a view over the rows)."""
         if self._active is None:
             self._index()
         return _ArchivedStatuses(self._archived_raw)
 
     @property
-    def by_id(self) -> Mapping[str, Row]:
+    def by_id(self) -> _ById:
         """id -> row, active specs shadowing archived ones of the same ID (a view: nothing
         is copied, so a long-lived table pays nothing for it when rows change)."""
         if self._active is None:
