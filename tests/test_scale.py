@@ -616,3 +616,24 @@ def test_after_a_warm_start_the_first_batch_is_compared_path_by_path(repo, monke
     assert ws.search("fresh")["total"] == 1
     assert calls == []
     ws.close()
+
+
+def test_a_read_only_command_leaves_the_graph_computed_for_the_next_one(repo):
+    """With the journal, a save appends; the graph (O(ready) to write) goes in only with a
+    save that carries no row, so direct mode does not compute it again on every command."""
+    from chantlib.table import SpecTable
+
+    for n in range(1, 6):
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending")
+    daemon_like = _daemon_like(repo)  # a snapshot, then a journal with rows in it
+    repo.write("2026-01-24-001-aaa", "status: completed")
+    daemon_like.apply_changes(["specs/2026-01-24-001-aaa.md"])
+    daemon_like.flush()
+    daemon_like.close()
+    first = repo.workspace()
+    first.list_specs(ready=True)  # computes the graph (the journal's rows made the saved one stale)
+    table = SpecTable(first.store, first.cache_dir)
+    table.load()
+    assert table.extra["graph"][0] == tuple(first.table.graph.ready)
+    assert list(table.graph.ready) == ["2026-01-24-002-aaa", "2026-01-24-003-aaa", "2026-01-24-004-aaa",
+                                       "2026-01-24-005-aaa"]
