@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast bench bench-scale lint clean
 
 # A venv with the project (editable, path-based: no import hook on the CLI's startup path)
 # and its dev tools. Bytecode is compiled up front so the CLI starts fast even where
@@ -27,8 +27,14 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# SIZES=5000,200000 picks the repository sizes (default 500,5000,50000; 200000 works, slowly)
 bench: install
-	$(BIN)/python benchmarks/run.py --write docs/benchmarks.md
+	$(BIN)/python benchmarks/run.py --write docs/benchmarks.md $(if $(SIZES),--sizes $(SIZES))
+
+# The scale table alone (issue 7: a change's cost at 5,000, 50,000 and 200,000 specs): it
+# replaces that section of docs/benchmarks.md, which `make bench` keeps. About 20 minutes.
+bench-scale: install
+	$(BIN)/python benchmarks/run.py --scale --write docs/benchmarks.md $(if $(SIZES),--sizes $(SIZES))
 
 lint: install
 	$(BIN)/ruff check chantlib chant_cli chantd tests benchmarks scripts

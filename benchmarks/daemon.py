@@ -77,6 +77,7 @@ CLI_ROWS = [
     ("search", "search_free", "{search}: direct vs daemon mode (repeated: the daemon's cached answer)"),
     ("search_fresh", "search_free", "{search}: direct vs daemon mode, first after a write (answer computed)"),
     ("lock", "lock_pair", "`chant lock acquire` + `lock release`: direct vs daemon mode"),
+    ("list_all", "warm_list_all", "`chant list` (every active spec): direct vs daemon mode (repeated)"),
 ]
 COLD_ROW = "cold direct `chant list --ready` vs daemon mode"
 RTT_ROWS = [
@@ -92,6 +93,7 @@ START_ROWS = [
 ]
 STOP_ROW = "`chant daemon stop` (clean stop: table saved, socket removed)"
 RSS_ROWS = [
+    ("cold", "a cold start, once fully started: VmHWM is the peak of its build (table and index from the files)"),
     ("start", "just after a warm start (and 200 `hello`s)"),
     ("cli", "after the daemon-mode CLI runs"),
     ("rtt", "after the socket and HTTP round trips"),
@@ -632,10 +634,46 @@ def restore_leftovers(root: str, log) -> None:
             log(f"warning: cannot restore from {backup}: {exc}")
 
 
-def _poll(client: DaemonClient, q: str, want, timeout: float) -> bool:
+def cli_request(argv: list[str]) -> tuple[str, dict]:
+    """The operation and parameters `chant <argv>` sends to a daemon, from the CLI's own
+    parser and operation table: a poll then asks exactly what a user's command asks (with
+    the code under test, whichever version that is)."""
+    from chant_cli.backends import _clean
+    from chant_cli.main import _operation, build_parser
+
+    args = build_parser(argv).parse_args(argv)
+    op, params, _renderer = _operation(args)
+    return op, _clean(op, params)
+
+
+class _Probe:
+    """How a poll sees a write: ``search`` (a query for the new ID or word, answered from the
+    index) or ``list`` (the request of `chant list --ready`, decoded in full as the CLI
+    decodes it, looked through for the new ID or title)."""
+
+    def __init__(self, via: str) -> None:
+        self.via = via
+        self.request = cli_request(["list", "--ready"]) if via == "list" else None
+
+    def count(self, client: DaemonClient, kind: str, value: str) -> int:
+        """How many specs the daemon shows with this ``id``, an ID starting with this
+        ``prefix``, or this word in the ``title``."""
+        if self.via == "search":
+            q = {"id": f"id:{value}", "prefix": f"id:{value}*", "title": f"title:{value}"}[kind]
+            return client.call("search", {"q": q, "limit": 5})["total"]
+        op, params = self.request
+        specs = client.call(op, params)["specs"]
+        if kind == "id":
+            return sum(1 for spec in specs if spec["id"] == value)
+        if kind == "prefix":
+            return sum(1 for spec in specs if spec["id"].startswith(value))
+        return sum(1 for spec in specs if value in (spec.get("title") or "").split())
+
+
+def _poll(check, want, timeout: float) -> bool:
     deadline = time.perf_counter() + timeout
     while True:
-        if want(client.call("search", {"q": q, "limit": 5})["total"]):
+        if want(check()):
             return True
         if time.perf_counter() > deadline:
             return False
@@ -656,8 +694,8 @@ class _Latencies:
         self.missed = 0
         self.error: str | None = None
 
-    def visible(self, client: DaemonClient, q: str, t0: float) -> None:
-        if _poll(client, q, lambda total: total >= 1, WATCH_TIMEOUT):
+    def visible(self, check, t0: float) -> None:
+        if _poll(check, lambda total: total >= 1, WATCH_TIMEOUT):
             self.samples.append(time.perf_counter() - t0)
         else:
             self.missed += 1
@@ -671,11 +709,13 @@ class _Latencies:
         return {"samples": self.samples, "missed": self.missed, "error": self.error}
 
 
-def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
-    """{"new": {...}, "edit": {...}}: seconds from a write to its visibility in a search."""
+def watch_latency(root: str, edit_id: str | None, samples: int, log, via: str = "search") -> dict:
+    """{"new": {...}, "edit": {...}}: seconds from a write to its visibility through ``via``
+    (see :class:`_Probe`)."""
     specs_dir = os.path.join(root, ".chant", "specs")
     out = {}
     created: list[str] = []
+    probe = _Probe(via)
     with DaemonClient.connect(root, timeout=30) as client:
         # new files
         lat = _Latencies()
@@ -688,7 +728,7 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                     fh.write(_PROBE.format(token=f"wpn{i}x"))
                 t0 = time.perf_counter()
                 created.append(path)
-                lat.visible(client, f"id:{spec_id}", t0)
+                lat.visible(lambda spec_id=spec_id: probe.count(client, "id", spec_id), t0)
         except (ChantError, DaemonGone, OSError) as exc:
             lat.failed(exc)
         finally:
@@ -697,7 +737,8 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                     os.unlink(path)
             if created:
                 with contextlib.suppress(ChantError, DaemonGone, OSError):
-                    if not _poll(client, f"id:{PROBE_PREFIX}*", lambda total: total == 0, 30.0):
+                    gone = _poll(lambda: probe.count(client, "prefix", PROBE_PREFIX), lambda total: total == 0, 30.0)
+                    if not gone:
                         log("warning: the daemon still shows probe specs 30 s after they were removed")
         out["new"] = lat.result()
 
@@ -730,7 +771,7 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                 _write_in_place(path, f"{head}{sep} {token}{body}")
                 t0 = time.perf_counter()
                 last = token
-                lat.visible(client, f"title:{token}", t0)
+                lat.visible(lambda token=token: probe.count(client, "title", token), t0)
         except (ChantError, DaemonGone, OSError) as exc:
             lat.failed(exc)
         finally:
@@ -739,7 +780,7 @@ def watch_latency(root: str, edit_id: str | None, samples: int, log) -> dict:
                 os.unlink(backup)
             if last is not None:
                 with contextlib.suppress(ChantError, DaemonGone, OSError):
-                    if not _poll(client, f"title:{last}", lambda total: total == 0, 30.0):
+                    if not _poll(lambda: probe.count(client, "title", last), lambda total: total == 0, 30.0):
                         log(f"warning: the daemon still shows the edit of {edit_id} 30 s after it was undone")
         out["edit"] = lat.result()
     return out
@@ -828,6 +869,8 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
                 t_hello, t_ready = daemon.start()
                 s["hello"].append(t_hello)
                 s["ready"].append(t_ready)
+                if kind == "cold":  # its peak so far is the peak of the cold build
+                    d["rss"]["cold"] = daemon.rss()
             except (StartFailed, OSError) as exc:
                 s["failures"].append(str(exc))
             finally:
@@ -886,9 +929,11 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
                 measure("search_fresh", ["search", R.FREE_QUERY])
             measure("list", ["list", "--ready"], codes=(0, 5))
             measure("search", ["search", R.FREE_QUERY])
+            measure("list_all", ["list"], codes=(0, 5))
         after = socket_counts(daemon.api_port)
         if before is not None and after is not None:
-            for key, cmd, keys in (("list", "list", ("list", "list_fresh")), ("search", "search", ("search", "search_fresh")),
+            for key, cmd, keys in (("list", "list", ("list", "list_fresh", "list_all")),
+                                   ("search", "search", ("search", "search_fresh")),
                                    ("lock", "lock_acquire", ("lock",))):
                 d["check"][key] = {"runs": sum(m[k].attempts for k in keys),
                                    "served": int(after.get(cmd, 0) - before.get(cmd, 0))}
@@ -929,6 +974,11 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
             d["watch"] = watch_latency(root, edit_id, samples, log)
         except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
             d["errors"].append(f"watch latency: {type(exc).__name__}: {exc}")
+        log(f"[{n}] daemon: write -> visible in `list --ready` x{samples} new + x{samples} edits")
+        try:
+            d["watch_list"] = watch_latency(root, edit_id, samples, log, via="list")
+        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
+            d["errors"].append(f"watch latency (list): {type(exc).__name__}: {exc}")
 
         # 2d. memory at steady state
         time.sleep(0.5)
@@ -1172,24 +1222,18 @@ def render_size(add, r: dict, bare: float | None, R) -> None:
 
     # watch latency
     add("Watch latency: a spec file written (a new file; then an in-place truncate-and-write of an existing "
-        "spec's title), then a persistent socket connection polls `search` (`id:<new id>`, `title:<new word>`, "
-        "every ~1 ms) until the answer shows it; from the write's `close()` to that answer. The probes are "
-        "removed and the edit undone afterwards.")
+        "spec's title), then a persistent socket connection polls (every ~1 ms) until the answer shows it; from "
+        "the write's `close()` to that answer. Polled two ways: `search` (`id:<new id>`, `title:<new word>`), and "
+        "the request `chant list --ready` sends, decoded in full as the CLI decodes it (the new ID, the new "
+        "title). The daemon saves its table every few seconds meanwhile. The probes are removed and the edit "
+        "undone afterwards.")
     add("")
-    add("| Change | Samples | Median | p99 | Max | Not seen within 10 s |")
-    add("|---|---|---|---|---|---|")
-    w = d.get("watch", {})
-    for key, label in WATCH_ROWS:
-        s = w.get(key)
-        if not s:
-            add(f"| {label} | 0 | **FAILED** (not run) | — | — | — |")
-            continue
-        vals = sorted(s["samples"])
-        if not vals:
-            add(f"| {label} | 0 | **FAILED** ({s.get('error') or 'no sample'}) | — | — | {s.get('missed', 0)} |")
-            continue
-        add(f"| {label} | {len(vals)} | {_ms(statistics.median(vals))} | {_ms(percentile(vals, 0.99))} | "
-            f"{_ms(vals[-1])} | {s.get('missed', 0)} |")
+    add("| Change | Seen through | Samples | Median | p99 | Max | Not seen within 10 s |")
+    add("|---|---|---|---|---|---|---|")
+    for series, via in (("watch", "`search`"), ("watch_list", "`list --ready`")):
+        w = d.get(series, {})
+        for key, label in WATCH_ROWS:
+            add(watch_row(label, via, w.get(key)))
     add("")
 
     # memory
@@ -1199,6 +1243,16 @@ def render_size(add, r: dict, bare: float | None, R) -> None:
         v = d.get("rss", {}).get(key) or {}
         add(f"| {label} | {R.fmt_rss(v.get('VmRSS'))} | {R.fmt_rss(v.get('VmHWM'))} |")
     add("")
+
+
+def watch_row(label: str, via: str, s: dict | None) -> str:
+    if not s:
+        return f"| {label} | {via} | 0 | **FAILED** (not run) | — | — | — |"
+    vals = sorted(s["samples"])
+    if not vals:
+        return f"| {label} | {via} | 0 | **FAILED** ({s.get('error') or 'no sample'}) | — | — | {s.get('missed', 0)} |"
+    return (f"| {label} | {via} | {len(vals)} | {_ms(statistics.median(vals))} | {_ms(percentile(vals, 0.99))} | "
+            f"{_ms(vals[-1])} | {s.get('missed', 0)} |")
 
 
 def target_rows(results: list[dict], bare: float | None, R) -> list[tuple[str, str, str]]:
@@ -1302,3 +1356,340 @@ def render_method(add) -> None:
         "index commit of the changed file; the poll adds up to ~1 ms.")
     add("- **Daemon RSS** from `/proc/<pid>/status` (VmRSS now, VmHWM its peak), 0.5 s after the last "
         "benchmark of the size; the daemon measured is the one of the steady-state phase (a warm restart).")
+
+
+# --------------------------------------------------------------------------- the scale table (issue 7)
+
+SCALE_TARGET_P50 = 0.060  # seconds, write -> visible in `list --ready`, at every size
+SCALE_TARGET_P99 = 0.120
+SCALE_RSS_RATIO = 2.0  # peak RSS of a cold build within this many times the steady RSS
+
+
+def _journal_bytes(root: str) -> int:
+    """Bytes in the table's and index state's journals (they grow when a save appends)."""
+    total = 0
+    for name in ("table.marshal.journal", "indexed.marshal.journal"):
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(os.path.join(root, ".chant", ".index", name))
+    return total
+
+
+def _side_by_side(client: DaemonClient, request: tuple[str, dict], seconds: float, fresh: bool) -> dict:
+    """One connection alternating `hello` and the request of `chant list --ready`: mean seconds
+    of each. ``fresh``: a lease taken and given back before each list (a write: the daemon
+    computes the answer again) instead of the cached answer."""
+    op, params = request
+    hello, listed = [], []
+    spec = None
+    if fresh:
+        specs = client.call(op, params)["specs"]
+        spec = specs[0]["id"] if specs else None
+    deadline = time.perf_counter() + seconds
+    while len(hello) < 10 or time.perf_counter() < deadline:
+        if spec is not None:
+            lease = client.call("lock_acquire", {"spec": spec, "owner": "bench-scale", "ttl": 60})
+            client.call("lock_release", {"spec": spec, "owner": "bench-scale", "token": lease["token"]})
+        t0 = time.perf_counter()
+        client.call("hello")
+        t1 = time.perf_counter()
+        client.call(op, params)
+        t2 = time.perf_counter()
+        hello.append(t1 - t0)
+        listed.append(t2 - t1)
+        if len(hello) >= 5000:
+            break
+    return {"hello": statistics.mean(hello), "list": statistics.mean(listed), "n": len(hello)}
+
+
+def scale_bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log) -> dict:
+    """The measures of the scale table on the repository of ``res``: a cold start's peak
+    RSS, then one warm daemon for `chant list` / `chant list --ready` in daemon mode (×bare),
+    `list --ready` next to `hello` on one connection, write -> visible in `list --ready`
+    (while the daemon's periodic saves run) and the steady RSS."""
+    n, root = res["n"], res["root"]
+    quick = bool(getattr(args, "quick", False))
+    env = dict(env)
+    for name in ("CHANT_DAEMON", "CHANT_DAEMON_SOCKET", "CHANT_API_TOKEN"):
+        env.pop(name, None)
+    fast, _slow = R.repeats(n, args.repeat)
+    samples = 10 if quick else 100
+    seconds = 0.5 if quick else 3.0
+    sc: dict = {"errors": [], "plan": {"rounds": fast, "samples": samples}, "rss": {}, "starts": {}, "rtt": {},
+                "watch_list": {}, "journal": {}}
+    cli = {key: R.Measure(key) for key in ("list", "list_all")}
+    sc["cli"] = cli
+    local_bare = R.Measure("bare")
+    sc["bare_local"] = local_bare
+    this_round = {"bare": None}
+    stop_stray(R, chant, root, env, log)
+    restore_leftovers(root, log)
+
+    def bare():
+        r = R.run([python, "-c", "pass"], cwd=root, timeout=R.FAST_TIMEOUT, env=env)
+        this_round["bare"] = r.wall if r.ok() else None
+        if r.ok():
+            baseline.add(r.wall)
+            local_bare.add(r.wall)
+
+    # 1. a cold start: the table and the index built from the files; its VmHWM is the build's peak
+    log(f"[{n}] scale: cold start")
+    shutil.rmtree(os.path.join(root, ".chant", ".index"), ignore_errors=True)
+    daemon = DaemonProc(R, python, chant, root, env)
+    try:
+        t_hello, t_ready = daemon.start()
+        sc["starts"]["cold"] = t_ready
+        sc["rss"]["cold"] = daemon.rss()
+    except (StartFailed, OSError) as exc:
+        sc["errors"].append(f"cold start: {exc}")
+    finally:
+        daemon.stop()
+    # 2. the steady state: one warm daemon for everything else
+    daemon = DaemonProc(R, python, chant, root, env)
+    try:
+        log(f"[{n}] scale: warm start")
+        try:
+            _t_hello, sc["starts"]["warm"] = daemon.start()
+        except (StartFailed, OSError) as exc:
+            sc["errors"].append(f"warm start: {exc}")
+            return sc
+        request = cli_request(["list", "--ready"])
+        with DaemonClient.connect(root, timeout=120) as c:
+            for _ in range(200):
+                c.call("hello")
+            status = c.call("daemon_status", {})
+            listed = c.call(*request)["specs"]
+            sc["specs"], sc["ready"] = status.get("specs"), len(listed)
+            sc["listed"] = len(c.call(*cli_request(["list", "--count"]))["specs"])
+        time.sleep(0.5)
+        sc["rss"]["start"] = daemon.rss()
+
+        log(f"[{n}] scale: daemon-mode `chant list` / `chant list --ready` x{fast}")
+        for argv in (["list", "--ready"], ["list"]):  # warm-up
+            R.run([chant, *argv], cwd=root, timeout=R.SLOW_TIMEOUT, env=env)
+        for _ in range(fast):
+            bare()
+            for key, argv in (("list", ["list", "--ready"]), ("list_all", ["list"])):
+                cli[key].attempts += 1
+                r = R.run([chant, *argv], cwd=root, timeout=R.SLOW_TIMEOUT, env=env)
+                if r.ok((0, 5)):
+                    cli[key].add(r.wall, this_round["bare"])
+                else:
+                    cli[key].failures.append(r.why())
+        bare()
+
+        log(f"[{n}] scale: `list --ready` next to `hello` on one connection")
+        try:
+            with DaemonClient.connect(root, timeout=120) as c:
+                sc["rtt"]["cached"] = _side_by_side(c, request, seconds, fresh=False)
+                sc["rtt"]["fresh"] = _side_by_side(c, request, seconds, fresh=True)
+        except (ChantError, DaemonGone, OSError) as exc:
+            sc["errors"].append(f"round trips: {type(exc).__name__}: {exc}")
+
+        log(f"[{n}] scale: write -> visible in `list --ready` x{samples} new + x{samples} edits")
+        edit_id = listed[-1]["id"] if listed else None
+        before, t0 = _journal_bytes(root), time.monotonic()
+        try:
+            sc["watch_list"] = watch_latency(root, edit_id, samples, log, via="list")
+        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
+            sc["errors"].append(f"watch latency (list): {type(exc).__name__}: {exc}")
+        sc["journal"] = {"seconds": time.monotonic() - t0, "grew": _journal_bytes(root) - before}
+        log(f"[{n}] scale: write -> visible in `search` x{samples} new + x{samples} edits")
+        try:  # the same writes seen through a small answer: what the daemon's own part costs
+            sc["watch_search"] = watch_latency(root, edit_id, samples, log, via="search")
+        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
+            sc["errors"].append(f"watch latency (search): {type(exc).__name__}: {exc}")
+        time.sleep(0.5)
+        sc["rss"]["steady"] = daemon.rss()
+        if not daemon.alive():
+            sc["errors"].append(f"the daemon died during the benchmarks: {log_tail(daemon.log_path)}")
+    except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
+        sc["errors"].append(f"scale measurements: {type(exc).__name__}: {exc}")
+    finally:
+        log(f"[{n}] scale: stop")
+        daemon.stop()
+        if daemon.alive():
+            sc["errors"].append(f"the daemon (PID {daemon.pid}) could not be stopped")
+    return sc
+
+
+def _p(vals: list, q: float):
+    return percentile(sorted(vals), q) if vals else None
+
+
+def scale_figures(sc: dict, bare: float | None) -> dict:
+    """The numbers of one size's column (also what a later run shows as "before")."""
+    out: dict = {}
+    for series, prefix in (("watch_list", "watch"), ("watch_search", "search")):
+        for key in ("new", "edit"):
+            s = (sc.get(series) or {}).get(key) or {}
+            vals = s.get("samples") or []
+            out[f"{prefix}_{key}"] = (_p(vals, 0.5), _p(vals, 0.99), len(vals), s.get("missed", 0)) if vals else None
+    for key in ("list", "list_all"):
+        m = (sc.get("cli") or {}).get(key)
+        if isinstance(m, dict):  # loaded from JSON
+            walls, ratios = m.get("walls") or [], m.get("ratios") or []
+        else:
+            walls, ratios = (m.walls, m.ratios) if m is not None else ([], [])
+        out[key] = (statistics.median(walls), statistics.median(ratios) if ratios else None) if walls else None
+    out["rtt"] = sc.get("rtt") or {}
+    rss = sc.get("rss") or {}
+    cold, steady, start = rss.get("cold") or {}, rss.get("steady") or {}, rss.get("start") or {}
+    out["rss"] = (cold.get("VmHWM"), steady.get("VmRSS"), start.get("VmRSS"))
+    out["starts"] = sc.get("starts") or {}
+    out["counts"] = (sc.get("specs"), sc.get("listed"), sc.get("ready"))
+    out["journal"] = sc.get("journal") or {}
+    out["bare"] = bare
+    return out
+
+
+def _lat(cell) -> str:
+    if not cell:
+        return "—"
+    p50, p99, k, missed = cell
+    return f"{_ms(p50)} / {_ms(p99)}" + (f" ({missed} not seen)" if missed else "")
+
+
+def render_scale(results: list[dict], bare: float | None, R, info: dict, before: dict | None = None) -> list[str]:
+    """The "Scale" section of docs/benchmarks.md (between its markers)."""
+    lines: list[str] = []
+    add = lines.append
+    done = [r for r in results if r.get("scale")]
+    sizes = [r["n"] for r in done]
+    fig = {r["n"]: scale_figures(r["scale"], bare) for r in done}
+    old = {int(k): v for k, v in (before or {}).get("figures", {}).items()}
+    add(SCALE_BEGIN)
+    add("## Scale: the cost of a change, up to 200,000 specs")
+    add("")
+    load, load_end = info.get("loadavg"), info.get("loadavg_end")
+    loads = f"1-minute load average {load[0]:.2f} at the start, {load_end[0]:.2f} at the end" if load and load_end \
+        else "load unknown"
+    add(f"Measured by `make bench-scale` (= `benchmarks/run.py --scale --sizes 5000,50000,200000 --write "
+        f"docs/benchmarks.md`) on {info.get('date')}, commit `{info.get('commit') or 'unknown'}`, code from "
+        f"`{info.get('code') or '?'}`; {info.get('nproc')} CPUs, shared ({loads}). Daemon mode throughout; the "
+        "repositories are the generator's (about 60% archived). Each figure sits beside its baseline from the "
+        "same run: the bare interpreter for the CLI, `hello` on the same connection for `list --ready`, the "
+        "same daemon's steady RSS for the cold build's peak.")
+    if before:
+        add("")
+        add(f"\"Before\" figures (→ left of the arrow) are the same runner on the same repositories with the code "
+            f"of {before.get('label')}, measured {before.get('date')} ({before.get('load')}).")
+    add("")
+    head = "| Measure | " + " | ".join(f"{n:,}" for n in sizes) + " | Target |"
+    add(head)
+    add("|---" * (len(sizes) + 2) + "|")
+
+    def row(label: str, render, target: str = "") -> None:
+        cells = []
+        for n in sizes:
+            now = render(fig[n])
+            was = render(old[n]) if n in old else None
+            cells.append(f"{was} → {now}" if was not in (None, "—") else now)
+        add(f"| {label} | " + " | ".join(cells) + f" | {target} |")
+
+    row("specs / listed by `chant list` / by `chant list --ready`", lambda f: " / ".join(
+        f"{x:,}" if isinstance(x, int) else "?" for x in f["counts"]))
+    row("write → visible in `list --ready`, p50 / p99: a new spec file", lambda f: _lat(f["watch_new"]),
+        "p50 ≤ 60 ms, p99 ≤ 120 ms")
+    row("write → visible in `list --ready`, p50 / p99: a spec's title edited in place", lambda f: _lat(f["watch_edit"]),
+        "p50 ≤ 60 ms, p99 ≤ 120 ms")
+
+    row("… the same writes seen through `search` (a small answer: the daemon's own part), new / edit",
+        lambda f: f"{_lat(f.get('search_new'))}; {_lat(f.get('search_edit'))}", "flat across sizes")
+
+    def cli(key):
+        def render(f):
+            v = f.get(key)
+            if not v:
+                return "—"
+            return f"{v[1]:.1f}× ({_ms(v[0])})" if v[1] else _ms(v[0])
+        return render
+
+    row("daemon-mode `chant list` (every active spec but cancelled ones), ×bare (median)", cli("list_all"),
+        "linear in the answer")
+
+    def per_spec(f):
+        v, counts = f.get("list_all"), f.get("counts")
+        if not v or not counts or not counts[1]:
+            return "—"
+        return f"{(v[0] - (f.get('bare') or 0)) / counts[1] * 1e6:.1f} µs"
+
+    row("… its time beyond the bare interpreter, per listed spec", per_spec, "flat across sizes")
+    row("daemon-mode `chant list --ready`, ×bare (median)", cli("list"))
+
+    def rtt(kind):
+        def render(f):
+            v = f["rtt"].get(kind)
+            if not v:
+                return "—"
+            return f"{_ms(v['list'])} = {v['list'] / v['hello']:.1f}× `hello` ({_ms(v['hello'])})"
+        return render
+
+    row("socket round trip of `list --ready`'s request, the cached answer", rtt("cached"))
+    row("… the answer computed (a lease taken and given back before each)", rtt("fresh"))
+
+    def rss(f):
+        peak, steady, start = f["rss"]
+        if not peak or not steady:
+            return "—"
+        also = f" (÷ the warm start's {R.fmt_rss(start)}: {peak / start:.2f}×)" if start else ""
+        return f"{R.fmt_rss(peak)} / {R.fmt_rss(steady)} = {peak / steady:.2f}×{also}"
+
+    row("peak RSS of a cold build (VmHWM) / steady RSS (VmRSS after the above)", rss, "≤ 2×")
+    row("RSS just after a warm start", lambda f: R.fmt_rss(f["rss"][2]) if f["rss"][2] else "—")
+    row("daemon start to fully started: cold / warm", lambda f: " / ".join(
+        _ms(f["starts"].get(k)) for k in ("cold", "warm")))
+
+    def saves(f):
+        j = f.get("journal") or {}
+        if not j:
+            return "—"
+        return f"{j.get('grew', 0):,} B appended in {j.get('seconds', 0):.0f} s"
+
+    row("the daemon's saves during the latency series (the journals' growth)", saves)
+    add("")
+    verdicts = []
+    for n in sizes:
+        f = fig[n]
+        for key, what in (("watch_new", "new file"), ("watch_edit", "edit")):
+            cell = f[key]
+            ok = bool(cell) and cell[0] <= SCALE_TARGET_P50 and cell[1] <= SCALE_TARGET_P99 and not cell[3]
+            verdicts.append((f"write → visible in `list --ready` at {n:,} ({what})", _lat(cell), ok))
+        peak, steady, _ = f["rss"]
+        ok = bool(peak and steady) and peak <= SCALE_RSS_RATIO * steady
+        verdicts.append((f"cold build peak RSS at {n:,} within 2× steady", rss(f), ok))
+    # linear: the time each further listed spec adds is the same between the larger sizes as between the
+    # smaller ones (a quadratic read would add ever more per spec)
+    pts = [(fig[n]["counts"][1], fig[n]["list_all"][0]) for n in sizes
+           if fig[n].get("list_all") and fig[n].get("counts") and fig[n]["counts"][1]]
+    if len(pts) >= 3 and pts[1][0] > pts[0][0] and pts[2][0] > pts[1][0]:
+        low = (pts[1][1] - pts[0][1]) / (pts[1][0] - pts[0][0])
+        high = (pts[2][1] - pts[1][1]) / (pts[2][0] - pts[1][0])
+        ratio = high / low if low > 0 else float("inf")
+        verdicts.append(("`chant list` linear: the time per further listed spec between the two larger sizes "
+                         "within 2× that between the two smaller ones",
+                         f"{high * 1e6:.1f} µs vs {low * 1e6:.1f} µs = {ratio:.2f}×", ratio <= 2.0))
+    add("| Target | Measured | Verdict |")
+    add("|---|---|---|")
+    for name, measured, ok in verdicts:
+        add(f"| {name} | {measured} | {'✅ PASS' if ok else '❌ FAIL'} |")
+    add("")
+    for r in done:
+        for err in r["scale"].get("errors", []):
+            add(f"- **error at {r['n']:,}:** {err}")
+    add("Method: the cold start deletes `.chant/.index/` and times the spawn to fully started; its `VmHWM` is "
+        "the peak of the build. The steady RSS is the warm daemon's `VmRSS` after all of the measures here. "
+        "`chant list` and `chant list --ready` run without `--direct`, each round after a bare interpreter "
+        "(the paired ratio). The latency series write a new spec file (or rewrite a ready spec's title in place) "
+        "and poll over one connection every ~1 ms with the request `chant list --ready` sends, decoding the whole "
+        "answer, until it shows the change; the daemon saves its table every 5 s meanwhile (the journals' "
+        "growth shows those saves). Each list sample holds the poll in flight when the change lands and one "
+        "whole answer after it, so it cannot be shorter than about the daemon's part (the `search` row, "
+        "whose answers are small) plus one to two round trips of the `list --ready` answer (the socket row): "
+        "at 200,000 specs that answer holds 23,706 specs. The OS page cache is not dropped, but this machine's is small: a cold start "
+        "may read from disk.")
+    add(SCALE_END)
+    return lines
+
+
+SCALE_BEGIN = "<!-- scale:begin (written by `make bench-scale`; `make bench` keeps it) -->"
+SCALE_END = "<!-- scale:end -->"

@@ -53,6 +53,7 @@ import daemon as daemon_bench  # benchmarks/daemon.py: this script's folder is s
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "out")
 DEFAULT_SIZES = (500, 5000, 50000)
+SCALE_SIZES = (5000, 50000, 200000)  # `--scale` (make bench-scale): too slow for the default run
 DEFAULT_SEED = 7
 DEFAULT_REPEAT = 11
 BIG = 50000  # from this size on, fewer repeats
@@ -70,6 +71,7 @@ ROWS = [
     ("bare", "bare interpreter (`python -c pass`)"),
     ("cold_list", "cold `chant list --ready`"),
     ("warm_list", "warm `chant list --ready`"),
+    ("warm_list_all", "warm `chant list` (every active spec)"),
     ("search_free", f'warm `chant search "{FREE_QUERY}"`'),
     ("search_struct", f"warm `chant search '{STRUCT_QUERY}'`"),
     ("auto_list", "warm `chant list --ready` without `--direct` (daemon probe; none running)"),
@@ -472,6 +474,7 @@ def bench_size(n: int, args, chant: str, python: str, baseline: Measure, log) ->
     for _ in range(fast):
         bare()
         measure("warm_list", ["list", "--ready"], codes=(0, 5))
+        measure("warm_list_all", ["list"], codes=(0, 5))
         measure("search_free", ["search", FREE_QUERY])
         measure("search_struct", ["search", STRUCT_QUERY])
         measure("auto_list", ["list", "--ready"], codes=(0, 5), direct=False)
@@ -525,6 +528,7 @@ def bench_size(n: int, args, chant: str, python: str, baseline: Measure, log) ->
     baseline.add_rss(kib)
     local_bare.add_rss(kib)
     mem("warm_list", ["list", "--ready"])
+    mem("warm_list_all", ["list"])
     mem("search_free", ["search", FREE_QUERY])
     mem("search_struct", ["search", STRUCT_QUERY])
     mem("auto_list", ["list", "--ready"], direct=False)
@@ -993,6 +997,13 @@ def parse_args(argv=None):
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument("--no-daemon", dest="daemon", action="store_false",
                    help="skip the daemon's benchmarks (starts, daemon-mode CLI, round trips, watch latency, RSS)")
+    p.add_argument("--scale", action="store_true",
+                   help="only the scale table (issue 7: a change's cost up to 200,000 specs; default sizes "
+                        "5000,50000,200000); with --write, it replaces that section of the file and nothing else")
+    p.add_argument("--before", metavar="JSON",
+                   help="with --scale: a scale run's JSON (--json of an earlier run, e.g. of the code before a "
+                        "change) whose figures are shown beside this run's")
+    p.add_argument("--label", help="with --scale --json: what code this run measured (shown as the 'before' label)")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or "500"
@@ -1006,11 +1017,109 @@ def parse_args(argv=None):
     except ValueError:
         p.error(f"--sizes: not a list of numbers: {args.sizes!r}")
     if not args.size_list:
-        args.size_list = list(DEFAULT_SIZES)
+        args.size_list = list(SCALE_SIZES if args.scale else DEFAULT_SIZES)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     args.out = os.path.abspath(args.out)
     return args
+
+
+def code_location(python: str) -> str:
+    """Where the measured interpreter imports chantlib from (PYTHONPATH may point elsewhere)."""
+    try:
+        r = subprocess.run([python, "-c", "import chantlib, os; print(os.path.dirname(os.path.dirname(chantlib.__file__)))"],
+                           capture_output=True, text=True, timeout=60, cwd="/")  # not this folder: -c puts it first
+        return r.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def scale_main(args, chant: str, python: str, info: dict, log) -> int:
+    """`--scale`: the scale table alone (see daemon.scale_bench), spliced into --write's file."""
+    baseline = Measure("bare")
+    env = dict(os.environ, NO_COLOR="1")
+    env.pop("CHANT_DEBUG", None)
+    results = []
+    started = time.perf_counter()
+    for n in args.size_list:
+        root, counts, error = ensure_repo(args.out, n, args.seed, python, args.regenerate, log)
+        res = {"n": n, "root": root, "counts": counts}
+        if error:
+            res["scale"] = {"errors": [error]}
+        else:
+            t0 = time.perf_counter()
+            try:
+                res["scale"] = daemon_bench.scale_bench(res, args, sys.modules[__name__], chant, python, env, baseline,
+                                                        log)
+            except Exception as exc:  # reported in the document, never a crash (daemons are stopped inside)
+                res["scale"] = {"errors": [f"the scale benchmark failed: {type(exc).__name__}: {exc}"]}
+            log(f"[{n}] scale done in {time.perf_counter() - t0:.0f}s")
+        results.append(res)
+    try:
+        info["loadavg_end"] = os.getloadavg()
+    except OSError:
+        info["loadavg_end"] = None
+    log(f"total {time.perf_counter() - started:.0f}s")
+    before = None
+    if args.before:
+        with open(args.before, encoding="utf-8") as fh:
+            before = json.load(fh)
+    bare = baseline.median
+    text = "\n".join(daemon_bench.render_scale(results, bare, sys.modules[__name__], info, before))
+    if args.write:
+        splice_scale(args.write, text)
+        log(f"wrote the scale section of {args.write}")
+    load, load_end = info.get("loadavg"), info.get("loadavg_end")
+    raw = {
+        "label": args.label or f"commit {info.get('commit')} ({info.get('code')})",
+        "date": info.get("date"),
+        "load": f"load {load[0]:.2f} → {load_end[0]:.2f}" if load and load_end else "load unknown",
+        "info": info,
+        "bare": bare,
+        "figures": {str(r["n"]): daemon_bench.scale_figures(r["scale"], bare) for r in results if r.get("scale")},
+        "results": [{"n": r["n"], "scale": daemon_bench.to_json(r.get("scale") or {})} for r in results],
+    }
+    json_path = args.json or (os.path.join(args.out, "last-scale-run.json") if args.write else None)
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump(raw, fh, indent=2, default=str)
+    print(text)
+    return 0
+
+
+def splice_scale(path: str, section: str) -> None:
+    """Put the scale section into ``path``: in place of the old one, else after the Targets."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = ""
+    begin, end = daemon_bench.SCALE_BEGIN, daemon_bench.SCALE_END
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        marker = "\n## 500 specs"
+        at = text.find(marker) if marker in text else len(text)
+        text = text[:at].rstrip("\n") + "\n\n" + section + "\n" + text[at:]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def kept_scale(path: str | None) -> str | None:
+    """The scale section of the file a full run is about to rewrite (kept as it is)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    begin, end = daemon_bench.SCALE_BEGIN, daemon_bench.SCALE_END
+    if begin in text and end in text:
+        return begin + text.split(begin, 1)[1].split(end, 1)[0] + end
+    return None
 
 
 def _terminate(signum, _frame):
@@ -1032,7 +1141,10 @@ def main(argv=None) -> int:
         if not r.ok():
             log(f"warning: compileall failed: {r.why()}")
     info = machine_info(python)
+    info["code"] = code_location(python)
     info["bytecode"] = bytecode_state()
+    if args.scale:
+        return scale_main(args, chant, python, info, log)
     stamps = source_stamps()
     baseline = Measure("bare")
     results = []
@@ -1064,9 +1176,12 @@ def main(argv=None) -> int:
     log(f"total {time.perf_counter() - started:.0f}s")
     text = render(results, baseline, info, args, chant, python, prof)
     if args.write:
+        scale = kept_scale(args.write)  # measured by `make bench-scale`, not by this run: kept
         os.makedirs(os.path.dirname(os.path.abspath(args.write)) or ".", exist_ok=True)
         with open(args.write, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
+        if scale is not None:
+            splice_scale(args.write, scale)
         log(f"wrote {args.write}")
     json_path = args.json or (os.path.join(args.out, "last-run.json") if args.write else None)
     if json_path:

@@ -321,9 +321,12 @@ def _operation(args) -> tuple[str, dict, object]:
     """The operation, its parameters and the renderer for parsed ``args``."""
     cmd = args.command
     if cmd == "list":
+        # only what the renderer prints (--json prints every key): a smaller answer to send,
+        # decode and, in the daemon, encode
+        fields = ["id"] if args.count else None if args.json else list(render.LINE_FIELDS)
         return "list", {
             "ready": args.ready, "status": args.status, "labels": args.label, "type": args.type,
-            "project": args.project,
+            "project": args.project, "fields": fields,
         }, render.render_list
     if cmd == "show":
         return "show", {"spec": args.id}, render.render_show

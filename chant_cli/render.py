@@ -73,6 +73,11 @@ def _display_status(spec: dict) -> str:
     return spec["status"]
 
 
+#: the keys of a spec object that :func:`spec_line` reads: what `list` asks the daemon for
+#: when it prints lines (a 200,000-spec repository answers tens of thousands of specs)
+LINE_FIELDS = ("id", "title", "status", "type", "blocked", "approval", "held")
+
+
 def spec_line(out: Out, spec: dict) -> str:
     """``<id> <icon> <title>[ marker]``, as upstream's ``chant list``."""
     status = _display_status(spec)

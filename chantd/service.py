@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
 from chantlib.errors import BadRequest, ChantError, Loading, error_envelope
-from chantlib.ops import OPS, OWNED, dispatch
+from chantlib.ops import OPS, OWNED, dispatch, dispatch_json
 
 log = logging.getLogger("chantd")
 
@@ -42,6 +42,7 @@ INLINE = frozenset(
 #: results are kept, encoded, keyed by the spec table's generation (which any change to a
 #: spec bumps), so a repeated `chant list` costs a send
 CACHED = frozenset({"list", "search", "query", "lint"})
+CACHE_BYTES = 64 << 20  # at most this much of them
 #: operations that change nothing those answers depend on: reads, and lease changes
 KEEPS_CACHE = CACHED | {
     "hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list", "index_status",
@@ -94,6 +95,14 @@ def load_request(raw: bytes | str, what: str = "the request"):
     return value
 
 
+class _Encoded(bytes):
+    """A result already encoded as JSON (see ``Service.call(encoded=True)``)."""
+
+
+def _dispatch_encoded(ws, cmd, params) -> _Encoded:
+    return _Encoded(dispatch_json(ws, cmd, params).encode("ascii"))
+
+
 def encode_answer(answer: dict, request_id=None) -> bytes:
     """An envelope as one line of the wire protocol (an ``id`` echoed when given)."""
     if request_id is not None:
@@ -135,7 +144,9 @@ class Service:
         self._lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
+        self._tracked_graph = None  # the graph whose ready changes track_ready follows
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
+        self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
         workspace.progress = self._on_progress
@@ -151,6 +162,12 @@ class Service:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        index = self.ws._index
+        if index is not None:
+            try:
+                index.close()  # the kept writer: its merges finished, the writer lock let go
+            except Exception:  # noqa: BLE001 - on the way out: log, never mask the exit
+                log.exception("closing the index writer failed")
         self.log_warnings()  # the last save of the table, on the way out
 
     def log_warnings(self) -> None:
@@ -216,10 +233,11 @@ class Service:
                     self.metrics.index_queries.inc()  # answered, if from the cache
         else:
             epoch = self._cache_epoch
-            envelope = await self.call(cmd, params, transport, peer_owner)
+            envelope = await self.call(cmd, params, transport, peer_owner, encoded=True)
             if not envelope.get("ok"):
                 return encode_answer(envelope, request_id)
-            raw = dump_json(envelope["result"]).encode("utf-8")
+            result = envelope["result"]
+            raw = result if isinstance(result, _Encoded) else dump_json(result).encode("utf-8")
             # kept only if nothing changed while it was computed (a write or a file event
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
@@ -229,15 +247,24 @@ class Service:
 
     def _forget(self) -> None:
         self._cache.clear()
+        self._cache_bytes = 0
         self._cache_epoch += 1
 
     def _remember(self, key, raw: bytes) -> None:
-        if len(self._cache) >= 64:
+        # bounded in bytes too: a `list` of every spec is 11 MB at 200,000 specs
+        if len(self._cache) >= 64 or self._cache_bytes + len(raw) > CACHE_BYTES:
             self._cache.clear()
+            self._cache_bytes = 0
         self._cache[key] = raw
+        self._cache_bytes += len(raw)
 
-    async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None) -> dict:
-        """Run one request; always returns an envelope, never raises (but CancelledError)."""
+    async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None, *,
+                   encoded: bool = False) -> dict:
+        """Run one request; always returns an envelope, never raises (but CancelledError).
+
+        ``encoded``: the result of a pure read comes as its JSON bytes (an ``_Encoded``),
+        made on the worker thread with the operation, not on the event loop afterwards.
+        """
         started = time.perf_counter()
         name = cmd if isinstance(cmd, str) and cmd in OPS else "unknown"
         try:
@@ -259,7 +286,8 @@ class Service:
                             loop = asyncio.get_running_loop()
                             self.activity = cmd
                             try:
-                                result = await loop.run_in_executor(self._executor, dispatch, self.ws, cmd, params)
+                                run = _dispatch_encoded if encoded and cmd in CACHED else dispatch
+                                result = await loop.run_in_executor(self._executor, run, self.ws, cmd, params)
                             finally:
                                 self.activity = None
                                 self.progress = None
@@ -303,6 +331,10 @@ class Service:
             spec_id = result["spec"]["id"]
             since = self._ready_since.pop(spec_id, None)
             m.queue_wait.observe(max(0.0, now - since) if since is not None else 0.0)
+        elif cmd == "lock_release":
+            spec_id = result.get("spec")
+            if spec_id in self.ws.table.graph.ready_set:  # let go unfinished: queued again from now
+                self._ready_since.setdefault(spec_id, now)
         elif cmd == "complete":
             m.completions.labels(result=result.get("outcome", "success")).inc()
             released = result.get("released") or {}
@@ -343,14 +375,28 @@ class Service:
         self.mark_loaded()
 
     def track_ready(self) -> None:
-        """Remember since when each queued spec has been ready (for chant_queue_wait_seconds)."""
+        """Remember since when each queued spec has been ready (for chant_queue_wait_seconds).
+
+        The graph reports which specs became ready or stopped being ready since the last look,
+        so a file event costs what it changed; a graph seen for the first time (the start, or
+        a rebuild after an unusual change) is walked once.
+        """
         now = self.clock()
-        ready = self.ws.table.graph.ready_set
+        graph = self.ws.table.graph
+        changes = graph.take_ready_changes() if graph is self._tracked_graph else None
         since = self._ready_since
-        for spec_id in [s for s in since if s not in ready]:
-            del since[spec_id]
-        for spec_id in ready:
-            since.setdefault(spec_id, now)
+        ready = graph.ready_set
+        if changes is None:
+            graph.take_ready_changes()  # follow this graph from here on
+            self._tracked_graph = graph
+            for spec_id in [s for s in since if s not in ready]:
+                del since[spec_id]
+            changes = ready
+        for spec_id in changes:
+            if spec_id in ready:
+                since.setdefault(spec_id, now)
+            else:
+                since.pop(spec_id, None)
 
     async def sweep(self) -> int:
         """Drop expired leases (each counts as an expiration)."""

@@ -6,7 +6,7 @@ Two watchers: ``specs/`` and ``archive/`` recursively, and ``.chant/`` itself wi
 recursion, for ``config.md``; so the daemon's own writes (leases in ``.locks/``, the index in
 ``.index/``) never reach it. Editors' temp files are filtered out (watchfiles' default filter
 would drop all of ``.chant/``, a hidden folder). A change to a folder itself (a folder
-renamed or removed) falls back to a full walk. ``watch_mode: poll`` (for NFS and other
+renamed or removed) has the files below it looked at again. ``watch_mode: poll`` (for NFS and other
 filesystems without inotify) polls instead.
 """
 
@@ -54,11 +54,10 @@ class Watcher:
         # a folder: created, renamed or removed (a file name without .md is not ours)
         return "." not in name or os.path.isdir(path)
 
-    def _classify(self, changes) -> tuple[list[str] | None, bool]:
-        """(relative paths to refresh, or None for a full walk; whether config.md changed)."""
+    def _classify(self, changes) -> tuple[list[str], bool]:
+        """(relative paths to refresh, folders as ``prefix/``; whether config.md changed)."""
         config = False
         paths: set[str] = set()
-        walk = False
         for _change, path in changes:
             rel = os.path.relpath(path, self.chant_dir).replace(os.sep, "/")
             if rel == "config.md":
@@ -66,8 +65,10 @@ class Watcher:
             elif rel.endswith(".md"):
                 paths.add(rel)
             else:
-                walk = True
-        return (None if walk else sorted(paths)), config
+                # a folder created, removed or renamed: the table looks below it (the files
+                # moved with it raise no event of their own), not at the whole repository
+                paths.add(rel + "/")
+        return sorted(paths), config
 
     async def run(self) -> None:
         """Watch until stopped. If the native watcher fails (inotify limits, a filesystem

@@ -3,7 +3,8 @@
 Pure functions over rows that expose ``id``, ``status``, ``type``, ``depends_on`` (``None``
 when the key is absent), ``approval`` (``(required, status, by, at)`` or ``None``),
 ``total`` (acceptance checkboxes) and ``priority``. No I/O, import-light: the CLI's fast
-path runs this on every ``list --ready``.
+path runs this on every ``list --ready``. A long-lived owner (the daemon's spec table) keeps
+one graph and tells it what changed (:meth:`Graph.update`) instead of building a new one.
 
 The rules, in short. A spec is *blocked* when a ``depends_on`` ID is missing or not done
 (done = ``completed`` or ``cancelled``, looked up among active specs, then the archive: the
@@ -15,6 +16,8 @@ checkboxes also waits for all its members to be ``completed``.
 """
 
 from __future__ import annotations
+
+from itertools import chain
 
 from .ids import driver_of, sort_key
 
@@ -38,24 +41,36 @@ def member_number(spec_id: str) -> int | None:
 
 
 def queue_key(row) -> tuple:
-    """Queue order: priority (higher first), then the chant order."""
-    return (-(row.priority if row.priority is not None else 50), sort_key(row.id))
+    """Queue order: priority (higher first), then the chant order (then the ID itself, so that
+    two IDs the chant order ranks alike still have one order)."""
+    return (-(row.priority if row.priority is not None else 50), sort_key(row.id), row.id)
+
+
+def _ready_key(spec_id: str) -> tuple:
+    return (sort_key(spec_id), spec_id)
 
 
 class Graph:
     """The computed states of a set of specs.
 
     ``active``: id -> row for the specs under ``specs/``; ``archived``: id -> status for the
-    archive (used only to decide whether a dependency is done).
+    archive (used only to decide whether a dependency is done; anything with ``get``).
+
+    The states are worked out for the whole set on first use (:meth:`_compute`, the
+    reference). After that, a long-lived owner that changes ``active`` or ``archived`` in
+    place tells the graph with :meth:`update`, which re-decides only the specs whose state
+    the change can touch and keeps ``ready`` and the queue sorted by inserting and removing,
+    so one changed file costs work in proportion to its neighbours, not to the repository.
     """
 
     __slots__ = (
-        "active", "archived", "_members", "_drivers", "_blocked", "_ready", "_ready_set", "_cycles", "_queue",
+        "active", "archived", "_members", "_drivers", "_rdeps", "_blocked", "_ready", "_ready_keys", "_ready_set",
+        "_cycles", "_queue", "_queue_keys", "_queued", "_ready_changes", "_order", "_order_keys",
     )
 
-    def __init__(self, active: dict, archived: dict | None = None) -> None:
+    def __init__(self, active: dict, archived=None) -> None:
         self.active = active
-        self.archived = archived or {}
+        self.archived = archived if archived is not None else {}
         members: dict[str, list[str]] = {}
         drivers: dict[str, str] = {}
         for spec_id in active:
@@ -66,11 +81,20 @@ class Graph:
                     drivers[spec_id] = driver
         self._members = members
         self._drivers = drivers
+        # dependency ID -> the active specs that name it in depends_on: made by the first
+        # update (a short-lived graph, the CLI's, never needs it)
+        self._rdeps: dict[str, set[str]] | None = None
         self._blocked: set[str] | None = None
         self._ready: list[str] | None = None
-        self._ready_set: frozenset[str] | None = None
+        self._ready_keys: list[tuple] | None = None  # _ready_key() of each entry of _ready, for bisect
+        self._ready_set: set[str] = set()
         self._queue: list | None = None
+        self._queue_keys: list[tuple] = []  # queue_key() of each row of _queue, for bisect
+        self._queued: dict[str, tuple] = {}  # id -> its key in _queue_keys
         self._cycles: list[list[str]] | None = None
+        self._ready_changes: set[str] | None = None  # see take_ready_changes()
+        self._order: list[str] | None = None  # every active ID in chant order, once asked for
+        self._order_keys: list[tuple] = []
 
     # single-spec rules
 
@@ -136,49 +160,80 @@ class Graph:
     def is_ready(self, row) -> bool:
         return row.status in READY_STATUSES and not self.blockers(row) and not self.waiting_on(row)
 
+    def _state(self, row) -> tuple[bool, bool]:
+        """(ready, blocked) of one active row: each spec's blockers are worked out once."""
+        status = row.status
+        if status in READY_STATUSES:
+            found = self.blockers(row)
+            return (not found and not self.waiting_on(row)), (bool(found) and status == "pending")
+        return False, status == "blocked"
+
     # the whole set
 
     def _compute(self) -> None:
-        """Ready and blocked in one pass: each spec's blockers are worked out once."""
+        """Ready and blocked for every spec: the reference that :meth:`update` keeps up with."""
         ready: list[str] = []
         blocked: set[str] = set()
+        state = self._state
         for spec_id, row in self.active.items():
-            status = row.status
-            if status in READY_STATUSES:
-                found = self.blockers(row)
-                if found and status == "pending":
-                    blocked.add(spec_id)
-                if not found and not self.waiting_on(row):
-                    ready.append(spec_id)
-            elif status == "blocked":
+            is_ready, is_blocked = state(row)
+            if is_ready:
+                ready.append(spec_id)
+            if is_blocked:
                 blocked.add(spec_id)
-        ready.sort(key=sort_key)
-        if self._ready is None:
-            self._ready = ready
-        if self._blocked is None:
-            self._blocked = blocked
+        keys = sorted(_ready_key(i) for i in ready)
+        self._restore([k[1] for k in keys], blocked, keys)
+
+    def _compute_keys(self) -> list[tuple]:
+        """The bisect keys of ``ready``, made when an update first needs them (a cached ready
+        list was saved in this order; one saved by an older version is put in it here)."""
+        if self._ready_keys is None:
+            keys = [_ready_key(i) for i in self._ready]
+            if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
+                keys.sort()
+                self._ready[:] = [k[1] for k in keys]
+            self._ready_keys = keys
+        return self._ready_keys
+
+    def _restore(self, ready, blocked, keys=None) -> None:
+        """Take ready and blocked as computed (by :meth:`_compute`, with their keys, or cached
+        with the table, in chant order)."""
+        self._ready = list(ready)
+        self._ready_keys = keys
+        self._ready_set = set(self._ready)
+        self._blocked = set(blocked)
+        self._queue = None
 
     @property
     def ready(self) -> list[str]:
-        """IDs of ready specs (groups included), in chant order."""
+        """IDs of ready specs (groups included), in chant order (a live list: do not change it)."""
         if self._ready is None:
             self._compute()
         return self._ready
 
     @property
     def queue_rows(self) -> list:
-        """Ready rows that are work (groups left out), in queue order: computed once."""
+        """Ready rows that are work (groups left out), in queue order (a live list)."""
         if self._queue is None:
             active = self.active
-            rows = [active[i] for i in self.ready if active[i].type != "group"]
-            rows.sort(key=queue_key)
-            self._queue = rows
+            keyed = sorted((queue_key(row), row) for row in (active[i] for i in self.ready) if row.type != "group")
+            self._queue_keys = [k for k, _row in keyed]
+            self._queue = [row for _k, row in keyed]
+            self._queued = dict(zip((row.id for row in self._queue), self._queue_keys, strict=True))
         return self._queue
 
     @property
-    def ready_set(self) -> frozenset[str]:
-        if self._ready_set is None:
-            self._ready_set = frozenset(self.ready)
+    def order(self) -> list[str]:
+        """Every active ID in chant order (a live list, kept sorted across updates)."""
+        if self._order is None:
+            self._order_keys = sorted(_ready_key(i) for i in self.active)
+            self._order = [k[1] for k in self._order_keys]
+        return self._order
+
+    @property
+    def ready_set(self) -> set[str]:
+        if self._ready is None:
+            self._compute()
         return self._ready_set
 
     @property
@@ -203,6 +258,126 @@ class Graph:
         if self._cycles is None:
             self._cycles = _find_cycles(self.active)
         return self._cycles
+
+    # keeping up with changes
+
+    def take_ready_changes(self) -> set[str] | None:
+        """The IDs whose readiness :meth:`update` changed since the last call; ``None`` on the
+        first call (then read ``ready`` itself). For an owner that follows the ready set
+        (the daemon's queue-wait metric) without walking it on every change."""
+        if self._ready is None:
+            self._compute()
+        changes, self._ready_changes = self._ready_changes, set()
+        return changes
+
+    def update(self, changed: dict, archived=()) -> None:
+        """``active`` and ``archived`` were changed in place: follow.
+
+        ``changed``: active ID -> its row before the change (``None``: it was not there; its
+        row now is ``active.get(id)``); ``archived``: archive IDs whose entry changed. Only the
+        specs whose state a change can touch are decided again: the spec, the specs that
+        depend on it, the members of either (a driver's dependencies block its members),
+        its driver (which waits for its members) and its siblings (which wait for earlier
+        ones). The result equals a graph built from scratch over the same rows.
+        """
+        members, drivers, rdeps = self._members, self._drivers, self._reverse()
+        for spec_id, old in changed.items():
+            new = self.active.get(spec_id)
+            old_deps = set(old.depends_on or ()) if old is not None else set()
+            new_deps = set(new.depends_on or ()) if new is not None else set()
+            for dep in old_deps - new_deps:
+                users = rdeps.get(dep)
+                if users is not None:
+                    users.discard(spec_id)
+                    if not users:
+                        del rdeps[dep]
+            for dep in new_deps - old_deps:
+                rdeps.setdefault(dep, set()).add(spec_id)
+            if (old is None) != (new is None) and self._order is not None:
+                from bisect import bisect_left  # here, not at import time: the CLI never needs it
+
+                key = _ready_key(spec_id)
+                at = bisect_left(self._order_keys, key)
+                if new is None:
+                    del self._order_keys[at]
+                    del self._order[at]
+                else:
+                    self._order_keys.insert(at, key)
+                    self._order.insert(at, spec_id)
+            if (old is None) != (new is None) and "." in spec_id:
+                driver = driver_of(spec_id)
+                if driver is not None:
+                    if new is None:
+                        siblings = members[driver]
+                        siblings.remove(spec_id)
+                        if not siblings:
+                            del members[driver]
+                        del drivers[spec_id]
+                    else:
+                        members.setdefault(driver, []).append(spec_id)
+                        drivers[spec_id] = driver
+        self._cycles = None
+        if self._ready is None:
+            return  # nothing computed yet: the first use computes it all
+        touched: set[str] = set()
+        for spec_id in chain(changed, archived):
+            touched.add(spec_id)
+            dependents = rdeps.get(spec_id, ())
+            touched.update(dependents)
+            for holder in chain((spec_id,), dependents):
+                touched.update(members.get(holder, ()))
+            driver = driver_of(spec_id) if "." in spec_id else None
+            if driver is not None:
+                touched.add(driver)
+                touched.update(members.get(driver, ()))
+        for spec_id in touched:
+            self._settle(spec_id, spec_id in changed)
+
+    def _reverse(self) -> dict[str, set[str]]:
+        if self._rdeps is None:
+            rdeps: dict[str, set[str]] = {}
+            for spec_id, row in self.active.items():
+                for dep in row.depends_on or ():
+                    rdeps.setdefault(dep, set()).add(spec_id)
+            self._rdeps = rdeps
+        return self._rdeps
+
+    def _settle(self, spec_id: str, row_changed: bool) -> None:
+        """Decide one spec again and move it in or out of the sorted views."""
+        from bisect import bisect_left
+
+        row = self.active.get(spec_id)
+        ready, blocked = self._state(row) if row is not None else (False, False)
+        if blocked:
+            self._blocked.add(spec_id)
+        else:
+            self._blocked.discard(spec_id)
+        was = spec_id in self._ready_set
+        if ready != was:
+            key = _ready_key(spec_id)
+            at = bisect_left(self._compute_keys(), key)
+            if ready:
+                self._ready_keys.insert(at, key)
+                self._ready.insert(at, spec_id)
+                self._ready_set.add(spec_id)
+            else:
+                del self._ready_keys[at]
+                del self._ready[at]
+                self._ready_set.discard(spec_id)
+            if self._ready_changes is not None:
+                self._ready_changes.add(spec_id)
+        if self._queue is not None and (ready != was or row_changed):
+            old = self._queued.pop(spec_id, None)
+            if old is not None:
+                at = bisect_left(self._queue_keys, old)
+                del self._queue_keys[at]
+                del self._queue[at]
+            if ready and row.type != "group":
+                key = queue_key(row)
+                at = bisect_left(self._queue_keys, key)
+                self._queue_keys.insert(at, key)
+                self._queue.insert(at, row)
+                self._queued[spec_id] = key
 
 
 def _find_cycles(active: dict) -> list[list[str]]:

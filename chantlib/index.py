@@ -13,13 +13,12 @@ tantivy errors are translated to :class:`~chantlib.errors.ChantError` here and o
 from __future__ import annotations
 
 import datetime as _dt
-import marshal
 import os
 import sys
 
 import tantivy
 
-from .errors import ChantError, QuerySyntaxError, StorageError
+from .errors import ChantError, QuerySyntaxError, SpecParseError, StorageError
 from .ids import parse_id
 from .query import FIELDS, And, Not, Or, Term, parse_query, tokenize
 from .values import PRIORITY_NAMES
@@ -31,6 +30,9 @@ TANTIVY_DIR = "tantivy"
 SCHEMA_VERSION = 2
 SCHEMA_MARKER = f"chant-schema-{SCHEMA_VERSION}"
 
+#: a write of more documents than this commits every BATCH of them (see _write)
+BATCH = 5000
+BIG_HEAP = 48_000_000  # bytes of tantivy's indexing arena for such a write
 _UTC = _dt.UTC
 _KEYWORD_FIELDS = ("status", "type", "project", "label", "prompt")
 _EXACT_FIELDS = ("id", "target_files", "commit", "branch", "depends_on", "archived")
@@ -59,6 +61,28 @@ def sortkey_text(row) -> str:
         members = "".join(f"{m:010d}" for m in p.members)
         head = f"{p.date}{int(p.seq, 36):010d}{p.suffix}{p.project or ''}\x00{members}"
     return f"{head}\x00{row.path}"
+
+
+def _give_back_freed_memory() -> None:
+    """Hand the pages the C allocator holds free back to the system (glibc's malloc_trim).
+
+    Building documents frees as much as it allocates, but glibc keeps freed pages that lie
+    below live ones, so a daemon that indexed 200,000 specs at its start would carry them
+    for its whole life. Elsewhere (no glibc) this does nothing.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def _rmtree(folder: str) -> None:
@@ -99,13 +123,27 @@ class Index:
     daemon flushes every few seconds and on its way out), and at once only when a new path
     enters the index, so that the file always names every document: one that lags behind
     only means re-indexing a few documents, which is idempotent.
+    ``keep_writer``: keep one tantivy writer open between writes (the daemon), so that a
+    watcher's batch is a commit and nothing more: a writer made and closed per batch waits,
+    at its close, for the segment merges its commit set off (hundreds of milliseconds now and
+    then at 50,000 specs), where a kept writer merges in the background. It holds the index's
+    writer lock until :meth:`close`; meanwhile a direct-mode process searches the index as
+    the daemon keeps it instead of writing it.
     """
 
-    def __init__(self, table, path: str | None = None, *, defer_state: bool = False) -> None:
+    def __init__(self, table, path: str | None = None, *, defer_state: bool = False,
+                 keep_writer: bool = False) -> None:
         self.table = table
         self.path = path
         self.defer_state = defer_state
+        self.keep_writer = keep_writer
+        self._writer = None  # the kept writer (keep_writer), with the writer lock held for it
+        #: documents written by streams (see :meth:`stream`) since the owner last looked
+        self.streamed = 0
         self._state_dirty = False
+        self._state_snapshot = None
+        self._state_changes: dict[str, int | None] = {}  # path -> crc (None: deleted) since the last write
+        self._state_full = False  # the next write of the state must be a full one
         self._schema = None
         self._lock = None
         self._indexed: dict[str, int] | None = None
@@ -180,25 +218,40 @@ class Index:
     def _forget_state(self) -> None:
         """A new, empty index: nothing in it was indexed from any file."""
         self._indexed = {}
+        self._state_changes.clear()
+        self._state_full = True
         path = self._state_path()
         if path is not None:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            for name in (path, path + ".journal"):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
 
     def _load_state(self) -> dict[str, int]:
         if self._indexed is None:
             self._indexed = {}
+            self._state_changes.clear()
             path = self._state_path()
             if path:
-                try:
-                    with open(path, "rb") as fh:
-                        data = marshal.loads(fh.read())
+                from .snapshot import Snapshot
+
+                self._state_snapshot = Snapshot(path)
+                loaded = self._state_snapshot.load()
+                if loaded is not None:
+                    data, records = loaded
                     if data.get("format") == (SCHEMA_VERSION, sys.version_info[:2]):
-                        self._indexed = data["docs"]
-                except (OSError, EOFError, ValueError, TypeError, AttributeError):
-                    pass
+                        docs = data["docs"]
+                        for record in records:  # appended since (see _write_state)
+                            if record[0] == "put":
+                                docs.update(record[1])
+                            elif record[0] == "del":
+                                for rel in record[1]:
+                                    docs.pop(rel, None)
+                        self._indexed = docs
+                        self._state_full = False
+                    else:
+                        self._state_full = True  # another version's file: replaced, never appended to
         return self._indexed
 
     def flush(self) -> None:
@@ -214,13 +267,28 @@ class Index:
             self._write_state()
 
     def _write_state(self) -> None:
+        """Save the state: the entries changed since the last write, appended to the state
+        file's journal (a few records for a watcher's batch), or the whole map when that is
+        due (see :mod:`chantlib.snapshot`)."""
         path = self._state_path()
         if path is None:
             return
-        from .store import atomic_write
+        from .snapshot import Snapshot
 
-        data = marshal.dumps({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": self._indexed})
-        atomic_write(path, data, mode=0o644, durable=False)  # a cache: rebuilt if lost
+        if self._state_snapshot is None:
+            self._state_snapshot = Snapshot(path)
+        changes = self._state_changes
+        indexed = self._indexed if self._indexed is not None else {}
+        if not self._state_full and len(changes) * 8 <= len(indexed):
+            puts = {rel: crc for rel, crc in changes.items() if crc is not None}
+            gone = [rel for rel, crc in changes.items() if crc is None]
+            records = ([("put", puts)] if puts else []) + ([("del", gone)] if gone else [])
+            if not records or self._state_snapshot.append(records):
+                changes.clear()
+                return
+        self._state_snapshot.write({"format": (SCHEMA_VERSION, sys.version_info[:2]), "docs": indexed})
+        changes.clear()
+        self._state_full = False
 
     # keeping in step
 
@@ -241,6 +309,10 @@ class Index:
         catches an index that was replaced or deleted behind the table's back.
         """
         mark = self.table.extra.get("index_synced")
+        if mark is not None and self._writer is not None:
+            # this process holds the writer, so nobody replaced the index: and the merges the
+            # writer runs in the background rewrite meta.json, which must not look like a change
+            return True
         return mark is not None and self.path is not None and mark == self._meta_stamp()
 
     def _mark_in_step(self) -> None:
@@ -258,13 +330,14 @@ class Index:
         gone = [rel for rel in indexed if rel not in self.table.rows]
         return todo, gone
 
-    def sync(self, parsed: dict | None = None, changes=None) -> int:
+    def sync(self, parsed: dict | None = None, changes=None, *, progress=None) -> int:
         """Index what changed; returns how many documents were written or deleted.
 
         ``parsed``: specs a refresh has just parsed (path -> Spec), to spare a second read.
         ``changes``: what that refresh saw (a :class:`~chantlib.table.Changes`). When this
         process has synced before, only those paths are compared instead of every row (the
-        daemon's watcher knows exactly what moved).
+        daemon's watcher knows exactly what moved). ``progress``: a callable ``(phase,
+        done, total)`` told how the writing goes (phase ``"indexing"``).
         """
         if changes is not None and self._indexed is not None and self._index is not None:
             indexed, files, rows = self._indexed, self.table.files, self.table.rows
@@ -273,65 +346,121 @@ class Index:
             if not todo and not gone:
                 self._mark_in_step()
                 return 0
-            return self._locked_write(todo, gone, parsed or {}, recheck=False)
+            return self._locked_write(todo, gone, parsed or {}, recheck=False, progress=progress)
         if self.in_step():
+            if self.defer_state:
+                # a long-lived owner (the daemon's start): have the state at hand, so that the
+                # next batch is compared path by path, not by a pass over every row
+                self._open()
+                self._load_state()
             return 0
         self._open()  # a missing or foreign index is created anew here, and the state forgotten
         todo, gone = self.pending()
         if not todo and not gone:
             self._mark_in_step()
             return 0
-        return self._locked_write(todo, gone, parsed or {}, recheck=True)
+        return self._locked_write(todo, gone, parsed or {}, recheck=True, progress=progress)
 
-    def _locked_write(self, todo: list[str], gone: list[str], parsed: dict, *, recheck: bool) -> int:
+    def _locked_write(self, todo: list[str], gone: list[str], parsed: dict, *, recheck: bool, progress=None) -> int:
         if self.path is None:
-            return self._write(todo, gone, parsed)
+            return self._write(todo, gone, parsed, progress)
         from filelock import Timeout
 
+        lock = self._writer_lock()
         try:
-            with self._writer_lock():
-                if recheck:
-                    # another process may have done it while we waited
-                    if not self.defer_state:
-                        self._indexed = None
-                    todo, gone = self.pending()
-                    if not todo and not gone:
-                        self._reload()
-                        self._mark_in_step()
-                        return 0
-                written = self._write(todo, gone, parsed)
-                self._mark_in_step()
-                return written
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if not self.keep_writer and self._daemon_runs():
+                    # the daemon holds the writer and keeps the index in step with the files:
+                    # search it as it is (its documents are at least as new as our table)
+                    return 0
+                lock.acquire(timeout=60)
         except Timeout:
             raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
         except OSError as exc:
             raise StorageError.from_os_error(exc, "lock the index in", self.path) from None
-
-    def _write(self, todo: list[str], gone: list[str], parsed: dict) -> int:
-        index = self._open()
-        indexed = self._load_state()
         try:
-            # a few documents (the watcher's batches) need no big arena: tantivy's minimum is 15 MB
-            big = len(todo) >= 2000
-            writer = index.writer(heap_size=128_000_000 if big else 16_000_000, num_threads=0 if big else 1)
+            if recheck:
+                # another process may have done it while we waited
+                if not self.defer_state:
+                    self._indexed = None
+                todo, gone = self.pending()
+                if not todo and not gone:
+                    self._reload()
+                    self._mark_in_step()
+                    return 0
+            written = self._write(todo, gone, parsed, progress)
+            self._mark_in_step()
+            return written
+        finally:
+            lock.release()
+
+    def _daemon_runs(self) -> bool:
+        from .client import daemon_alive
+
+        return daemon_alive(self.table.store.root)
+
+    def close(self) -> None:
+        """Close the kept writer, if any: waits for its merges, then lets the writer lock go."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.wait_merging_threads()
+        except ValueError as exc:
+            raise ChantError(f"cannot close the index writer: {exc}") from None
+        finally:
+            self._writer_lock().release()
+        self._reload()
+
+    def _new_writer(self, index, big: bool):
+        """A writer for one write: the kept one, or a new one (kept when ``keep_writer``)."""
+        if self._writer is not None and not big:
+            return self._writer
+        self.close()  # a big write gets its own writer, with the arena it needs
+        try:
+            # one indexing thread and a small arena, committed every BATCH documents: memory
+            # stays bounded however many documents a cold build writes (a 128 MB arena on
+            # every core held far more than the table itself), and the Python side, which
+            # builds the documents, is the bottleneck anyway. tantivy's minimum is 15 MB.
+            writer = index.writer(heap_size=BIG_HEAP if big else 16_000_000, num_threads=1)
         except ValueError as exc:
             raise ChantError(f"cannot write the index: {exc}") from None
+        if self.keep_writer and not big and self.path is not None:
+            self._writer_lock().acquire(timeout=60)  # held for the kept writer, until close()
+            self._writer = writer
+        return writer
+
+    def _write(self, todo: list[str], gone: list[str], parsed: dict, progress=None) -> int:
+        index = self._open()
+        indexed = self._load_state()
+        changes = self._state_changes
+        big = len(todo) > BATCH
+        writer = self._new_writer(index, big)
         try:
             fresh = not indexed and len(todo) == len(self.table.rows)
             if fresh:
+                # no document survives this: a crash before the state is saved rebuilds again
                 writer.delete_all_documents()
-            elif self.defer_state:
+            else:
                 # the state file may lag, but must always name every path the index holds, or
                 # a document whose file goes while we are down is never deleted: new paths go
-                # in before the commit (with no checksum, so they are indexed again if need be)
+                # in before the first commit (with no checksum, so they are indexed again if
+                # need be; an append to the state's journal, see _write_state)
                 new = [rel for rel in todo if rel not in indexed]
                 if new:
                     for rel in new:
-                        indexed[rel] = -1
+                        indexed[rel] = changes[rel] = -1
                     self._write_state()
             for rel in gone:
                 writer.delete_documents_by_term("path", rel)
                 indexed.pop(rel, None)
+                changes[rel] = None
+            from .progress import phase
+
+            report = phase(progress, "indexing", len(todo))
+            in_batch = 0
             for rel in todo:
                 row = self.table.row(rel)
                 spec = parsed.get(rel)
@@ -339,11 +468,24 @@ class Index:
                 if not fresh:
                     writer.delete_documents_by_term("path", rel)
                 writer.add_document(self._document(row, body))
-                indexed[rel] = self.table.files[rel][3]
+                indexed[rel] = changes[rel] = self.table.files[rel][3]
+                if report is not None:
+                    report.step()
+                in_batch += 1
+                if in_batch == BATCH:
+                    writer.commit()
+                    in_batch = 0
+                    _give_back_freed_memory()
             writer.commit()
-            writer.wait_merging_threads()
+            if writer is not self._writer:
+                writer.wait_merging_threads()  # closes it
         except ValueError as exc:
+            if writer is self._writer:  # a writer that failed is not used again
+                self._writer = None
+                self._writer_lock().release()
             raise ChantError(f"cannot write the index: {exc}") from None
+        if big:
+            _give_back_freed_memory()
         self._save_state()
         self._reload()
         return len(todo) + len(gone)
@@ -354,13 +496,19 @@ class Index:
         self._searcher = None
 
     def _read_body(self, rel: str) -> str:
+        """The body of a spec file, as ``Spec.parse(...).body`` gives it, without parsing
+        the frontmatter (a cold build reads every body again: the table kept no parsed spec)."""
         try:
             text = self.table.store.read_text(rel)
         except (StorageError, UnicodeDecodeError):
             return ""
-        from .spec import Spec
+        from .spec import split_document
 
-        return Spec.parse(rel.rsplit("/", 1)[-1][:-3], text).body
+        try:
+            parts = split_document(text)
+        except SpecParseError:
+            return text
+        return text if parts is None else parts[3]
 
     def _document(self, row, body: str):
         row = row.full()
@@ -397,8 +545,20 @@ class Index:
         doc.add_text("body", body)
         return doc
 
-    def rebuild(self) -> int:
+    def rebuild(self, *, progress=None) -> int:
         """Throw the index away and index every spec again; returns the document count."""
+        self.reset()
+        self.sync(progress=progress)
+        return len(self._load_state())
+
+    def reset(self) -> None:
+        """Throw the index away (its folder and state): the next sync indexes every spec."""
+        if not self.keep_writer and self.path is not None and self._daemon_runs():
+            from .errors import Conflict
+
+            raise Conflict("a daemon serves this repository and owns its index: rebuild it through the daemon "
+                           "(`chant index rebuild` without --direct)")
+        self.close()
         self._index = None
         self._schema = None
         self._searcher = None
@@ -406,8 +566,17 @@ class Index:
         if folder is not None:
             _rmtree(folder)
         self._forget_state()
-        self.sync()
-        return len(self._load_state())
+
+    def stream(self, progress=None):
+        """A ``stream`` for :meth:`SpecTable.refresh <chantlib.table.SpecTable.refresh>`:
+        ``stream(total)`` gives a sink that indexes the specs a cold build parses, a batch at
+        a time as the table reads them (each file read once, no more than a batch of texts
+        held), or ``None`` when this process may not write the index (a daemon holds it)."""
+
+        def start(total: int):
+            return _Stream.start(self, total, progress)
+
+        return start
 
     # reading
 
@@ -453,6 +622,105 @@ class Index:
         except ValueError as exc:
             raise QuerySyntaxError(f"Invalid query: {exc}", query=query) from None
         return SearchResult(result.count, paths, compiler.scored)
+
+
+class _Stream:
+    """Indexing in step with a refresh that parses many files (see :meth:`Index.stream`).
+
+    Holds the writer lock and one writer for the whole refresh. An index with no state yet is
+    built fresh: every old document is deleted in the first commit, and none is deleted one
+    by one; a crash half-way leaves no state, so the next start builds fresh again. Otherwise
+    each batch's new paths are named in the state before the commit that may add them, as
+    every write does (see ``Index._write``).
+    """
+
+    def __init__(self, index, writer, lock, progress, total: int) -> None:
+        self.index = index
+        self.writer = writer
+        self.lock = lock
+        self.indexed = index._load_state()
+        self.fresh = not self.indexed
+        if self.fresh:
+            writer.delete_all_documents()
+        self.in_batch = 0
+        self.written = 0
+        from .progress import phase
+
+        self.report = phase(progress, "indexing", total)
+
+    @classmethod
+    def start(cls, index, total: int, progress):
+        lock = None
+        if index.path is not None:
+            from filelock import Timeout
+
+            lock = index._writer_lock()
+            try:
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    if not index.keep_writer and index._daemon_runs():
+                        return None  # the daemon's: the sync after the refresh searches what it keeps
+                    lock.acquire(timeout=60)
+            except Timeout:
+                raise ChantError(f"the index in {index.path} is busy (another process is writing it)") from None
+        try:
+            index.close()  # the kept writer, if any: this write gets its own, with a bigger arena
+            tantivy_index = index._open()
+            try:
+                writer = tantivy_index.writer(heap_size=BIG_HEAP, num_threads=1)
+            except ValueError as exc:
+                raise ChantError(f"cannot write the index: {exc}") from None
+            return cls(index, writer, lock, progress, total)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def __call__(self, batch: dict) -> None:
+        index, writer, indexed = self.index, self.writer, self.indexed
+        table, changes = index.table, index._state_changes
+        files = table.files
+        todo = [rel for rel in batch if rel in table.rows and indexed.get(rel) != files[rel][3]]
+        try:
+            if not self.fresh:
+                new = [rel for rel in todo if rel not in indexed]
+                if new:
+                    for rel in new:
+                        indexed[rel] = changes[rel] = -1
+                    index._write_state()
+            for rel in todo:
+                if not self.fresh:
+                    writer.delete_documents_by_term("path", rel)
+                writer.add_document(index._document(table.row(rel), batch[rel].body))
+                indexed[rel] = changes[rel] = files[rel][3]
+                self.written += 1
+                self.in_batch += 1
+                if self.in_batch == BATCH:
+                    writer.commit()
+                    self.in_batch = 0
+                    _give_back_freed_memory()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        if self.report is not None:
+            self.report.step(len(batch))
+
+    def close(self) -> None:
+        """The last commit; the writer closed (its merges waited for) and the lock let go."""
+        try:
+            self.writer.commit()
+            self.writer.wait_merging_threads()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        _give_back_freed_memory()
+        if self.report is not None:
+            self.report.finish()
+        self.index._save_state()
+        self.index._reload()
+        self.index.streamed += self.written
 
 
 # --- the query compiler ---------------------------------------------------------------------

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from ._version import PROTOCOL_VERSION
 from .errors import UsageError
-from .values import MAX_TTL, STATUS_FILTERS, canon_status
+from .values import MAX_TTL, SPEC_FIELDS, STATUS_FILTERS, canon_status
 
-__all__ = ["Param", "Op", "OPS", "dispatch", "PROTOCOL_VERSION"]
+__all__ = ["Param", "Op", "OPS", "dispatch", "dispatch_json", "PROTOCOL_VERSION"]
 
 
 class Param:
@@ -54,16 +54,9 @@ class Param:
             else pattern
 
     def check(self, op: str, value):
-        """Apply the constraints to a converted value."""
+        """Apply the constraints to a converted value (to each item of a list)."""
         if self.choices is not None:
-            folded = self.fold(value) if self.fold is not None else value.lower()
-            if folded not in self.choices:
-                raise UsageError(
-                    f"{op}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {value!r}",
-                    op=op,
-                    param=self.name,
-                )
-            value = folded
+            value = [self._choice(op, v) for v in value] if isinstance(value, list) else self._choice(op, value)
         if self.pattern is not None:
             import re
 
@@ -79,11 +72,24 @@ class Param:
             )
         return value
 
+    def _choice(self, op: str, value: str) -> str:
+        folded = self.fold(value) if self.fold is not None else value.lower()
+        if folded not in self.choices:
+            raise UsageError(
+                f"{op}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {value!r}",
+                op=op,
+                param=self.name,
+            )
+        return folded
+
     def schema(self) -> dict:
         """This parameter as a JSON schema (for the OpenAPI document)."""
         out = dict(_SCHEMA_OF[self.kind])
         if self.choices is not None:
-            out["enum"] = list(self.choices)
+            if self.kind == "list":
+                out["items"] = dict(out["items"], enum=list(self.choices))
+            else:
+                out["enum"] = list(self.choices)
         if self.pattern is not None:
             if self.kind == "list":
                 out["items"] = dict(out["items"], pattern=self.pattern)
@@ -163,14 +169,20 @@ _KIND_WORDS = {
 
 
 class Op:
-    __slots__ = ("name", "method", "params", "doc", "writes", "_by_name")
+    """One operation. ``encoded``: the name of a Workspace method that returns the result's
+    JSON text directly (the same bytes as encoding ``method``'s result), for an answer big
+    enough that a long-lived workspace gains by encoding it piecewise (see
+    :func:`dispatch_json`)."""
 
-    def __init__(self, name, method, params=(), doc="", writes=False):
+    __slots__ = ("name", "method", "params", "doc", "writes", "encoded", "_by_name")
+
+    def __init__(self, name, method, params=(), doc="", writes=False, encoded=None):
         self.name = name
         self.method = method
         self.params = tuple(params)
         self.doc = doc
         self.writes = writes
+        self.encoded = encoded
         self._by_name = {}
         for p in self.params:
             self._by_name[p.name] = p
@@ -237,8 +249,11 @@ OPS: dict[str, Op] = {
                 _LABELS,
                 Param("type"),
                 _PROJECT,
+                Param("fields", "list", doc="only these keys of each spec (default: all of them)",
+                      choices=SPEC_FIELDS),
             ),
             doc="active specs in chant order",
+            encoded="list_specs_json",
         ),
         Op("show", "show", (_SPEC,), doc="one spec: frontmatter, body and computed state"),
         Op("search", "search", (_QUERY, _LIMIT), doc="query the index (docs/cli.md, Query language)"),
@@ -298,8 +313,7 @@ OPS: dict[str, Op] = {
 OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
 
 
-def dispatch(workspace, name: str, params: dict | None = None):
-    """Run operation ``name`` on ``workspace`` with ``params``; returns JSON-able data."""
+def _bound(name, params) -> tuple[Op, dict]:
     op = OPS.get(name) if isinstance(name, str) else None
     if op is None:
         known = ", ".join(sorted(OPS))
@@ -308,5 +322,21 @@ def dispatch(workspace, name: str, params: dict | None = None):
         params = {}
     if not isinstance(params, dict):
         raise UsageError(f"{name}: parameters must be an object", op=name)
-    kwargs = op.bind(params)
+    return op, op.bind(params)
+
+
+def dispatch(workspace, name: str, params: dict | None = None):
+    """Run operation ``name`` on ``workspace`` with ``params``; returns JSON-able data."""
+    op, kwargs = _bound(name, params)
     return getattr(workspace, op.method)(**kwargs)
+
+
+def dispatch_json(workspace, name: str, params: dict | None = None) -> str:
+    """:func:`dispatch`, returning the result as compact ASCII JSON text (what the daemon
+    sends): from the operation's ``encoded`` face when it has one."""
+    op, kwargs = _bound(name, params)
+    if op.encoded is not None:
+        return getattr(workspace, op.encoded)(**kwargs)
+    import json
+
+    return json.dumps(getattr(workspace, op.method)(**kwargs), separators=(",", ":"))

@@ -30,6 +30,8 @@ RACY_NS = 2_000_000_000
 #: How often every archived file is stat'ed even when its folder looks unchanged (see refresh)
 ARCHIVE_VERIFY_NS = 60_000_000_000
 TABLE_FILE = "table.marshal"
+#: a refresh that parses more files than this keeps none of the parsed specs (see _read_many)
+PARSED_KEEP = 1000
 
 #: What list, the rules, the queue and summaries read on every command.
 #: ``members`` (the key) and ``lint`` (the rules of ``lint.ROW_RULES`` the file breaks) are
@@ -193,6 +195,79 @@ def parse_file(relpath: str, raw: bytes) -> tuple[tuple, object]:
     return summarize(relpath, spec), spec
 
 
+class _ArchivedStatuses:
+    """id -> status of the archive, read through its rows: what the graph asks of the archive
+    (is a dependency done?), without a dict of its own to build or keep in step."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict) -> None:
+        self._raw = raw
+
+    def get(self, spec_id: str, default=None):
+        t = self._raw.get(spec_id)
+        return default if t is None else t[_STATUS]
+
+    def __contains__(self, spec_id) -> bool:
+        return spec_id in self._raw
+
+    def __getitem__(self, spec_id: str) -> str:
+        return self._raw[spec_id][_STATUS]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self):
+        return iter(self._raw)
+
+
+class _ById:
+    """The active specs over the archived ones, looked up in both: see ``SpecTable.by_id``.
+    A read-only mapping (not a ``collections.abc.Mapping``: that import is not on the CLI's
+    fast path)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table) -> None:
+        self._table = table
+
+    def __getitem__(self, spec_id: str) -> Row:
+        row = self._table._active.get(spec_id)
+        if row is not None:
+            return row
+        t = self._table._archived_raw[spec_id]
+        return tuple.__new__(Row, t)
+
+    def __contains__(self, spec_id) -> bool:
+        return spec_id in self._table._active or spec_id in self._table._archived_raw
+
+    def __iter__(self):
+        active = self._table._active
+        yield from active
+        for spec_id in self._table._archived_raw:
+            if spec_id not in active:
+                yield spec_id
+
+    def __len__(self) -> int:
+        active = self._table._active
+        return len(active) + sum(1 for spec_id in self._table._archived_raw if spec_id not in active)
+
+    def get(self, spec_id: str, default=None):
+        try:
+            return self[spec_id]
+        except KeyError:
+            return default
+
+    def keys(self):
+        return iter(self)
+
+    def items(self):
+        return ((spec_id, self[spec_id]) for spec_id in self)
+
+    def values(self):
+        return (self[spec_id] for spec_id in self)
+
+
 class Changes:
     """What one refresh saw: paths added, changed and removed, and the specs it parsed."""
 
@@ -225,7 +300,6 @@ class SpecTable:
         self.generation = 0
         self.warnings: list[str] = []
         self._racy: set[str] = set()
-        self._by_id: dict[str, Row] | None = None
         self._active: dict[str, Row] | None = None
         self._archived: dict[str, Row] | None = None
         self._archived_raw: dict[str, tuple] = {}
@@ -234,6 +308,11 @@ class SpecTable:
         self._graph = None
         self._loaded = False
         self._dirty = False
+        # what changed since the last save, for appending it (see flush)
+        self._snapshot = None
+        self._touched: set[str] = set()  # relpaths whose entry changed
+        self._meta_changed = False  # folders, the archive check time or the racy set changed
+        self._full_save = False  # the next save must write everything (after clear, a foreign file)
 
     # persistence
 
@@ -250,30 +329,90 @@ class SpecTable:
         path = self._table_path()
         if path is None:
             return
-        try:
-            with open(path, "rb") as fh:
-                data = marshal.loads(fh.read())
-        except (OSError, EOFError, ValueError, TypeError):
+        from .snapshot import Snapshot
+
+        self._snapshot = Snapshot(path)
+        loaded = self._snapshot.load()
+        if loaded is None:
             return
-        if not isinstance(data, dict) or data.get("format") != (FORMAT, sys.version_info[:2], self.store.root):
+        data, records = loaded
+        if data.get("format") != (FORMAT, sys.version_info[:2], self.store.root):
+            self._full_save = True  # a foreign table: never append to it
             return
-        self.files = data["files"]
-        self.folders = data["folders"]
-        self.archive_verified_ns = data["archive_verified_ns"]
-        self.rows = data["rows"]
-        self._racy = set(data["racy"])
-        self.extra = data["extra"]
+        files, rows, extra = data["files"], data["rows"], data["extra"]
+        folders, verified, racy = data["folders"], data["archive_verified_ns"], data["racy"]
+        stale_graph = False  # a row changed since the graph in ``extra`` was computed
+        for record in records:  # what the owner appended since (see _append)
+            kind = record[0]
+            if kind == "put":
+                files[record[1]], rows[record[1]] = record[2], record[3]
+                stale_graph = True
+            elif kind == "del":
+                files.pop(record[1], None)
+                rows.pop(record[1], None)
+                stale_graph = True
+            elif kind == "meta":
+                folders, verified, racy = record[1], record[2], record[3]
+            elif kind == "extra":
+                new = dict(record[1])
+                if "graph" in new:
+                    stale_graph = False  # computed from every row up to this record
+                elif "graph" in extra and not stale_graph:
+                    new["graph"] = extra["graph"]  # still true of the rows
+                extra = new
+        if stale_graph and "graph" in extra:
+            del extra["graph"]  # computed from rows that changed since
+        self.files, self.rows, self.extra = files, rows, extra
+        self.folders, self.archive_verified_ns, self._racy = folders, verified, set(racy)
 
     def flush(self) -> None:
-        """Save the table if anything in it changed since it was loaded or saved."""
+        """Save what changed since the table was loaded or saved: appended to the journal of
+        the saved table when that is cheaper (see :mod:`chantlib.snapshot`), else in full."""
         if self._dirty:
-            self.save()
+            if not self._append():
+                self.save()
+
+    def _append(self) -> bool:
+        """Append the entries changed since the last save to the table's journal: a save
+        that costs what changed. False when a full save is due instead."""
+        snapshot = self._snapshot
+        if snapshot is None or self._full_save or len(self._touched) * 8 > len(self.rows):
+            return False
+        files, rows = self.files, self.rows
+        records: list = []
+        for rel in self._touched:
+            entry, row = files.get(rel), rows.get(rel)
+            records.append(("put", rel, entry, row) if entry is not None and row is not None else ("del", rel))
+        if self._meta_changed:
+            records.append(("meta", self.folders, self.archive_verified_ns, sorted(self._racy)))
+        extra = {k: v for k, v in self.extra.items() if k != "graph"}
+        g = self._graph
+        if g is not None and g._ready is not None and not records:
+            # no row changed in this save (a command that only read): the graph goes in, so the
+            # next command finds it computed; a save that carries rows (the daemon's) leaves it
+            # out, O(ready) to write each time, for the next full table
+            extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
+        records.append(("extra", extra))
+        try:
+            if not snapshot.append(records):
+                return False
+        except ValueError:  # a value marshal cannot store: the full save reports it
+            return False
+        self._touched.clear()
+        self._meta_changed = False
+        self._dirty = False
+        return True
 
     def save(self) -> None:
-        """Write the table (temp file + rename). Silently skipped when the folder is unwritable."""
+        """Write the whole table (temp file + rename) and drop its journal. Silently skipped
+        (with a warning) when the folder is unwritable."""
         path = self._table_path()
         if path is None:
             return
+        g = self._graph
+        if g is not None:
+            # the live graph, kept in step with every patch, is saved as computed results
+            self.extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
         data = {
             "format": (FORMAT, sys.version_info[:2], self.store.root),
             "files": self.files,
@@ -284,22 +423,30 @@ class SpecTable:
             "extra": self.extra,
         }
         from .errors import StorageError
-        from .store import atomic_write
+        from .snapshot import Snapshot
 
+        if self._snapshot is None:
+            self._snapshot = Snapshot(path)
         self._dirty = False
         try:
             try:
-                blob = marshal.dumps(data)
+                self._snapshot.write(data)
             except ValueError:  # a value marshal refuses (a subclass of int, an object)
-                blob = marshal.dumps(_marshallable(data))
-            atomic_write(path, blob, mode=0o644, durable=False)  # a cache: rebuilt if lost
+                self._snapshot.write(_marshallable(data))
         except (StorageError, ValueError) as exc:
             self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {getattr(exc, 'message', exc)}")
+            return
+        self._touched.clear()
+        self._meta_changed = False
+        self._full_save = False
 
     # refresh
 
-    def refresh(self, *, save: bool = True, full: bool = False) -> Changes:
+    def refresh(self, *, save: bool = True, full: bool = False, progress=None, stream=None) -> Changes:
         """Bring the table in step with the files; returns what changed.
+
+        ``progress``: a callable ``(phase, done, total)`` told how the parsing goes (phase
+        ``"reading"``, see :mod:`chantlib.progress`). ``stream``: see :meth:`_read_many`.
 
         Every spec under ``specs/`` is stat'ed on every refresh. Archived specs are history:
         a folder of the archive whose mtime and inode are what they were when it was last
@@ -321,6 +468,7 @@ class SpecTable:
         racy_since = scan_ns - RACY_NS
         verify = full or scan_ns - self.archive_verified_ns > ARCHIVE_VERIFY_NS
         folders = self.folders
+        folders_before = dict(folders)  # a few thousand entries at most (one per archive day)
 
         def keep(prefix: str, key: tuple) -> bool:
             return (
@@ -331,6 +479,7 @@ class SpecTable:
             )
 
         visited: set[str] = set()
+        to_read: list[tuple] = []  # (relpath, stat key, old entry): read once the walk is done
         for prefix, entries, folder_key in self.store.scan(keep=keep):
             visited.add(prefix)
             if entries is None:
@@ -354,9 +503,10 @@ class SpecTable:
                     and rel not in racy
                 ):
                     continue
-                self._read_one(rel, (st.st_mtime_ns, st.st_size, st.st_ino), old, changes)
+                to_read.append((rel, (st.st_mtime_ns, st.st_size, st.st_ino), old))
                 if st.st_mtime_ns >= racy_since:
                     new_racy.add(rel)
+        self._read_many(to_read, changes, progress, stream)
         def unread(path: str) -> bool:
             """Below a folder that was skipped, at any depth: not read, so not gone."""
             i = path.find("/")
@@ -369,6 +519,7 @@ class SpecTable:
         for rel in [r for r in files if r not in seen and not unread(r)]:
             del files[rel]
             self.rows.pop(rel, None)
+            self._touched.add(rel)
             changes.removed.append(rel)
         for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
@@ -382,16 +533,26 @@ class SpecTable:
             self._changed()
         if changes or racy != new_racy:
             self._dirty = True
+        if verify or racy != new_racy or folders_before != folders:
+            self._meta_changed = self._dirty = True
         if save:
             self.flush()
         return changes
 
     def refresh_paths(self, relpaths) -> Changes:
-        """Re-read just these files (the daemon's watcher knows what moved)."""
+        """Re-read just these files (the daemon's watcher knows what moved). An entry ending
+        in ``/`` names a folder (created, removed or renamed): every spec file below it now,
+        and every one the table had below it, is looked at again."""
         if not self._loaded:
             self._load()
+        relpaths = list(dict.fromkeys(relpaths))  # each once: a path named twice is read once
+        folders = [rel for rel in relpaths if rel.endswith("/")]
+        if folders:
+            relpaths = sorted({rel for rel in relpaths if not rel.endswith("/")}.union(
+                *(self._below(prefix) for prefix in folders)))
         changes = Changes()
         before = {rel: self.rows.get(rel) for rel in relpaths}
+        to_read = []
         for rel in relpaths:
             try:
                 st = os.stat(self.store.abspath(rel))
@@ -399,12 +560,13 @@ class SpecTable:
                 if rel in self.files:
                     del self.files[rel]
                     self.rows.pop(rel, None)
+                    self._touched.add(rel)
                     changes.removed.append(rel)
                 continue
             except OSError:
                 continue
-            key = (st.st_mtime_ns, st.st_size, st.st_ino)
-            self._read_one(rel, key, self.files.get(rel), changes)
+            to_read.append((rel, (st.st_mtime_ns, st.st_size, st.st_ino), self.files.get(rel)))
+        self._read_many(to_read, changes)
         if changes:
             if not self._patch(before, changes):
                 self._changed()
@@ -412,48 +574,128 @@ class SpecTable:
         return changes
 
     def _patch(self, before: dict, changes: Changes) -> bool:
-        """Update the id maps for a few changed files in place, instead of rebuilding them
-        from every row (the daemon's watcher applies one file at a time). False when the
-        change touches anything unusual (a file that does not parse, two files with one
-        ID): the caller then rebuilds from scratch."""
+        """Update the id maps and the graph for a few changed files in place, instead of
+        rebuilding them from every row (the daemon's watcher applies one batch at a time).
+        False when the change touches two files with one ID: the caller then rebuilds."""
         if self._active is None:
             return False
-        new_row = tuple.__new__
-        for rel in changes.added + changes.changed + changes.removed:
-            old, new = before.get(rel), self.rows.get(rel)
-            for t in (old, new):
-                if t is not None and (t[_ERROR] is not None or any(t[_ID] == d for d, _paths in self._duplicates)):
-                    return False
-            if old is not None:
+        rels = changes.added + changes.changed + changes.removed
+        duplicated = {spec_id for spec_id, _paths in self._duplicates}
+        leaving: set[tuple] = set()  # (archived, id) of the rows this batch takes away
+        for rel in rels:
+            old = before.get(rel)
+            if old is not None and old[_ID] in duplicated:
+                return False
+            if old is not None and old[_ERROR] is None:
                 target = self._archived_raw if old[_ARCHIVED] else self._active
                 current = target.get(old[_ID])
                 if current is None or current[_PATH] != rel:
                     return False
-            if new is not None:
-                target = self._archived_raw if new[_ARCHIVED] else self._active
-                current = target.get(new[_ID])
-                if current is not None and current[_PATH] != rel:
-                    return False  # another file holds this ID: a duplicate
-        for rel in changes.added + changes.changed + changes.removed:
-            old, new = before.get(rel), self.rows.get(rel)
-            if old is not None:
-                if old[_ARCHIVED]:
-                    del self._archived_raw[old[_ID]]
-                    if self._archived is not None:
-                        del self._archived[old[_ID]]
-                else:
-                    del self._active[old[_ID]]
-            if new is not None:
-                if new[_ARCHIVED]:
-                    self._archived_raw[new[_ID]] = new
-                    if self._archived is not None:
-                        self._archived[new[_ID]] = new_row(Row, new)
-                else:
-                    self._active[new[_ID]] = new_row(Row, new)
-        self._invalidate()  # the id maps were patched above: only the derived views go
+                leaving.add((old[_ARCHIVED], old[_ID]))
+        arriving: set[tuple] = set()
+        for rel in rels:
+            new = self.rows.get(rel)
+            if new is None or new[_ERROR] is not None:
+                continue
+            if new[_ID] in duplicated:
+                return False
+            place = (new[_ARCHIVED], new[_ID])
+            target = self._archived_raw if new[_ARCHIVED] else self._active
+            current = target.get(new[_ID])
+            if place in arriving or (current is not None and current[_PATH] != rel and place not in leaving):
+                return False  # another file holds this ID: a duplicate
+            arriving.add(place)
+        new_row = tuple.__new__
+        active = self._active
+        active_changed: dict[str, Row | None] = {}  # id -> its row before this batch
+        archived_changed: list[str] = []
+        for rel in rels:  # what leaves first, so that a spec moved between folders arrives after
+            old = before.get(rel)
+            if old is None:
+                continue
+            if old[_ERROR] is not None:
+                self._broken.pop(rel, None)
+            elif old[_ARCHIVED]:
+                del self._archived_raw[old[_ID]]
+                if self._archived is not None:
+                    del self._archived[old[_ID]]
+                archived_changed.append(old[_ID])
+            else:
+                active_changed.setdefault(old[_ID], active[old[_ID]])
+                del active[old[_ID]]
+        for rel in rels:
+            new = self.rows.get(rel)
+            if new is None:
+                continue
+            if new[_ERROR] is not None:
+                self._broken[rel] = new_row(Row, new)
+            elif new[_ARCHIVED]:
+                self._archived_raw[new[_ID]] = new
+                if self._archived is not None:
+                    self._archived[new[_ID]] = new_row(Row, new)
+                archived_changed.append(new[_ID])
+            else:
+                active_changed.setdefault(new[_ID], active.get(new[_ID]))
+                active[new[_ID]] = new_row(Row, new)
+        self._invalidate()
+        if self._graph is not None:
+            self._graph.update(active_changed, archived_changed)
         return True
 
-    def _read_one(self, rel: str, key: tuple, old, changes: Changes) -> None:
+    def _below(self, prefix: str) -> set[str]:
+        """The spec files below folder ``prefix`` (``specs/sub/``): on disk now, and known to
+        the table (the table's keys are scanned: a folder event is rare, and a scan of
+        strings costs a few milliseconds where a walk of the files would stat every one)."""
+        found = {rel for rel in self.files if rel.startswith(prefix)}
+        stack = [prefix]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(self.store.abspath(folder[:-1])) as it:
+                    for entry in it:
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.name.endswith(".md") and entry.is_file():
+                            found.add(folder + entry.name)
+                        elif entry.is_dir():
+                            stack.append(f"{folder}{entry.name}/")
+            except OSError:
+                continue  # gone, or not a folder: only the table's entries below it are left
+        return found
+
+    def _read_many(self, to_read: list, changes: Changes, progress=None, stream=None) -> None:
+        """Read the files a walk found changed. The parsed specs are kept for the index only
+        when they are few (a watcher's batch, a command's refresh): a cold build's would hold
+        every spec's text at once. ``stream(total)`` may give a sink for that case instead (the
+        index's, see :meth:`Index.stream <chantlib.index.Index.stream>`): it is handed the
+        parsed specs PARSED_KEEP at a time, as they are read, and closed at the end, so each
+        file is read once and no more than a batch of texts is held."""
+        keep = len(to_read) <= PARSED_KEEP
+        sink = stream(len(to_read)) if stream is not None and not keep else None
+        report = None
+        if progress is not None:
+            from .progress import phase
+
+            report = phase(progress, "reading", len(to_read))
+        batch: dict = {}
+        try:
+            for rel, key, old in to_read:
+                spec = self._read_one(rel, key, old, changes, keep)
+                if sink is not None and spec is not None:
+                    batch[rel] = spec
+                    if len(batch) >= PARSED_KEEP:
+                        sink(batch)
+                        batch = {}
+                if report is not None:
+                    report.step()
+            if sink is not None and batch:
+                sink(batch)
+        finally:
+            if sink is not None:
+                sink.close()
+
+    def _read_one(self, rel: str, key: tuple, old, changes: Changes, keep: bool = True):
+        """Read one file into the table; the parsed spec when it was parsed (else None)."""
         try:
             with open(self.store.abspath(rel), "rb") as fh:
                 raw = fh.read()
@@ -462,23 +704,27 @@ class SpecTable:
             return
         crc = zlib.crc32(raw)
         self.files[rel] = (key[0], key[1], key[2], crc)
+        self._touched.add(rel)
         if old is not None and old[3] == crc and rel in self.rows:
             return
         row, spec = parse_file(rel, raw)
         self.rows[rel] = row
-        changes.parsed[rel] = spec
+        if keep:
+            changes.parsed[rel] = spec
         (changes.changed if old is not None else changes.added).append(rel)
+        return spec
 
     def _invalidate(self) -> None:
-        """Rows changed: a new generation; cached results (but the config) and the graph go."""
+        """Rows changed: a new generation; cached results but the config go (the live graph
+        is kept in step by the caller, and written back into ``extra`` when saved)."""
         self.generation += 1
         self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
-        self._by_id = None
-        self._graph = None
 
     def _changed(self) -> None:
+        """Rows changed in ways not worth following: the id maps and the graph are rebuilt."""
         self._invalidate()
         self._active = self._archived = None
+        self._graph = None
 
     def clear(self) -> None:
         """Forget everything (a rebuild starts here)."""
@@ -488,6 +734,8 @@ class SpecTable:
         self.rows.clear()
         self._racy.clear()
         self.extra = {}
+        self._touched.clear()
+        self._full_save = True
         self._loaded = True
         self._changed()
 
@@ -521,7 +769,6 @@ class SpecTable:
         self._active = {i: new(Row, t) for i, t in active.items()}
         self._archived_raw, self._broken = archived, broken
         self._archived = None
-        self._by_id = None
         self._duplicates = sorted(((k, sorted(v)) for k, v in dup.items()), key=lambda kv: sort_key(kv[0]))
 
     @property
@@ -548,19 +795,19 @@ class SpecTable:
             self._archived = {i: new(Row, t) for i, t in self._archived_raw.items()}
         return self._archived
 
-    def archived_statuses(self) -> dict[str, str]:
+    def archived_statuses(self) -> _ArchivedStatuses:
+        """id -> status of the archive (a view over the rows)."""
         if self._active is None:
             self._index()
-        return {i: t[_STATUS] for i, t in self._archived_raw.items()}
+        return _ArchivedStatuses(self._archived_raw)
 
     @property
-    def by_id(self) -> dict[str, Row]:
-        """id -> row, active specs shadowing archived ones of the same ID."""
-        if self._by_id is None:
-            by_id = dict(self.archived)
-            by_id.update(self.active)
-            self._by_id = by_id
-        return self._by_id
+    def by_id(self) -> _ById:
+        """id -> row, active specs shadowing archived ones of the same ID (a view: nothing
+        is copied, so a long-lived table pays nothing for it when rows change)."""
+        if self._active is None:
+            self._index()
+        return _ById(self)
 
     @property
     def duplicates(self) -> list[tuple[str, list[str]]]:
@@ -570,18 +817,17 @@ class SpecTable:
 
     @property
     def graph(self):
-        """The :class:`~chantlib.graph.Graph` of the active specs (cached with the table)."""
+        """The :class:`~chantlib.graph.Graph` of the active specs: built once, then kept in
+        step with every patch (cached with the table when saved)."""
         if self._graph is None:
             from .graph import Graph
 
-            g = Graph(self.active, self.archived_statuses())
-            cached = self.extra.get("graph")  # dropped by _changed(), so present means valid
+            g = Graph(self.active, _ArchivedStatuses(self._archived_raw))
+            cached = self.extra.get("graph")  # dropped by _invalidate(), so present means valid
             if cached is not None:
-                g._ready = list(cached[0])
-                g._blocked = set(cached[1])
+                g._restore(cached[0], cached[1])
             else:
-                self.extra["graph"] = (tuple(g.ready), tuple(sorted(g.blocked)))
-                self._dirty = True
+                self._dirty = True  # the graph goes into the saved table (see save)
             self._graph = g
         return self._graph
 

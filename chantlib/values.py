@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "KNOWN_STATUSES", "STATUS_FILTERS", "canon_status", "KNOWN_TYPES", "PRIORITY_NAMES", "DEFAULT_PRIORITY", "MAX_TTL",
-    "BLANK",
+    "BLANK", "SPEC_FIELDS",
 ]
 
 KNOWN_STATUSES = (
@@ -32,3 +32,9 @@ MAX_TTL = 10 * 365 * 86400
 #: the white space a blank value is made of: ASCII only, as ECMAScript's \s in the OpenAPI
 #: document's patterns sees it (Python's str.strip() also takes \x1c-\x1f and \x85)
 BLANK = " \t\n\r\f\v"
+#: the keys of a spec object (``Workspace.summary``), in their order: what ``list``'s
+#: ``fields`` parameter may pick from
+SPEC_FIELDS = (
+    "id", "title", "status", "type", "ready", "blocked", "project", "labels", "depends_on", "priority", "criteria",
+    "approval", "archived", "path", "held",
+)

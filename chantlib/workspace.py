@@ -20,8 +20,8 @@ from ._version import PROTOCOL_VERSION, VERSION
 from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
 from .store import SpecStore
-from .table import SpecTable
-from .values import BLANK
+from .table import HOT_FIELDS, SpecTable
+from .values import BLANK, SPEC_FIELDS
 
 __all__ = ["Workspace", "VERSION"]
 
@@ -29,7 +29,26 @@ INDEX_DIR = ".index"
 LOCKS_DIR = ".locks"
 
 
+_TYPE, _STATUS = HOT_FIELDS.index("type"), HOT_FIELDS.index("status")
 _PROJECT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def _approval(row) -> dict | None:
+    if row.approval is None:
+        return None
+    return dict(zip(("required", "status", "by", "at"), row.approval, strict=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _picked(fields: tuple) -> tuple:
+    """The keys of ``fields`` in the spec object's order (what ``summary`` returns)."""
+    return tuple(k for k in SPEC_FIELDS if k in fields)
+
+
+def _json_dumps(value) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))  # ASCII: the daemon's wire form
 
 
 def _now_utc() -> str:
@@ -104,9 +123,17 @@ class Workspace:
         self._index = None
         self._locks = locks
         self._queue = None
+        self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
         self._gate = None
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
+        #: ``progress(phase, done, total)``, called during long work when set: phase
+        #: ``"reading"`` while the spec table parses files, ``"indexing"`` while the index
+        #: writes documents, from :meth:`apply_changes` (``None``: the daemon's start),
+        #: :meth:`refresh` and :meth:`index_rebuild`; about ten times a second at most, and
+        #: once at the end of each phase (``done == total``). It may be called from the
+        #: daemon's worker thread. See :mod:`chantlib.progress`.
+        self.progress = None
 
     # parts
 
@@ -135,7 +162,7 @@ class Workspace:
         if self._index is None:
             from .index import Index
 
-            self._index = Index(self.table, self.cache_dir, defer_state=self.long_lived)
+            self._index = Index(self.table, self.cache_dir, defer_state=self.long_lived, keep_writer=self.long_lived)
         return self._index
 
     @property
@@ -176,7 +203,7 @@ class Workspace:
 
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
-        changes = self.table.refresh(save=False)
+        changes = self.table.refresh(save=False, progress=self.progress)
         return changes
 
     def apply_changes(self, relpaths=None, config_changed: bool = False) -> int:
@@ -186,9 +213,14 @@ class Workspace:
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
-            changes = self.table.refresh(save=False, full=True)
-        else:
-            changes = self.table.refresh_paths(relpaths)
+            # a cold start parses every file: the index takes them as they are read
+            index = self.index
+            index.streamed = 0
+            changes = self.table.refresh(save=False, full=True, progress=self.progress,
+                                         stream=index.stream(self.progress))
+            streamed, index.streamed = index.streamed, 0
+            return streamed + index.sync(changes.parsed, changes, progress=self.progress)
+        changes = self.table.refresh_paths(relpaths)
         return self.index.sync(changes.parsed, changes)
 
     def _fresh(self):
@@ -209,7 +241,10 @@ class Workspace:
             self.flush()
 
     def close(self) -> None:
+        """Save what is unsaved and close the index's kept writer (a long-lived workspace)."""
         self.flush()
+        if self._index is not None:
+            self._index.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -254,19 +289,18 @@ class Workspace:
 
     # shaping results
 
-    def summary(self, row) -> dict:
-        """The JSON form of a spec row, as every operation returns it."""
+    def summary(self, row, fields=None) -> dict:
+        """The JSON form of a spec row, as every operation returns it; ``fields``: only these
+        keys (of :data:`~chantlib.values.SPEC_FIELDS`), in the spec object's order."""
         graph = self.table.graph
         current = None if row.archived else self.table.active.get(row.id)
         active = current is not None and current.path == row.path
         ready = active and row.id in graph.ready_set
         blocked = active and row.id in graph.blocked
         # ready, yet held out of the queue: the lint errors that hold it (groups are not work)
-        held = list(self.gate().errors(row)) if ready and row.type != "group" else []
-        approval = None
-        if row.approval is not None:
-            approval = dict(zip(("required", "status", "by", "at"), row.approval, strict=True))
-        return {
+        held = list(self.gate().errors(row)) if ready and row.type != "group" and (
+            fields is None or "held" in fields) else []
+        full = {
             "id": row.id,
             "title": row.title,
             "status": row.status,
@@ -278,11 +312,37 @@ class Workspace:
             "depends_on": None if row.depends_on is None else list(row.depends_on),
             "priority": row.priority,
             "criteria": {"checked": row.checked, "total": row.total},
-            "approval": approval,
+            "approval": _approval(row),
             "archived": row.archived,
             "path": f".chant/{row.path}",
             "held": held,
         }
+        if fields is None:
+            return full
+        # a literal dict and a pick of it cost less than building only the keys asked for
+        return {k: full[k] for k in _picked(fields)}
+
+    def _summaries_json(self, rows, fields) -> list[str]:
+        """``summary(row, fields)`` of each row as compact JSON text, each remembered while
+        its row object and computed state stay the same: a long-lived workspace (the
+        daemon) encodes again only the specs that changed since its last answer."""
+        graph = self.table.graph
+        ready_set, blocked = graph.ready_set, graph.blocked
+        errors = self.gate().errors if fields is None or "held" in fields else None
+        memo = self._encoded.get(fields)
+        if memo is None or len(memo) > 2 * len(self.table.active) + 1000:  # too many gone or changed
+            memo = self._encoded[fields] = {}
+        out = []
+        for row in rows:
+            spec_id = row[0]
+            is_ready, is_blocked = spec_id in ready_set, spec_id in blocked
+            # what summary() holds it back for: part of the answer, so of the memo's key too
+            held = errors(row) if errors is not None and is_ready and row[_TYPE] != "group" else ()
+            hit = memo.get(spec_id)
+            if hit is None or hit[0] is not row or hit[1] is not is_ready or hit[2] is not is_blocked or hit[3] != held:
+                hit = memo[spec_id] = (row, is_ready, is_blocked, held, _json_dumps(self.summary(row, fields)))
+            out.append(hit[4])
+        return out
 
     def _resolve(self, partial: str):
         """The row of a partial ID. Files that do not parse are found too (after the active
@@ -297,8 +357,33 @@ class Workspace:
         return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
 
     @_operation()
-    def list_specs(self, ready=False, status=None, labels=None, type=None, project=None) -> dict:
+    def list_specs(self, ready=False, status=None, labels=None, type=None, project=None, fields=None) -> dict:
+        """Active specs in chant order (see the ``list`` operation); ``fields``: only these keys
+        of each spec (what a renderer prints), so that a large answer stays small."""
         self._fresh()
+        rows = self._list_rows(ready, status, labels, type, project)
+        fields = _fields(fields)
+        result = {"specs": [self.summary(r, fields) for r in rows]}
+        self._done()
+        return result
+
+    def list_specs_json(self, ready=False, status=None, labels=None, type=None, project=None, fields=None) -> str:
+        """:meth:`list_specs`'s answer as compact JSON text (the same bytes ``json.dumps``
+        gives), assembled from each spec's remembered encoding (see ``_summaries_json``): the
+        daemon's face of ``list``, whose answer at 200,000 specs holds tens of thousands."""
+        result = self._list_encoded(ready, status, labels, type, project, fields)
+        return '{"specs":[' + ",".join(result["specs"]) + '],"warnings":' + _json_dumps(result["warnings"]) + "}"
+
+    @_operation()
+    def _list_encoded(self, ready, status, labels, type, project, fields) -> dict:
+        """list_specs with each spec as its JSON text (the warnings added as for any operation)."""
+        self._fresh()
+        rows = self._list_rows(ready, status, labels, type, project)
+        result = {"specs": self._summaries_json(rows, _fields(fields))}
+        self._done()
+        return result
+
+    def _list_rows(self, ready, status, labels, type, project) -> list:
         graph = self.table.graph
         active = self.table.active
         if status is not None:  # the ops table checked it already; a library caller may not have
@@ -311,19 +396,25 @@ class Workspace:
                     status=status,
                 )
         if ready or status == "ready":
-            ids = [i for i in graph.ready if not (ready and active[i].type == "group")]
-        elif status == "blocked":
-            ids = sorted(graph.blocked, key=sort_key)
+            # one pass, the row's type read by index: this list is tens of thousands long at scale
+            rows = [active[i] for i in graph.ready]
+            return self._filter_rows([r for r in rows if r[_TYPE] != "group"] if ready else rows, ready, status,
+                                     labels, type, project)
+        if status == "blocked":
+            rows = [active[i] for i in sorted(graph.blocked, key=sort_key)]
         else:
-            ids = sorted(active, key=sort_key)
+            rows = [active[i] for i in graph.order]
             if status is None:
-                ids = [i for i in ids if active[i].status != "cancelled"]
+                rows = [r for r in rows if r[_STATUS] != "cancelled"]
             elif status == "pending":
                 blocked = graph.blocked
-                ids = [i for i in ids if active[i].status == "pending" and i not in blocked]
+                rows = [r for r in rows if r[_STATUS] == "pending" and r[0] not in blocked]
             else:
-                ids = [i for i in ids if active[i].status == status]
-        rows = [active[i] for i in ids]
+                rows = [r for r in rows if r[_STATUS] == status]
+        return self._filter_rows(rows, ready, status, labels, type, project)
+
+    @staticmethod
+    def _filter_rows(rows, ready, status, labels, type, project) -> list:
         if ready and status not in (None, "ready"):
             rows = [r for r in rows if r.status == status]
         if type is not None:
@@ -333,9 +424,7 @@ class Workspace:
             rows = [r for r in rows if wanted.intersection(r.labels)]
         if project is not None:
             rows = [r for r in rows if r.project == project]
-        result = {"specs": [self.summary(r) for r in rows]}
-        self._done()
-        return result
+        return rows
 
     @_operation()
     def show(self, spec: str) -> dict:
@@ -645,12 +734,26 @@ class Workspace:
     @_operation()
     def index_rebuild(self) -> dict:
         started = time.perf_counter()
+        index = self.index
+        index.reset()
         self.table.clear()
-        self.table.refresh(save=False)
-        documents = self.index.rebuild()
+        self.table.refresh(save=False, progress=self.progress, stream=index.stream(self.progress))
+        index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
+        documents = len(index._load_state())
         self.table.graph  # noqa: B018 - compute and cache the graph with the new table
         self.table.save()
         return {"documents": documents, "specs": len(self.table.rows), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _fields(fields) -> tuple | None:
+    """``fields`` as a tuple (a key of the encoding memo); unknown names are refused."""
+    if fields is None:
+        return None
+    fields = tuple(fields)
+    unknown = [f for f in fields if f not in SPEC_FIELDS]
+    if unknown:
+        raise InvalidValue(f"unknown spec field(s): {', '.join(unknown)}; known: {', '.join(SPEC_FIELDS)}")
+    return fields
 
 
 def _stamp(path: str):

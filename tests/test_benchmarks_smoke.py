@@ -17,6 +17,7 @@ ROWS = [
     "bare interpreter (`python -c pass`)",
     "cold `chant list --ready`",
     "warm `chant list --ready`",
+    "warm `chant list` (every active spec)",
     'warm `chant search "merge driver"`',
     "warm `chant search 'status:ready AND label:bug'`",
     "warm `chant list --ready` without `--direct` (daemon probe; none running)",
@@ -39,6 +40,7 @@ DAEMON_ROWS = [
     '`chant search "merge driver"`: direct vs daemon mode (repeated: the daemon\'s cached answer)',
     '`chant search "merge driver"`: direct vs daemon mode, first after a write (answer computed)',
     "`chant lock acquire` + `lock release`: direct vs daemon mode",
+    "`chant list` (every active spec): direct vs daemon mode (repeated)",
     "cold direct `chant list --ready` vs daemon mode",
     "socket `hello` | 1",
     "socket `hello` | 8",
@@ -48,8 +50,11 @@ DAEMON_ROWS = [
     "socket `queue_claim` (then `lock_release` by token) | 8",
     "HTTP `GET /api/queue/next` (keep-alive) | 1",
     "HTTP `GET /api/queue/next` (keep-alive) | 8",
-    "new spec file written",
-    "existing spec edited in place",
+    "new spec file written | `search`",
+    "existing spec edited in place | `search`",
+    "new spec file written | `list --ready`",
+    "existing spec edited in place | `list --ready`",
+    "a cold start, once fully started: VmHWM is the peak of its build (table and index from the files)",
     "just after a warm start (and 200 `hello`s)",
     "steady state: after the watch benchmark too (all of the above)",
 ]
@@ -90,3 +95,32 @@ def test_quick_benchmark_prints_the_table(tmp_path):
     assert "FAILED" not in out, out
     assert "**error:**" not in out, out
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+SCALE_ROWS = [
+    "write → visible in `list --ready`, p50 / p99: a new spec file",
+    "write → visible in `list --ready`, p50 / p99: a spec's title edited in place",
+    "daemon-mode `chant list` (every active spec but cancelled ones), ×bare (median)",
+    "peak RSS of a cold build (VmHWM) / steady RSS (VmRSS after the above)",
+]
+
+
+@pytest.mark.slow
+def test_quick_scale_run_replaces_only_its_section(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Targets\n\nkept\n\n## 500 specs\n\nkept too\n", encoding="utf-8")
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--scale", "--quick", "--sizes", "300",
+            "--out", str(tmp_path / "out"), "--write", str(doc)]
+    for _ in range(2):  # the second run replaces the first one's section
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    text = doc.read_text(encoding="utf-8")
+    assert text.count("## Scale: the cost of a change") == 1
+    assert text.index("## Targets") < text.index("## Scale") < text.index("## 500 specs")
+    assert "kept\n" in text and "kept too" in text
+    for row in SCALE_ROWS:
+        assert f"| {row} |" in text, row
+    assert "**error" not in text and "Traceback" not in proc.stderr
+    repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n300-"))
+    assert not (repo / ".chant" / "daemon.json").exists()
+    assert not list((repo / ".chant" / "specs").glob("2099-12-31-*"))

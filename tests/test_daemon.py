@@ -667,15 +667,15 @@ def test_a_warning_of_one_run_is_not_kept_in_the_cache_of_answers(repo):
     ws.apply_changes(None)
     service = Service(ws)
     service.mark_loaded()  # as the daemon does once the table and index are in
-    decorated = ws.list_specs
+    fresh = ws._fresh  # what every read runs first (list answers through list_specs_json)
     hiccups = ["cannot read .chant/specs/x.md: a hiccup"]
 
-    def list_with_a_hiccup(**kwargs):
+    def fresh_with_a_hiccup():
         ws.table.warnings.extend(hiccups)  # what a failed read during this run leaves behind
         hiccups.clear()
-        return decorated(**kwargs)
+        return fresh()
 
-    ws.list_specs = list_with_a_hiccup
+    ws._fresh = fresh_with_a_hiccup
 
     async def ask() -> dict:
         return json.loads(await service.call_encoded("list", {}, "test", None, None))

@@ -133,3 +133,119 @@ def test_order_is_chant_order(repo):
     for spec_id in ["2026-01-25-001-aaa", "2026-01-24-010-aaa", "2026-01-24-00z-aaa", "2026-01-24-002-bbb"]:
         repo.write(spec_id)
     assert ready_ids(repo) == ["2026-01-24-002-bbb", "2026-01-24-00z-aaa", "2026-01-24-010-aaa", "2026-01-25-001-aaa"]
+
+
+# --- the incremental graph (Graph.update) gives what a graph built from scratch gives ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from chantlib.graph import Graph  # noqa: E402
+
+_D = "2026-01-24-001-drv"
+# a driver with members (nested and out of order), plain specs, a free-form stem, and IDs that
+# exist only in the archive: every rule that links one spec's state to another's
+_GRAPH_IDS = [_D, f"{_D}.1", f"{_D}.2", f"{_D}.3", f"{_D}.2.1", f"{_D}.10", "2026-01-24-002-aaa",
+              "2026-01-24-003-bbb", "2026-01-23-001-old", "free-form-stem"]
+_STATUSES = ["pending", "failed", "completed", "cancelled", "in_progress", "blocked"]
+
+
+class _R:
+    """A row as the graph reads it (the table's Row has the same attributes)."""
+
+    __slots__ = ("id", "status", "type", "depends_on", "approval", "total", "priority")
+
+    def __init__(self, spec_id, status, type_, depends_on, approval, total, priority) -> None:
+        self.id, self.status, self.type, self.depends_on = spec_id, status, type_, depends_on
+        self.approval, self.total, self.priority = approval, total, priority
+
+    def __repr__(self) -> str:
+        return f"_R({self.id}, {self.status}, deps={self.depends_on}, total={self.total})"
+
+
+_row = st.builds(
+    _R,
+    st.sampled_from(_GRAPH_IDS),
+    st.sampled_from(_STATUSES),
+    st.sampled_from(["code", "code", "group", "driver"]),
+    st.one_of(st.none(), st.lists(st.sampled_from(_GRAPH_IDS + ["2026-01-01-zzz-gone"]), max_size=3).map(tuple)),
+    st.sampled_from([None, (True, "pending", None, None), (True, "approved", "a", "x"), (False, None, None, None)]),
+    st.sampled_from([0, 0, 2]),
+    st.sampled_from([50, 50, 100, 0, None]),
+)
+_graph_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), _row),
+        st.tuples(st.just("drop"), st.sampled_from(_GRAPH_IDS)),
+        st.tuples(st.just("archive"), st.sampled_from(_GRAPH_IDS), st.sampled_from(_STATUSES + [None])),
+        st.tuples(st.just("look"), st.sampled_from(["queue", "ready", "nothing"])),
+    ),
+    max_size=30,
+)
+
+
+def _graph_view(g: Graph) -> dict:
+    return {
+        "ready": list(g.ready),
+        "ready_set": set(g.ready_set),
+        "blocked": set(g.blocked),
+        "queue": [(row.id, id(row)) for row in g.queue_rows],
+        "display": {i: g.display_status(row) for i, row in g.active.items()},
+        "order": list(g.order),
+    }
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_row, max_size=8), _graph_ops)
+def test_incremental_graph_equals_a_full_rebuild(start, ops):
+    active = {r.id: r for r in start}
+    archived: dict[str, str] = {}
+    live = Graph(active, archived)
+    live.ready  # noqa: B018 - computed now: every change below goes through update()
+    assert live.take_ready_changes() is None  # the first call: nothing followed yet
+    before_ready = set(live.ready_set)
+    reported: set[str] = set()
+    for op in ops:
+        if op[0] == "look":
+            if op[1] == "queue":
+                live.queue_rows  # noqa: B018 - from here on the queue is kept in step too
+                live.order  # noqa: B018 - and the chant order of every active spec
+            elif op[1] == "ready":
+                reported |= live.take_ready_changes()
+            continue
+        if op[0] == "put":
+            row = op[1]
+            changed = {row.id: active.get(row.id)}
+            active[row.id] = row
+            live.update(changed)
+        elif op[0] == "drop":
+            if op[1] not in active:
+                continue
+            live.update({op[1]: active.pop(op[1])})
+        else:
+            _, spec_id, status = op
+            if status is None:
+                archived.pop(spec_id, None)
+            else:
+                archived[spec_id] = status
+            live.update({}, [spec_id])
+        fresh = Graph(dict(active), dict(archived))
+        assert _graph_view(live) == _graph_view(fresh), op
+    reported |= live.take_ready_changes()
+    # every spec whose readiness differs from the start was reported (and only changes were)
+    assert before_ready ^ set(live.ready_set) <= reported
+
+
+def test_update_before_first_use_is_followed_by_a_full_computation():
+    a = _R("2026-01-24-001-aaa", "pending", "code", None, None, 0, 50)
+    active = {a.id: a}
+    g = Graph(active)
+    b = _R("2026-01-24-002-bbb", "pending", "code", (a.id,), None, 0, 50)
+    active[b.id] = b
+    g.update({b.id: None})
+    assert g.ready == [a.id] and g.blocked == {b.id}
+    done = _R(a.id, "completed", "code", None, None, 0, 50)
+    active[a.id] = done
+    g.update({a.id: a})
+    assert g.ready == [b.id] and g.blocked == set()
+    assert [r.id for r in g.queue_rows] == [b.id]
