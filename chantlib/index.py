@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
+import weakref
 
 import tantivy
 
@@ -144,6 +145,18 @@ class Index:
         self._state_snapshot = None
         self._state_changes: dict[str, int | None] = {}  # path -> crc (None: deleted) since the last write
         self._state_full = False  # the next write of the state must be a full one
+        #: paths the table changed since this process last wrote them to the index (every
+        #: change is told, see SpecTable.listeners), with the specs parsed for them when few
+        self._unsynced: set[str] = set()
+        self._parsed: dict = {}
+        me = weakref.ref(self)  # the table must not keep its index alive (nor the writer lock it holds)
+
+        def noted(changes) -> None:
+            index = me()
+            if index is not None:
+                index._noted(changes)
+
+        table.listeners.append(noted)
         self._schema = None
         self._lock = None
         self._indexed: dict[str, int] | None = None
@@ -330,6 +343,14 @@ class Index:
         gone = [rel for rel in indexed if rel not in self.table.rows]
         return todo, gone
 
+    def _noted(self, changes) -> None:
+        paths = changes.added + changes.changed + changes.removed
+        self._unsynced.update(paths)
+        if changes.parsed and len(self._parsed) + len(changes.parsed) <= 1000:  # a batch, not a cold build
+            self._parsed.update(changes.parsed)
+        for rel in changes.removed:
+            self._parsed.pop(rel, None)
+
     def sync(self, parsed: dict | None = None, changes=None, *, progress=None) -> int:
         """Index what changed; returns how many documents were written or deleted.
 
@@ -339,15 +360,24 @@ class Index:
         daemon's watcher knows exactly what moved). ``progress``: a callable ``(phase,
         done, total)`` told how the writing goes (phase ``"indexing"``).
         """
-        if changes is not None and self._indexed is not None and self._index is not None:
+        if self._indexed is not None and self._index is not None:
+            # this process has synced before, and has been told of every change since: only
+            # those paths are compared (whoever changed them: a watcher's batch, our own write)
             indexed, files, rows = self._indexed, self.table.files, self.table.rows
-            todo = [r for r in changes.added + changes.changed if r in rows and indexed.get(r) != files[r][3]]
-            gone = [r for r in changes.removed if r in indexed]
+            paths = sorted(self._unsynced)
+            todo = [r for r in paths if r in rows and indexed.get(r) != files[r][3]]
+            gone = [r for r in paths if r not in rows and r in indexed]
             if not todo and not gone:
+                self._unsynced.clear()
+                self._parsed.clear()
                 self._mark_in_step()
                 return 0
-            return self._locked_write(todo, gone, parsed or {}, recheck=False, progress=progress)
+            known = dict(self._parsed)
+            known.update(parsed or {})
+            return self._locked_write(todo, gone, known, recheck=False, progress=progress)
         if self.in_step():
+            self._unsynced.clear()  # in step with the table as it is: nothing is owed
+            self._parsed.clear()
             if self.defer_state:
                 # a long-lived owner (the daemon's start): have the state at hand, so that the
                 # next batch is compared path by path, not by a pass over every row
@@ -357,6 +387,8 @@ class Index:
         self._open()  # a missing or foreign index is created anew here, and the state forgotten
         todo, gone = self.pending()
         if not todo and not gone:
+            self._unsynced.clear()  # compared against every row: nothing is owed
+            self._parsed.clear()
             self._mark_in_step()
             return 0
         return self._locked_write(todo, gone, parsed or {}, recheck=True, progress=progress)
@@ -387,6 +419,8 @@ class Index:
                     self._indexed = None
                 todo, gone = self.pending()
                 if not todo and not gone:
+                    self._unsynced.clear()
+                    self._parsed.clear()
                     self._reload()
                     self._mark_in_step()
                     return 0
@@ -488,6 +522,14 @@ class Index:
             _give_back_freed_memory()
         self._save_state()
         self._reload()
+        if fresh:
+            self._unsynced.clear()
+            self._parsed.clear()
+        else:
+            self._unsynced.difference_update(todo)
+            self._unsynced.difference_update(gone)
+            for rel in todo:
+                self._parsed.pop(rel, None)
         return len(todo) + len(gone)
 
     def _reload(self) -> None:

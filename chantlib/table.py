@@ -299,6 +299,9 @@ class SpecTable:
         self.extra: dict = {}  # other cached facts (config, graph), dropped on any change
         self.generation = 0
         self.warnings: list[str] = []
+        #: callables told of every refresh that changed rows (``fn(changes)``): the index of
+        #: this process follows every change this way, whoever made it (our writes included)
+        self.listeners: list = []
         self._racy: set[str] = set()
         self._active: dict[str, Row] | None = None
         self._archived: dict[str, Row] | None = None
@@ -535,9 +538,15 @@ class SpecTable:
             self._dirty = True
         if verify or racy != new_racy or folders_before != folders:
             self._meta_changed = self._dirty = True
+        if changes:
+            self._tell(changes)
         if save:
             self.flush()
         return changes
+
+    def _tell(self, changes: Changes) -> None:
+        for listener in self.listeners:
+            listener(changes)
 
     def refresh_paths(self, relpaths) -> Changes:
         """Re-read just these files (the daemon's watcher knows what moved). An entry ending
@@ -571,6 +580,7 @@ class SpecTable:
             if not self._patch(before, changes):
                 self._changed()
             self._dirty = True
+            self._tell(changes)
         return changes
 
     def _patch(self, before: dict, changes: Changes) -> bool:

@@ -569,7 +569,7 @@ class Workspace:
                     ids.add(spec_id)
                     continue
                 raise
-            self.table.refresh_paths([relpath])
+            self._wrote([relpath])
             self._done()
             return {"id": spec_id, "path": f".chant/{relpath}", "title": title}
         raise ChantError("could not find a free spec ID after 5 tries")
@@ -583,7 +583,15 @@ class Workspace:
             return Spec.parse(row.id, text).with_values(values).render()
 
         self.store.edit_text(row.path, change, keys=tuple(values))
-        self.table.refresh_paths([row.path])
+        self._wrote([row.path])
+
+    def _wrote(self, relpaths) -> None:
+        """Our own write, seen like anyone's: the table re-reads the files, and an index this
+        process has open (the daemon's, a script's that searched) takes the change now, not
+        at the next file event (the table tells it; see SpecTable.listeners)."""
+        self.table.refresh_paths(relpaths)
+        if self._index is not None:
+            self._index.sync()
 
     @_operation()
     def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
