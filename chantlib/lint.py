@@ -209,30 +209,45 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
 class Gate:
     """Which ready specs the queue holds back: those :func:`lint_rows` reports an error for.
 
-    Built for one state of the table (its ``generation``) and one config, and asked about
-    ready rows only, which is what makes it cheap: a row's own rules were decided when it was
+    Built for one table and one config, and asked about ready rows only, which is what makes it cheap: a row's own rules were decided when it was
     read (``row.lint``), and of the rules that look at other specs only three can hold for a
     ready spec: ``members`` naming an unknown ID (the ``dependency`` rule), ``duplicate``, and
     being the spec lint names for a dependency ``cycle``. The ``depends_on`` half of the
     ``dependency`` rule never does: a ready spec's dependencies are all done, so all exist.
-    Verdicts are kept until the table changes.
+    A verdict is kept for as long as its row is the same row object and the table's
+    structure has not moved (the set-level rules read only IDs, folders, dependencies,
+    members and brokenness: a change to any of those anywhere drops every verdict; a status
+    or title edit drops none but the edited row's). The gate follows the table's changes as
+    a listener, so a daemon keeps one gate for its life and a change costs what changed.
     """
 
-    __slots__ = ("table", "config", "generation", "_disabled", "_duplicates", "_verdicts")
+    __slots__ = ("table", "config", "_disabled", "_duplicates", "_verdicts", "__weakref__")
 
     def __init__(self, table, config) -> None:
+        import weakref
+
         self.table = table
         self.config = config
-        self.generation = table.generation
         self._disabled = config.lint_disabled
         self._duplicates: frozenset | None = None
-        self._verdicts: dict[str, tuple[str, ...]] = {}
+        self._verdicts: dict[str, tuple] = {}  # id -> (the row judged, its verdict)
+        me = weakref.ref(self)
+
+        def noted(changes) -> None:
+            gate = me()
+            if gate is not None and changes.structural:
+                gate._verdicts = {}
+                gate._duplicates = None
+
+        table.listeners.append(noted)
 
     def errors(self, row) -> tuple[str, ...]:
         """The rules lint reports an error of for ``row`` (a ready active row); ``()``: none."""
-        verdict = self._verdicts.get(row.id)
-        if verdict is None:
-            verdict = self._verdicts[row.id] = self._judge(row)
+        hit = self._verdicts.get(row.id)
+        if hit is not None and hit[0] is row:
+            return hit[1]
+        verdict = self._judge(row)
+        self._verdicts[row.id] = (row, verdict)
         return verdict
 
     def _judge(self, row) -> tuple[str, ...]:

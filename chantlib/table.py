@@ -48,6 +48,8 @@ COLD_FIELDS = (
 FIELDS = HOT_FIELDS + COLD_FIELDS
 _COLD = len(HOT_FIELDS)
 _ID, _PATH, _ARCHIVED, _STATUS, _ERROR = 0, 1, 2, 3, HOT_FIELDS.index("error")
+#: what the set-level lint rules read across rows (dependency edges, members, who is active)
+_STRUCTURE = tuple(HOT_FIELDS.index(name) for name in ("id", "archived", "depends_on", "error", "members"))
 
 
 class Row(tuple):
@@ -269,15 +271,18 @@ class _ById:
 
 
 class Changes:
-    """What one refresh saw: paths added, changed and removed, and the specs it parsed."""
+    """What one refresh saw: paths added, changed and removed, the specs it parsed, and
+    whether the structure moved (``structural``: a spec came or went, or a row's ID, folder,
+    dependencies, members or brokenness changed; what the set-level lint rules look at)."""
 
-    __slots__ = ("added", "changed", "removed", "parsed")
+    __slots__ = ("added", "changed", "removed", "parsed", "structural")
 
     def __init__(self) -> None:
         self.added: list[str] = []
         self.changed: list[str] = []
         self.removed: list[str] = []
         self.parsed: dict = {}
+        self.structural = False
 
     def __bool__(self) -> bool:
         return bool(self.added or self.changed or self.removed)
@@ -524,6 +529,7 @@ class SpecTable:
             self.rows.pop(rel, None)
             self._touched.add(rel)
             changes.removed.append(rel)
+            changes.structural = True
         for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
         if self.store.temps:
@@ -571,6 +577,7 @@ class SpecTable:
                     self.rows.pop(rel, None)
                     self._touched.add(rel)
                     changes.removed.append(rel)
+                    changes.structural = True
                 continue
             except OSError:
                 continue
@@ -718,6 +725,9 @@ class SpecTable:
         if old is not None and old[3] == crc and rel in self.rows:
             return
         row, spec = parse_file(rel, raw)
+        before = self.rows.get(rel)
+        if before is None or any(before[i] != row[i] for i in _STRUCTURE):
+            changes.structural = True
         self.rows[rel] = row
         if keep:
             changes.parsed[rel] = spec

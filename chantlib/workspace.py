@@ -195,7 +195,7 @@ class Workspace:
         ready specs the queue holds back because lint reports an error for them."""
         gate = self._gate
         config = self.config
-        if gate is None or gate.generation != self.table.generation or gate.config is not config:
+        if gate is None or gate.config is not config:  # it follows the table's changes itself
             from .lint import Gate
 
             gate = self._gate = Gate(self.table, config)

@@ -445,6 +445,35 @@ _spec = st.fixed_dictionaries(
 )
 
 
+def _spec_file(root: str, n: int, s: dict) -> None:
+    """Write spec ``n`` as ``s`` (one draw of ``_spec``) says, its twin too when it has one."""
+    path = os.path.join(root, ".chant", "specs", f"{sid(n)}.md")
+    if s["empty"]:
+        text = ""
+    else:
+        front = [f"status: {s['status']}"]
+        if s["group"]:
+            front.append("type: group")
+        if s["deps"]:
+            front.append(f"depends_on: [{', '.join(sid(d) for d in s['deps'])}]")
+        if s["members"]:
+            front.append(f"members: [{', '.join(sid(m) for m in s['members'])}]")
+        if s["approval"]:
+            by = ", by: me, at: '2026-01-01'" if s["approval"].endswith("-by") else ""
+            front.append(f"approval: {{required: true, status: {s['approval'].split('-')[0]}{by}}}")
+        head = "---\n" + "\n".join(front) + "\n---\n" if s["frontmatter"] else ""
+        text = head + (f"# Spec {n}\n" if s["title"] else "body\n")
+    with open(path, "w") as fh:
+        fh.write(text)
+    twin = os.path.join(root, ".chant", "specs", "twin", f"{sid(n)}.md")
+    if s["twin"]:
+        os.makedirs(os.path.dirname(twin), exist_ok=True)
+        with open(twin, "w") as fh:
+            fh.write(text or "x\n")
+    elif os.path.exists(twin):
+        os.unlink(twin)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(_spec, min_size=1, max_size=7), st.sampled_from([[], ["cycle"], ["title", "dependency"]]))
 def test_the_queue_is_the_ready_work_lint_finds_no_error_in(tmp_path_factory, specs, disabled):
@@ -458,31 +487,31 @@ def test_the_queue_is_the_ready_work_lint_finds_no_error_in(tmp_path_factory, sp
         with open(os.path.join(str(root), ".chant", "config.md"), "w") as fh:
             fh.write(f"---\nlint:\n  disable: [{', '.join(disabled)}]\n---\n")
     for n, s in enumerate(specs, 1):
-        path = os.path.join(str(root), ".chant", "specs", f"{sid(n)}.md")
-        if s["empty"]:
-            text = ""
-        else:
-            front = [f"status: {s['status']}"]
-            if s["group"]:
-                front.append("type: group")
-            if s["deps"]:
-                front.append(f"depends_on: [{', '.join(sid(d) for d in s['deps'])}]")
-            if s["members"]:
-                front.append(f"members: [{', '.join(sid(m) for m in s['members'])}]")
-            if s["approval"]:
-                by = ", by: me, at: '2026-01-01'" if s["approval"].endswith("-by") else ""
-                front.append(f"approval: {{required: true, status: {s['approval'].split('-')[0]}{by}}}")
-            head = "---\n" + "\n".join(front) + "\n---\n" if s["frontmatter"] else ""
-            text = head + (f"# Spec {n}\n" if s["title"] else "body\n")
-        with open(path, "w") as fh:
-            fh.write(text)
-        if s["twin"]:
-            os.makedirs(os.path.join(str(root), ".chant", "specs", "twin"), exist_ok=True)
-            with open(os.path.join(str(root), ".chant", "specs", "twin", f"{sid(n)}.md"), "w") as fh:
-                fh.write(text or "x\n")
+        _spec_file(str(root), n, s)
     ws = Workspace(str(root))
     queued = ids(ws.queue.items())
     ws.refresh()
     graph = ws.table.graph
     work = [row.id for row in graph.queue_rows]
     assert queued == [i for i in work if i not in _lint_errors(ws)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_spec, min_size=1, max_size=6), st.lists(st.tuples(st.integers(1, 6), _spec), min_size=1, max_size=8))
+def test_a_long_lived_queue_follows_each_change_as_a_fresh_one_would(tmp_path_factory, specs, edits):
+    """The daemon keeps one lint gate for its life: after each file event its queue is the one
+    a new workspace over the same files computes (verdicts kept only where nothing moved)."""
+    from chantlib.store import SpecStore
+    from chantlib.workspace import Workspace
+
+    root = str(tmp_path_factory.mktemp("gate-follows"))
+    SpecStore(root).init("t")
+    for n, s in enumerate(specs, 1):
+        _spec_file(root, n, s)
+    daemon = Workspace(root, auto_refresh=False, long_lived=True, persist=False)
+    daemon.apply_changes(None)
+    for n, s in edits:
+        _spec_file(root, n, s)
+        daemon.apply_changes([f"specs/{sid(n)}.md", f"specs/twin/{sid(n)}.md"])
+        fresh_ws = Workspace(root, persist=False)
+        assert ids(daemon.queue.items()) == ids(fresh_ws.queue.items()), (n, s)
