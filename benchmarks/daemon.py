@@ -709,6 +709,14 @@ class _Latencies:
         return {"samples": self.samples, "missed": self.missed, "error": self.error}
 
 
+def _series(out: dict, key: str, what: str, measure) -> None:
+    """``out[key] = measure()``; a failure is one line in ``out["errors"]``, the run goes on."""
+    try:
+        out[key] = measure()
+    except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
+        out["errors"].append(f"{what}: {type(exc).__name__}: {exc}")
+
+
 def watch_latency(root: str, edit_id: str | None, samples: int, log, via: str = "search") -> dict:
     """{"new": {...}, "edit": {...}}: seconds from a write to its visibility through ``via``
     (see :class:`_Probe`)."""
@@ -970,15 +978,9 @@ def bench(res: dict, args, R, chant: str, python: str, env: dict, baseline, log)
         # 2c. watch latency
         log(f"[{n}] daemon: watch latency x{samples} new + x{samples} edits")
         edit_id = ready[-1] if ready else None
-        try:
-            d["watch"] = watch_latency(root, edit_id, samples, log)
-        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
-            d["errors"].append(f"watch latency: {type(exc).__name__}: {exc}")
+        _series(d, "watch", "watch latency", lambda: watch_latency(root, edit_id, samples, log))
         log(f"[{n}] daemon: write -> visible in `list --ready` x{samples} new + x{samples} edits")
-        try:
-            d["watch_list"] = watch_latency(root, edit_id, samples, log, via="list")
-        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
-            d["errors"].append(f"watch latency (list): {type(exc).__name__}: {exc}")
+        _series(d, "watch_list", "watch latency (list)", lambda: watch_latency(root, edit_id, samples, log, via="list"))
 
         # 2d. memory at steady state
         time.sleep(0.5)
@@ -1488,16 +1490,12 @@ def scale_bench(res: dict, args, R, chant: str, python: str, env: dict, baseline
         log(f"[{n}] scale: write -> visible in `list --ready` x{samples} new + x{samples} edits")
         edit_id = listed[-1]["id"] if listed else None
         before, t0 = _journal_bytes(root), time.monotonic()
-        try:
-            sc["watch_list"] = watch_latency(root, edit_id, samples, log, via="list")
-        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
-            sc["errors"].append(f"watch latency (list): {type(exc).__name__}: {exc}")
+        _series(sc, "watch_list", "watch latency (list)", lambda: watch_latency(root, edit_id, samples, log, via="list"))
         sc["journal"] = {"seconds": time.monotonic() - t0, "grew": _journal_bytes(root) - before}
         log(f"[{n}] scale: write -> visible in `search` x{samples} new + x{samples} edits")
-        try:  # the same writes seen through a small answer: what the daemon's own part costs
-            sc["watch_search"] = watch_latency(root, edit_id, samples, log, via="search")
-        except (DaemonUnavailable, ChantError, DaemonGone, OSError) as exc:
-            sc["errors"].append(f"watch latency (search): {type(exc).__name__}: {exc}")
+        # the same writes seen through a small answer: what the daemon's own part costs
+        _series(sc, "watch_search", "watch latency (search)",
+                lambda: watch_latency(root, edit_id, samples, log, via="search"))
         time.sleep(0.5)
         sc["rss"]["steady"] = daemon.rss()
         if not daemon.alive():
