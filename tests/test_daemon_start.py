@@ -281,3 +281,62 @@ def test_progress_is_drawn_on_a_terminal_only():
         bar.clear()
     assert tty.getvalue() == "\r\x1b[KLoading: indexing 1,200 of 50,000 (2%)\r\x1b[K"
     assert pipe.getvalue() == ""
+
+
+# --- progress on a terminal ---------------------------------------------------------------------
+
+
+def _on_a_terminal(args, cwd, timeout: float = 300) -> tuple[int, str, str]:
+    """Run the CLI with its stderr on a pseudo-terminal (stdout a pipe); (code, stdout, what
+    the terminal showed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "chant_cli", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    shown = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer of the terminal has closed it
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return proc.returncode, out.decode(), shown.decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_a_background_start_and_a_rebuild_show_their_progress_on_a_terminal(cli_daemon):
+    import re
+
+    from chantlib.generate import generate
+
+    repo = cli_daemon
+    generate(repo.root, 4000, seed=11)
+    code, out, shown = _on_a_terminal(["daemon", "start", "--background", "--api-port", "0", "--metrics-port", "0"],
+                                      repo.root)
+    try:
+        assert code == 0 and out.startswith("Daemon started (PID "), (out, shown)
+        assert re.search(r"Daemon loading the specs: (reading|indexing) [\d,]+ of [\d,]+", shown), shown
+        code, out, shown = _on_a_terminal(["index", "rebuild"], repo.root)  # through the daemon
+        assert code == 0 and out.startswith("Indexed "), (out, shown)
+        assert re.search(r"Rebuilding the index: (reading|indexing) [\d,]+ of [\d,]+", shown), shown
+        assert shown.endswith("\r\x1b[K")  # the line is cleared before the answer is printed
+    finally:
+        assert run_chant(["daemon", "stop"], repo.root).code == 0
+    code, out, shown = _on_a_terminal(["index", "rebuild", "--direct"], repo.root)
+    assert code == 0 and re.search(r"Rebuilding the index: (reading|indexing) [\d,]+ of [\d,]+", shown), shown
+    # on a pipe, nothing of the kind
+    piped = run_chant(["index", "rebuild", "--direct"], repo.root)
+    assert piped.code == 0 and "\x1b[K" not in piped.err and "Rebuilding" not in piped.err
