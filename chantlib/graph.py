@@ -333,6 +333,10 @@ class Graph:
         for spec_id in touched:
             self._settle(spec_id, spec_id in changed)
 
+    def dependents(self, spec_id: str) -> set[str]:
+        """Active specs whose ``depends_on`` names ``spec_id`` (present or not)."""
+        return self._reverse().get(spec_id, set())
+
     def _reverse(self) -> dict[str, set[str]]:
         if self._rdeps is None:
             rdeps: dict[str, set[str]] = {}

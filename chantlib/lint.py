@@ -18,6 +18,7 @@ about.
 from __future__ import annotations
 
 from .ids import driver_of, sort_key
+from .table import HOT_FIELDS
 from .values import KNOWN_STATUSES, KNOWN_TYPES
 
 __all__ = ["lint_rows", "RULES", "ROW_RULES", "row_findings", "Gate"]
@@ -206,6 +207,9 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
     return {"diagnostics": diagnostics, "passed": passed, "warned": warned, "failed": failed, "total": len(per_spec)}
 
 
+_ID, _DEPS, _MEMBERS = (HOT_FIELDS.index(name) for name in ("id", "depends_on", "members"))
+
+
 class Gate:
     """Which ready specs the queue holds back: those :func:`lint_rows` reports an error for.
 
@@ -214,14 +218,16 @@ class Gate:
     ready spec: ``members`` naming an unknown ID (the ``dependency`` rule), ``duplicate``, and
     being the spec lint names for a dependency ``cycle``. The ``depends_on`` half of the
     ``dependency`` rule never does: a ready spec's dependencies are all done, so all exist.
-    A verdict is kept for as long as its row is the same row object and the table's
-    structure has not moved (the set-level rules read only IDs, folders, dependencies,
-    members and brokenness: a change to any of those anywhere drops every verdict; a status
-    or title edit drops none but the edited row's). The gate follows the table's changes as
-    a listener, so a daemon keeps one gate for its life and a change costs what changed.
+    A verdict is kept for as long as its row is the same row object and nothing it depends
+    on moved. The set-level rules read only IDs, folders, dependencies, members and
+    brokenness, so a status or title edit drops no verdict but the edited row's (a new row
+    object); a spec that comes, goes or changes those drops only its own verdict when it is
+    on its own (no dependencies or members, and no spec depends on it or lists it as a
+    member), and every verdict otherwise. The gate follows the table's changes as a
+    listener, so a daemon keeps one gate for its life and a change costs what changed.
     """
 
-    __slots__ = ("table", "config", "_disabled", "_duplicates", "_verdicts", "__weakref__")
+    __slots__ = ("table", "config", "_disabled", "_duplicates", "_verdicts", "_member_refs", "__weakref__")
 
     def __init__(self, table, config) -> None:
         import weakref
@@ -231,15 +237,45 @@ class Gate:
         self._disabled = config.lint_disabled
         self._duplicates: frozenset | None = None
         self._verdicts: dict[str, tuple] = {}  # id -> (the row judged, its verdict)
+        self._member_refs: set | None = None  # every ID some active spec lists in `members`
         me = weakref.ref(self)
 
         def noted(changes) -> None:
             gate = me()
-            if gate is not None and changes.structural:
-                gate._verdicts = {}
-                gate._duplicates = None
+            if gate is not None and changes.moved:
+                gate._moved(changes.moved)
 
         table.listeners.append(noted)
+
+    def _moved(self, moved) -> None:
+        self._duplicates = None  # cheap to find again, and a spec that came may make one
+        alone = []
+        for before, after in moved:
+            for row in (before, after):
+                if row is None:
+                    continue
+                if row[_DEPS] or row[_MEMBERS]:
+                    self._clear()
+                    return
+                alone.append(row[_ID])
+        graph = self.table.graph
+        refs = self._members_listed()
+        for spec_id in alone:
+            if graph.dependents(spec_id) or spec_id in refs:
+                self._clear()
+                return
+        for spec_id in alone:
+            self._verdicts.pop(spec_id, None)
+
+    def _clear(self) -> None:
+        self._verdicts = {}
+        self._member_refs = None
+
+    def _members_listed(self) -> set:
+        refs = self._member_refs
+        if refs is None:
+            refs = self._member_refs = {m for row in self.table.active.values() for m in row.members}
+        return refs
 
     def errors(self, row) -> tuple[str, ...]:
         """The rules lint reports an error of for ``row`` (a ready active row); ``()``: none."""

@@ -272,17 +272,22 @@ class _ById:
 
 class Changes:
     """What one refresh saw: paths added, changed and removed, the specs it parsed, and
-    whether the structure moved (``structural``: a spec came or went, or a row's ID, folder,
-    dependencies, members or brokenness changed; what the set-level lint rules look at)."""
+    where the structure moved (``moved``: ``(row before, row after)`` for each spec that came
+    or went, or whose ID, folder, dependencies, members or brokenness changed: what the
+    set-level lint rules look at; ``None`` on the side where there is no row)."""
 
-    __slots__ = ("added", "changed", "removed", "parsed", "structural")
+    __slots__ = ("added", "changed", "removed", "parsed", "moved")
 
     def __init__(self) -> None:
         self.added: list[str] = []
         self.changed: list[str] = []
         self.removed: list[str] = []
         self.parsed: dict = {}
-        self.structural = False
+        self.moved: list[tuple] = []
+
+    @property
+    def structural(self) -> bool:
+        return bool(self.moved)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.changed or self.removed)
@@ -526,10 +531,9 @@ class SpecTable:
 
         for rel in [r for r in files if r not in seen and not unread(r)]:
             del files[rel]
-            self.rows.pop(rel, None)
+            changes.moved.append((self.rows.pop(rel, None), None))
             self._touched.add(rel)
             changes.removed.append(rel)
-            changes.structural = True
         for prefix in [p for p in folders if p not in visited and not unread(p[:-1])]:
             del folders[prefix]
         if self.store.temps:
@@ -574,10 +578,9 @@ class SpecTable:
             except FileNotFoundError:
                 if rel in self.files:
                     del self.files[rel]
-                    self.rows.pop(rel, None)
+                    changes.moved.append((self.rows.pop(rel, None), None))
                     self._touched.add(rel)
                     changes.removed.append(rel)
-                    changes.structural = True
                 continue
             except OSError:
                 continue
@@ -727,7 +730,7 @@ class SpecTable:
         row, spec = parse_file(rel, raw)
         before = self.rows.get(rel)
         if before is None or any(before[i] != row[i] for i in _STRUCTURE):
-            changes.structural = True
+            changes.moved.append((before, row))
         self.rows[rel] = row
         if keep:
             changes.parsed[rel] = spec

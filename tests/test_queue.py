@@ -515,3 +515,22 @@ def test_a_long_lived_queue_follows_each_change_as_a_fresh_one_would(tmp_path_fa
         daemon.apply_changes([f"specs/{sid(n)}.md", f"specs/twin/{sid(n)}.md"])
         fresh_ws = Workspace(root, persist=False)
         assert ids(daemon.queue.items()) == ids(fresh_ws.queue.items()), (n, s)
+
+
+def test_a_long_lived_gate_sees_a_cycle_or_a_member_made_by_another_spec(repo):
+    """Verdicts the gate keeps for unchanged specs go when another spec's change moves them:
+    a spec that closes a cycle onto a ready one, a member that comes to exist."""
+    from chantlib.workspace import Workspace
+
+    repo.write(sid(1), f"status: pending\ndepends_on: [{sid(2)}]", "# A\n")
+    repo.write(sid(2), "status: completed", "# B\n")
+    repo.write(sid(3), f"status: pending\ntype: driver\nmembers: [{sid(9)}]", "# D\n")
+    daemon = Workspace(repo.root, auto_refresh=False, long_lived=True, persist=False)
+    daemon.apply_changes(None)
+    assert ids(daemon.queue.items()) == [sid(1)]  # 3 names a member that does not exist
+    repo.write(sid(2), f"status: completed\ndepends_on: [{sid(1)}]", "# B\n")  # closes a cycle onto 1
+    daemon.apply_changes([f"specs/{sid(2)}.md"])
+    assert ids(daemon.queue.items()) == []  # 1 is now the spec lint names for the cycle
+    repo.write(sid(9), "status: completed", "# The member\n")  # on its own, but 3 lists it
+    daemon.apply_changes([f"specs/{sid(9)}.md"])
+    assert ids(daemon.queue.items()) == [sid(3)]
