@@ -55,160 +55,81 @@ def _add_init(sub):
     _common(p, json_flag=False)
 
 
-def _add_add(sub):
-    p = sub.add_parser("add", help="create a spec")
-    p.add_argument("title")
-    p.add_argument("--type", default="code")
-    p.add_argument("--label", action="append", help="a label (repeatable)")
-    p.add_argument("--depends-on", action="append", metavar="ID", help="a dependency (repeatable)")
-    p.add_argument("--priority", help="low, normal, high, critical or an integer")
-    p.add_argument("--project", help="project prefix for the ID (default: project.prefix)")
-    p.add_argument("--criterion", action="append", metavar="TEXT", help="an acceptance criterion (repeatable)")
-    p.add_argument("--description", help="a paragraph under the title")
-    _common(p)
+def _faces() -> dict[tuple, list]:
+    """Command words -> the operations offered there (the first one, and those another
+    ``--switch`` selects), from the operations table: each operation's CLI face."""
+    from chantlib.ops import OPS
+
+    faces: dict[tuple, list] = {}
+    for op in OPS.values():
+        if op.cli is not None:
+            faces.setdefault(op.cli.path, []).append(op)
+    for ops in faces.values():
+        ops.sort(key=lambda op: op.cli.switch is not None)  # the plain one first
+    return faces
 
 
-def _add_list(sub):
-    p = sub.add_parser("list", help="list active specs")
-    p.add_argument("--ready", action="store_true", help="only ready specs")
-    p.add_argument("--status", help="pending, ready, blocked, in_progress, completed, failed, ...")
-    p.add_argument("--label", action="append", help="only specs with this label (repeatable: any of them)")
-    p.add_argument("--type", help="only this type")
-    p.add_argument("--project", help="only this project")
-    p.add_argument("--count", action="store_true", help="print only the number of specs")
-    _common(p)
+def _param_help(p) -> str | None:
+    text = p.doc or None
+    if p.default not in (None, False) and text is not None and "default" not in text:
+        text = f"{text} (default: {p.default})"
+    return text
 
 
-def _add_show(sub):
-    p = sub.add_parser("show", help="show one spec")
-    p.add_argument("id", help="spec ID (a unique part is enough)")
-    _common(p)
+def _add_flags(q, ops: list) -> None:
+    """The arguments of one command: positional parameters, a flag per other parameter of
+    any of its operations (each once), the switches and the renderer's own flags."""
+    seen: set[str] = set()
+    for op in ops:
+        cli = op.cli
+        if cli.switch is not None:
+            q.add_argument(f"--{cli.switch}", action="store_true", help=cli.help)
+        for p in op.params:
+            if p.name in seen or p.name in cli.hidden:
+                continue
+            seen.add(p.name)
+            if p.name in cli.positional:
+                metavar = p.metavar or (p.aliases[0] if p.aliases else p.name)
+                nargs = "+" if cli.words and p.name == cli.positional[-1] else None
+                text = _param_help(p)
+                if nargs:
+                    text = f"{text}; several words are joined with spaces, and a word may start with '-' (NOT)"
+                q.add_argument(p.name, metavar=metavar, nargs=nargs, help=text)
+            elif p.name in cli.consts:
+                flag, value, text = cli.consts[p.name]
+                q.add_argument(f"--{flag}", dest=p.name, action="store_const", const=value, help=text)
+            elif p.kind == "bool":
+                q.add_argument(f"--{p.flag}", dest=p.name, action="store_true", default=None, help=_param_help(p))
+            elif p.kind == "list":
+                metavar = p.metavar or p.flag.upper().replace("-", "_")
+                q.add_argument(f"--{p.flag}", dest=p.name, action="append", metavar=metavar, help=_param_help(p))
+            else:
+                kind = {"int": int, "float": float}.get(p.kind)
+                q.add_argument(f"--{p.flag}", dest=p.name, type=kind, metavar=p.metavar, help=_param_help(p))
+        for flag, text in cli.extra:
+            q.add_argument(f"--{flag}", action="store_true", help=text)
+    _common(q)
 
 
-def _add_search(sub):
-    p = sub.add_parser("search", help="search specs (see the query language in docs/cli.md)")
-    p.add_argument("query", nargs="+", help="the query; several words are joined with spaces, and a word may "
-                   "start with '-' (NOT): `chant search label:bug -status:completed`")
-    p.add_argument("--limit", type=int, default=100, help="at most this many results (default 100)")
-    _common(p)
+def _add_operations(sub, command: str | None = None, action: str | None = None) -> None:
+    """The subcommands of the operations (only ``command``'s, only ``action``'s, when given)."""
+    from chantlib.ops import GROUPS
 
-
-#: the long options of `chant search`, and whether each takes a value (see _query_words)
-_SEARCH_OPTIONS = {"--limit": True, "--json": False, "--direct": False, "--help": False}
-
-
-def _query_words(argv: list[str]) -> list[str]:
-    """``argv`` with the query words of ``chant search`` moved behind a ``--``.
-
-    A word of the query language may start with ``-`` (``-status:done`` is NOT), which
-    argparse would take for an unknown option; a query is not an option. So after
-    ``search``, anything but its own options (``--limit N``, ``--json``, ``--direct``, ``-h``,
-    their ``--opt=value`` and abbreviated forms) is a word of the query, in any position;
-    ``--`` still ends the options. Other commands are left as they are.
-    """
-    at = _command_index(argv)
-    if at is None or argv[at] != "search":
-        return argv
-    options: list[str] = []
-    words: list[str] = []
-    rest = iter(argv[at + 1 :])
-    for arg in rest:
-        if arg == "--":
-            words.extend(rest)
-            break
-        if arg == "-h":
-            options.append(arg)
+    groups: dict[str, object] = {}
+    for path, ops in _faces().items():
+        if command is not None and path[0] != command or action is not None and path[1:] != (action,):
             continue
-        if not arg.startswith("--"):
-            words.append(arg)
-            continue
-        options.append(arg)  # an option, or a mistake argparse will name
-        name = arg.partition("=")[0]
-        known = [o for o in _SEARCH_OPTIONS if o.startswith(name)]
-        if "=" not in arg and len(known) == 1 and _SEARCH_OPTIONS[known[0]]:
-            value = next(rest, None)
-            if value is not None:
-                options.append(value)
-    return argv[: at + 1] + options + (["--", *words] if words else [])
-
-
-def _add_lint(sub):
-    p = sub.add_parser("lint", help="validate specs (exit 1 on errors)")
-    p.add_argument("--archive", action="store_true", help="lint archived specs too")
-    _common(p)
-
-
-def _add_status(sub):
-    p = sub.add_parser("status", help="counts by status, attention, ready queue")
-    p.add_argument("--brief", action="store_true", help="one line")
-    _common(p)
-
-
-def _add_complete(sub):
-    p = sub.add_parser("complete", help="mark a spec completed (and release its lease)")
-    p.add_argument("id")
-    p.add_argument("--token", type=int, help="the lease token (fencing)")
-    p.add_argument("--owner")
-    p.add_argument("--force", action="store_true", help="even if someone else holds the lease")
-    p.add_argument("--failed", action="store_true", help="the work failed: set status failed instead")
-    _common(p)
-
-
-def _action_parsers(sub, command: str, text: str, actions: dict[str, str], action: str | None):
-    """(name, parser) for each action of a command with actions (only ``action``'s when given)."""
-    p = sub.add_parser(command, help=text)
-    group = p.add_subparsers(dest=f"{command}_action", metavar="<action>", parser_class=_Parser, required=True)
-    for name, help_text in actions.items():
-        if action is None or name == action:
-            yield name, group.add_parser(name, help=help_text)
-
-
-_LOCK_ACTIONS = {
-    "acquire": "take the lease on a spec",
-    "release": "give up a lease",
-    "renew": "extend a lease",
-    "status": "show the lease on a spec",
-    "list": "list live leases",
-}
-
-
-def _add_lock(sub, action=None):
-    for name, q in _action_parsers(sub, "lock", "leases on specs", _LOCK_ACTIONS, action):
-        if name != "list":
-            q.add_argument("id")
-        if name in ("acquire", "release", "renew"):
-            q.add_argument("--owner", help="lease owner (default: CHANT_OWNER, else user@host)")
-        if name in ("acquire", "renew"):
-            q.add_argument("--ttl", type=float, help="seconds (default: scale.locks.ttl, 3600)")
-        if name in ("release", "renew"):
-            q.add_argument("--token", type=int, help="the lease's fencing token")
-        if name in ("acquire", "release"):
-            q.add_argument("--force", action="store_true", help="even if someone else holds it")
-        _common(q)
-
-
-_QUEUE_ACTIONS = {"next": "the next spec (--claim takes it)", "list": "the queue in order"}
-
-
-def _add_queue(sub, action=None):
-    for name, q in _action_parsers(sub, "queue", "the queue of ready work", _QUEUE_ACTIONS, action):
-        q.add_argument("--project", help="only this project")
-        q.add_argument("--label", action="append", help="only specs with this label (repeatable: any of them)")
-        if name == "next":
-            q.add_argument("--claim", action="store_true", help="take it with a lease")
-            q.add_argument("--owner", help="lease owner (default: CHANT_OWNER, else user@host)")
-            q.add_argument("--ttl", type=float, help="lease seconds (default: scale.locks.ttl)")
+        if len(path) == 1:
+            q = sub.add_parser(path[0], help=ops[0].cli.help)
         else:
-            q.add_argument("--limit", type=int, help="show at most this many")
-        _common(q)
-
-
-_INDEX_ACTIONS = {"rebuild": "rebuild from the files", "status": "size and freshness"}
-
-
-def _add_index(sub, action=None):
-    for _name, q in _action_parsers(sub, "index", "the search index", _INDEX_ACTIONS, action):
-        _common(q)
+            group = groups.get(path[0])
+            if group is None:
+                p = sub.add_parser(path[0], help=GROUPS[path[0]])
+                group = groups[path[0]] = p.add_subparsers(
+                    dest=f"{path[0]}_action", metavar="<action>", parser_class=_Parser, required=True
+                )
+            q = group.add_parser(path[1], help=ops[0].cli.help)
+        _add_flags(q, ops)
 
 
 def _add_start_options(q) -> None:
@@ -233,7 +154,12 @@ _DAEMON_ACTIONS = {
 
 def _add_daemon(sub, action=None):
     text = "the daemon: a hot index, lock table and queue for this repository"
-    for name, q in _action_parsers(sub, "daemon", text, _DAEMON_ACTIONS, action):
+    p = sub.add_parser("daemon", help=text)
+    group = p.add_subparsers(dest="daemon_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, help_text in _DAEMON_ACTIONS.items():
+        if action is not None and name != action:
+            continue
+        q = group.add_parser(name, help=help_text)
         if name == "start":
             q.add_argument("--background", action="store_true", help="detach; return once the socket answers")
             _add_start_options(q)
@@ -245,21 +171,14 @@ def _add_daemon(sub, action=None):
         _common(q, json_flag=name == "status")
 
 
-_BUILDERS = {
-    "init": _add_init,
-    "add": _add_add,
-    "list": _add_list,
-    "show": _add_show,
-    "search": _add_search,
-    "lint": _add_lint,
-    "status": _add_status,
-    "complete": _add_complete,
-    "lock": _add_lock,
-    "queue": _add_queue,
-    "index": _add_index,
-    "daemon": _add_daemon,
-}
-_ACTIONS = {"lock": _LOCK_ACTIONS, "queue": _QUEUE_ACTIONS, "index": _INDEX_ACTIONS, "daemon": _DAEMON_ACTIONS}
+def commands() -> dict[str, tuple[str, ...]]:
+    """Every command word -> its actions (empty for a command without any): ``init`` and
+    ``daemon``, and the faces of the operations."""
+    out: dict[str, tuple[str, ...]] = {"init": ()}
+    for path in _faces():
+        out[path[0]] = out.get(path[0], ()) + path[1:]
+    out["daemon"] = tuple(_DAEMON_ACTIONS)
+    return out
 
 
 def _command_index(argv: list[str]) -> int | None:
@@ -285,11 +204,12 @@ def _selected(argv: list[str]) -> tuple[str | None, str | None]:
     if any(a in ("-h", "--help") for a in argv):
         return None, None
     at = _command_index(argv)
-    if at is None or argv[at] not in _BUILDERS:
+    known = commands()
+    if at is None or argv[at] not in known:
         return None, None
     word = argv[at]
-    actions = _ACTIONS.get(word)
-    if actions is None:
+    actions = known[word]
+    if not actions:
         return word, None
     nxt = argv[at + 1] if at + 1 < len(argv) else None
     return (word, nxt) if nxt in actions else (None, None)
@@ -309,63 +229,75 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chant {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     command, action = _selected(argv) if argv is not None else (None, None)
-    for name, builder in _BUILDERS.items():
-        if command is None:
-            builder(sub)
-        elif name == command:
-            builder(sub, action) if name in _ACTIONS else builder(sub)
+    if command in (None, "init"):
+        _add_init(sub)
+    if command not in ("init", "daemon"):
+        _add_operations(sub, command, action)
+    if command in (None, "daemon"):
+        _add_daemon(sub, action)
     return parser
 
 
+def _query_words(argv: list[str]) -> list[str]:
+    """``argv`` with the query words of ``chant search`` moved behind a ``--``.
+
+    A word of the query language may start with ``-`` (``-status:done`` is NOT), which
+    argparse would take for an unknown option; a query is not an option. So after
+    ``search``, anything but its own options (``--limit N``, ``--json``, ``--direct``, ``-h``,
+    their ``--opt=value`` and abbreviated forms) is a word of the query, in any position;
+    ``--`` still ends the options. Other commands are left as they are.
+    """
+    at = _command_index(argv)
+    if at is None or argv[at] != "search":
+        return argv
+    from chantlib.ops import OPS
+
+    search = OPS["search"]
+    takes_value = {f"--{p.flag}": p.kind != "bool" for p in search.params if p.name not in search.cli.positional}
+    takes_value.update({"--json": False, "--direct": False, "--help": False})
+    options: list[str] = []
+    words: list[str] = []
+    rest = iter(argv[at + 1 :])
+    for arg in rest:
+        if arg == "--":
+            words.extend(rest)
+            break
+        if arg == "-h":
+            options.append(arg)
+            continue
+        if not arg.startswith("--"):
+            words.append(arg)
+            continue
+        options.append(arg)  # an option, or a mistake argparse will name
+        name = arg.partition("=")[0]
+        known = [o for o in takes_value if o.startswith(name)]
+        if "=" not in arg and len(known) == 1 and takes_value[known[0]]:
+            value = next(rest, None)
+            if value is not None:
+                options.append(value)
+    return argv[: at + 1] + options + (["--", *words] if words else [])
+
+
 def _operation(args) -> tuple[str, dict, object]:
-    """The operation, its parameters and the renderer for parsed ``args``."""
-    cmd = args.command
-    if cmd == "list":
-        # only what the renderer prints (--json prints every key): a smaller answer to send,
-        # decode and, in the daemon, encode
-        fields = ["id"] if args.count else None if args.json else list(render.LINE_FIELDS)
-        return "list", {
-            "ready": args.ready, "status": args.status, "labels": args.label, "type": args.type,
-            "project": args.project, "fields": fields,
-        }, render.render_list
-    if cmd == "show":
-        return "show", {"spec": args.id}, render.render_show
-    if cmd == "search":
-        return "search", {"q": " ".join(args.query), "limit": args.limit}, render.render_search
-    if cmd == "lint":
-        return "lint", {"archive": args.archive}, render.render_lint
-    if cmd == "status":
-        return "status", {}, render.render_status
-    if cmd == "add":
-        return "add", {
-            "title": args.title, "type": args.type, "labels": args.label, "depends_on": args.depends_on,
-            "priority": args.priority, "project": args.project, "criteria": args.criterion,
-            "description": args.description,
-        }, render.render_add
-    if cmd == "complete":
-        params = {"spec": args.id, "token": args.token, "owner": args.owner, "force": args.force}
-        if args.failed:
-            params["outcome"] = "failure"
-        return "complete", params, render.render_complete
-    if cmd == "lock":
-        a = args.lock_action
-        params = {} if a == "list" else {"spec": args.id}
-        for name in ("owner", "ttl", "token", "force"):
-            if hasattr(args, name):
-                params[name] = getattr(args, name)
-        return f"lock_{a}", params, render.render_lock
-    if cmd == "queue":
-        params = {"project": args.project, "labels": args.label}
-        if args.queue_action == "list":
-            params["limit"] = args.limit
-            return "queue_list", params, render.render_queue
-        if args.claim:
-            params.update(owner=args.owner, ttl=args.ttl)
-            return "queue_claim", params, render.render_queue
-        return "queue_next", params, render.render_queue
-    if cmd == "index":
-        return f"index_{args.index_action}", {}, render.render_index
-    raise AssertionError(cmd)
+    """The operation, its parameters and the renderer for parsed ``args``: the operation
+    whose CLI face was used (a ``--switch`` picks its own), each of its parameters from the
+    argument of the same name, and what the renderer asks for (:data:`render.SHAPES`)."""
+    path = (args.command,)
+    action = getattr(args, f"{args.command}_action", None)
+    if action is not None:
+        path += (action,)
+    ops = _faces()[path]
+    op = next((o for o in ops if o.cli.switch and getattr(args, o.cli.switch, False)), ops[0])
+    params = {}
+    for p in op.params:
+        value = getattr(args, p.name, None)
+        if value is not None and op.cli.words and p.name == op.cli.positional[-1]:
+            value = " ".join(value)
+        params[p.name] = value
+    shape = render.SHAPES.get(op.name)
+    if shape is not None:
+        shape(params, args)
+    return op.name, params, render.RENDERERS[op.name]
 
 
 def _init(args, out: render.Out) -> int:

@@ -126,11 +126,11 @@ def render_list(out: Out, result: dict, args) -> int:
         out.json(specs)
         return 0
     if not specs:
-        if args.ready and args.label:
+        if args.ready and args.labels:
             out.note("No ready specs with specified labels.")
         elif args.ready:
             out.note("No ready specs.")
-        elif args.label:
+        elif args.labels:
             out.note("No specs with specified labels.")
         elif args.status or args.type or args.project:
             out.note("No specs match.")
@@ -360,7 +360,7 @@ def render_queue(out: Out, result: dict, args) -> int:
         # the words of a claim that finds nothing (NothingReady), so both say the same
         from chantlib.queue import nothing_ready
 
-        out.note(nothing_ready(args.project, args.label, result.get("held") or 0))
+        out.note(nothing_ready(args.project, args.labels, result.get("held") or 0))
     if args.json:
         out.json(json_result(result) if args.claim else spec)
         return 0 if spec else 5
@@ -407,3 +407,33 @@ def render_index(out: Out, result: dict, args) -> int:
     )
     out.line(f"Stale:      {result['stale']}")
     return 0
+
+
+def _list_fields(params: dict, args) -> None:
+    # only what the renderer prints (--json prints every key): a smaller answer to send,
+    # decode and, in the daemon, encode
+    params["fields"] = ["id"] if args.count else None if args.json else list(LINE_FIELDS)
+
+
+#: operation -> its renderer: ``renderer(out, result, args) -> exit code``
+RENDERERS = {
+    "list": render_list,
+    "show": render_show,
+    "search": render_search,
+    "lint": render_lint,
+    "status": render_status,
+    "add": render_add,
+    "complete": render_complete,
+    "lock_acquire": render_lock,
+    "lock_release": render_lock,
+    "lock_renew": render_lock,
+    "lock_status": render_lock,
+    "lock_list": render_lock,
+    "queue_next": render_queue,
+    "queue_claim": render_queue,
+    "queue_list": render_queue,
+    "index_status": render_index,
+    "index_rebuild": render_index,
+}
+#: operation -> ``shape(params, args)``: parameters the command sets from how it renders
+SHAPES = {"list": _list_fields}

@@ -32,31 +32,12 @@ from .service import dump_json, load_request
 #: the whole request body must arrive within this long
 BODY_SECONDS = 10.0
 
-#: (methods, path, operation): the REST face of the operations table. The seed's examples
-#: (`GET /api/queue/next`, `GET /api/lock/acquire/{id}`, `GET /api/specs?status=pending`)
-#: work as written; writes accept POST (with a JSON body) as well.
-REST = (
-    (("GET",), "/api/hello", "hello"),
-    (("GET",), "/api/specs", "list"),
-    (("POST",), "/api/specs", "add"),
-    (("GET",), "/api/specs/{spec}", "show"),
-    (("POST",), "/api/specs/{spec}/complete", "complete"),
-    (("GET",), "/api/search", "search"),
-    (("GET",), "/api/query", "query"),
-    (("GET",), "/api/lint", "lint"),
-    (("GET",), "/api/status", "status"),
-    (("GET",), "/api/locks", "lock_list"),
-    (("GET", "POST"), "/api/lock/acquire/{spec}", "lock_acquire"),
-    (("GET", "POST"), "/api/lock/release/{spec}", "lock_release"),
-    (("GET", "POST"), "/api/lock/renew/{spec}", "lock_renew"),
-    (("GET",), "/api/lock/{spec}", "lock_status"),
-    (("GET",), "/api/queue", "queue_list"),
-    (("GET",), "/api/queue/next", "queue_next"),
-    (("GET", "POST"), "/api/queue/claim", "queue_claim"),
-    (("GET",), "/api/index", "index_status"),
-    (("POST",), "/api/index/rebuild", "index_rebuild"),
-    (("GET",), "/api/daemon", "daemon_status"),
-)
+#: (methods, path, operation): the REST face of the operations table, made from each
+#: operation's ``http`` face. The seed's examples (`GET /api/queue/next`, `GET
+#: /api/lock/acquire/{id}`, `GET /api/specs?status=pending`) work as written; writes accept
+#: POST (with a JSON body) as well.
+REST = tuple((op.http.methods, op.http.route, op.name) for op in OPS.values() if op.http is not None)
+
 
 class JSONResponse(_StarletteJSON):
     """JSON as the socket writes it: ASCII (a lone surrogate echoed in a message cannot make

@@ -3,14 +3,16 @@
 Every transport (socket, HTTP) turns a request into ``await service.call(cmd, params,
 transport)``, which runs :func:`chantlib.ops.dispatch` on the workspace and returns the wire
 envelope ``{"ok": true, "result": ...}`` / ``{"ok": false, "error": {...}}``. No business rule
-lives here: this module only serialises access (an asyncio lock), moves slow operations off
-the event loop (one worker thread, so operations still run one at a time), applies file
-events, and counts what the metrics report.
+lives here: this module schedules operations by their declared effects (see
+:meth:`Service.call`: fast ones on the event loop under a table lock that nothing long
+holds, slow ones one at a time on a worker thread), applies file events, and counts what
+the metrics report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -20,34 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
 from chantlib.errors import BadRequest, ChantError, Loading, error_envelope
-from chantlib.ops import OPS, OWNED, dispatch, dispatch_json
+from chantlib.ops import OPS, dispatch, dispatch_json, lookup, prepare
 
 log = logging.getLogger("chantd")
 
-#: operations answered before the specs are loaded, and without waiting for the lock: they
-#: say nothing about specs (``hello`` tells whether the daemon is loaded; ``daemon_status``
-#: answers from its last figures while the workspace is busy)
-ALWAYS = frozenset({"hello", "daemon_status"})
 #: how long a request about specs waits for the load before it is refused with ``loading``
 #: (the CLI waits on ``hello`` instead, as long as the load makes progress)
 LOAD_WAIT = 5.0
-
-#: operations answered on the event loop itself: they take microseconds, and the round trip
-#: of a lock or a claim is what workers wait on. Everything else runs on the worker thread.
-INLINE = frozenset(
-    {"hello", "lock_acquire", "lock_release", "lock_renew", "lock_status", "lock_list", "queue_next", "queue_claim",
-     "daemon_status"}
-)
-#: operations whose answer depends only on the files (not on leases, not on the clock): their
-#: results are kept, encoded, keyed by the spec table's generation (which any change to a
-#: spec bumps), so a repeated `chant list` costs a send
-CACHED = frozenset({"list", "search", "query", "lint"})
-CACHE_BYTES = 64 << 20  # at most this much of them
-#: operations that change nothing those answers depend on: reads, and lease changes
-KEEPS_CACHE = CACHED | {
-    "hello", "show", "status", "lock_status", "lock_list", "queue_next", "queue_list", "index_status",
-    "daemon_status", "lock_acquire", "lock_release", "lock_renew", "queue_claim",
-}
+CACHE_BYTES = 64 << 20  # cached answers: at most this much of them
 
 
 def dump_json(value) -> str:
@@ -142,6 +124,7 @@ class Service:
         self.progress: tuple[str, int, int] | None = None
         self._figures: dict = {}  # daemon_status's last figures, shown while the workspace is busy
         self._lock: asyncio.Lock | None = None
+        self._worker_lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
         self._ready_since: dict[str, float] = {}
         self._tracked_graph = None  # the graph whose ready changes track_ready follows
@@ -156,9 +139,18 @@ class Service:
 
     @property
     def lock(self) -> asyncio.Lock:
+        """The table lock: held while the specs change (a write's short step, a batch of
+        file events); the fast operations take it, and nothing long holds it."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
+
+    @property
+    def worker_lock(self) -> asyncio.Lock:
+        """The worker thread's turn (see :meth:`turn`)."""
+        if self._worker_lock is None:
+            self._worker_lock = asyncio.Lock()
+        return self._worker_lock
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -214,7 +206,8 @@ class Service:
     # requests
 
     def _cache_key(self, cmd, params: dict):
-        if cmd not in CACHED:
+        op = OPS.get(cmd) if isinstance(cmd, str) else None
+        if op is None or not op.pure:  # only answers that depend on the files alone are kept
             return None
         try:
             return (cmd, json.dumps(params, sort_keys=True), self.ws.table.generation)
@@ -264,39 +257,38 @@ class Service:
 
         ``encoded``: the result of a pure read comes as its JSON bytes (an ``_Encoded``),
         made on the worker thread with the operation, not on the event loop afterwards.
+
+        Scheduling follows the operation's declared effects (:class:`chantlib.ops.Op`):
+        ``anytime`` ones are answered at once; the others wait for the load. A fast one
+        (leases, the queue) runs on the event loop under the table lock, which only the short
+        step of a change to the specs holds. A slow one takes its turn on the worker thread
+        (one at a time), a read without the table lock, a change to the specs with it, and a
+        change with a ``prepare`` step does its long part first, without it. So a lease is
+        renewed while a search, a lint or a rebuild runs.
         """
         started = time.perf_counter()
-        name = cmd if isinstance(cmd, str) and cmd in OPS else "unknown"
+        op = OPS.get(cmd) if isinstance(cmd, str) else None
+        name = cmd if op is not None else "unknown"
         try:
             if not isinstance(cmd, str) or not cmd:
                 raise BadRequest("a request is a JSON object with a string 'cmd'")
-            if cmd in OWNED and params.get("owner") in (None, "") and peer_owner:
+            if op is None:
+                lookup(cmd)  # raises the one error of an unknown command
+            if op.owned and params.get("owner") in (None, "") and peer_owner:
                 params = dict(params, owner=peer_owner)
-            if cmd in ALWAYS:
+            if op.anytime:
                 result = self._answer_always(cmd, params)
             else:
                 await self._wait_loaded(cmd)  # never an answer about specs before they are loaded
-                async with self.lock:
-                    if cmd not in KEEPS_CACHE:
-                        self._forget()  # a write to specs (or an unknown command): nothing cached survives
-                    try:
-                        if cmd in INLINE:
-                            result = dispatch(self.ws, cmd, params)
-                        else:
-                            loop = asyncio.get_running_loop()
-                            self.activity = cmd
-                            try:
-                                run = _dispatch_encoded if encoded and cmd in CACHED else dispatch
-                                result = await loop.run_in_executor(self._executor, run, self.ws, cmd, params)
-                            finally:
-                                self.activity = None
-                                self.progress = None
-                    finally:
-                        self.log_warnings()  # what a failed request leaves (a success took its own)
-                    if self.ws.last_run_warnings:
-                        # an answer with a warning of this run only: not one to repeat from the cache
-                        self._cache_epoch += 1
-                    self._after(cmd, result)
+                if op.specs == "write":
+                    self._forget()  # nothing cached survives a change to the specs
+                if not op.slow:
+                    async with self.lock:
+                        result = dispatch(self.ws, cmd, params)
+                        self.log_warnings()
+                        self._after(cmd, result)
+                else:
+                    result = await self._on_worker(op, params, encoded)
             envelope = {"ok": True, "result": result}
         except ChantError as exc:
             envelope = {"ok": False, "error": exc.to_dict()}
@@ -308,6 +300,54 @@ class Service:
         if self.metrics is not None:
             self.metrics.observe_request(transport, name, time.perf_counter() - started)
         return envelope
+
+    async def _on_worker(self, op, params: dict, encoded: bool):
+        """A slow operation, in its turn on the worker thread (see :meth:`call`)."""
+        ws = self.ws
+        cmd = op.name
+
+        def run(prepared=None):
+            if encoded and op.pure:
+                result = _dispatch_encoded(ws, cmd, params)
+            else:
+                result = dispatch(ws, cmd, params, prepared=prepared)
+            return result, ws.last_run_warnings  # this thread's, read in it
+
+        async with self.turn(cmd):
+            try:
+                if op.specs != "write":
+                    result, run_warnings = await self.in_worker(run)
+                else:
+                    prepared = None
+                    if op.prepare is not None:
+                        prepared = await self.in_worker(prepare, ws, cmd, params)
+                    async with self.lock:
+                        self._forget()
+                        result, run_warnings = await self.in_worker(run, prepared)
+            finally:
+                self.progress = None
+                self.log_warnings()  # what a failed request leaves (a success took its own)
+            if run_warnings:
+                # an answer with a warning of this run only: not one to repeat from the cache
+                self._cache_epoch += 1
+            self._after(cmd, result)
+        return result
+
+    def turn(self, activity: str):
+        """The worker thread's turn, for ``activity`` (shown by daemon_status meanwhile)."""
+        return _Turn(self, activity)
+
+    async def in_worker(self, fn, *args):
+        """``fn(*args)`` on the worker thread. Cancelling the caller does not end the work,
+        so the caller waits for it even then: no lock is let go while it still runs."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await future
+            raise
 
     def _answer_always(self, cmd: str, params: dict):
         """``hello`` and ``daemon_status``: on the loop, without the lock, whatever the
@@ -361,13 +401,8 @@ class Service:
         return written
 
     async def apply_async(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
-        async with self.lock:
-            loop = asyncio.get_running_loop()
-            self.activity = "loading" if not self.loaded else "applying file changes"
-            try:
-                return await loop.run_in_executor(self._executor, self.apply, relpaths, config_changed)
-            finally:
-                self.activity = None
+        async with self.turn("loading" if not self.loaded else "applying file changes"), self.lock:
+            return await self.in_worker(self.apply, relpaths, config_changed)
 
     async def load(self) -> None:
         """Bring the table and index in step with every file, then let requests in."""
@@ -414,10 +449,11 @@ class Service:
 
     async def persist(self) -> None:
         """Save the spec table and index state if they changed (for a fast warm restart),
-        and fold the lease journal into the lease files."""
-        async with self.lock:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._persist)
+        and fold the lease journal into the lease files. A save reads the table, which only
+        the worker thread changes: it takes its turn there, without the table lock (the lease
+        table guards itself)."""
+        async with self.turn("saving"):
+            await self.in_worker(self._persist)
 
     # status
 
@@ -434,7 +470,7 @@ class Service:
         Answered at once, whatever the workspace is doing: the figures are computed when
         nothing else runs, else the last ones are shown with what it is busy with."""
         ws = self.ws
-        busy = not self.loaded or self.lock.locked()
+        busy = not self.loaded or self.activity is not None or self.lock.locked()
         if not busy:
             self._figures = {
                 "specs_indexed": self.documents(),
@@ -461,6 +497,27 @@ class Service:
         if busy and self.progress is not None:
             out["progress"] = self.loading()
         return out
+
+
+class _Turn:
+    """The worker thread's turn (see :meth:`Service.turn`): one operation at a time there,
+    waited for without holding the table lock, so a change to the specs queued behind a
+    long read does not make the leases wait too."""
+
+    __slots__ = ("service", "activity")
+
+    def __init__(self, service: Service, activity: str) -> None:
+        self.service, self.activity = service, activity
+
+    async def __aenter__(self) -> None:
+        service = self.service
+        await service.worker_lock.acquire()
+        service.activity = self.activity
+
+    async def __aexit__(self, *exc) -> None:
+        service = self.service
+        service.activity = None
+        service.worker_lock.release()
 
 
 def _progress_words(state: dict) -> str:

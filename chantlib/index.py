@@ -22,7 +22,7 @@ import tantivy
 from .errors import ChantError, QuerySyntaxError, SpecParseError, StorageError
 from .ids import parse_id
 from .query import FIELDS, And, Not, Or, Term, parse_query, tokenize
-from .values import PRIORITY_NAMES
+from .values import PRIORITY_NAMES, SEARCH_LIMIT
 
 __all__ = ["Index", "SearchResult"]
 
@@ -156,12 +156,27 @@ class Index:
             if index is not None:
                 index._noted(changes)
 
+        self._listener = noted
         table.listeners.append(noted)
         self._schema = None
         self._lock = None
         self._indexed: dict[str, int] | None = None
         self._index = None
         self._searcher = None
+
+    def follow(self, table) -> None:
+        """Index ``table`` from now on, told of its changes (a rebuild's new table while it is
+        read, then the table that adopts it)."""
+        if table is self.table:
+            return
+        if self._listener in self.table.listeners:
+            self.table.listeners.remove(self._listener)
+        table.listeners.append(self._listener)
+        self.table = table
+
+    def documents_in_state(self) -> int:
+        """How many documents the index holds, by its indexed state (no searcher opened)."""
+        return len(self._load_state())
 
     # opening
 
@@ -644,7 +659,7 @@ class Index:
             "stale": len(todo) + len(gone),
         }
 
-    def search(self, query: str, *, limit: int | None = 100, graph=None) -> SearchResult:
+    def search(self, query: str, *, limit: int | None = SEARCH_LIMIT, graph=None) -> SearchResult:
         """Run ``query`` (the chant query language); ``graph`` serves ``status:ready|blocked``."""
         ast = parse_query(query)
         compiler = _Compiler(self.schema, self.table, graph)

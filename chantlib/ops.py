@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from ._version import PROTOCOL_VERSION
 from .errors import UsageError
-from .values import MAX_TTL, SPEC_FIELDS, STATUS_FILTERS, canon_status
+from .values import DEFAULT_TYPE, MAX_TTL, SEARCH_LIMIT, SPEC_FIELDS, STATUS_FILTERS, canon_status
 
-__all__ = ["Param", "Op", "OPS", "dispatch", "dispatch_json", "PROTOCOL_VERSION"]
+__all__ = ["Param", "Op", "Cli", "Http", "OPS", "GROUPS", "lookup", "dispatch", "prepare", "dispatch_json", "PROTOCOL_VERSION"]
 
 
 class Param:
@@ -29,11 +29,14 @@ class Param:
         "name", "kind", "default", "required", "aliases", "doc", "choices", "pattern", "minimum", "exclusive", "maximum",
         "hint",
         "fold",
+        "flag",
+        "metavar",
         "_match",
     )
 
     def __init__(self, name, kind="str", default=None, required=False, aliases=(), doc="", *, choices=None,
-                 pattern=None, minimum=None, exclusive=False, maximum=None, hint="has a bad form", fold=None):
+                 pattern=None, minimum=None, exclusive=False, maximum=None, hint="has a bad form", fold=None, flag=None,
+                 metavar=None):
         self.name = name
         self.kind = kind
         self.default = default
@@ -47,6 +50,8 @@ class Param:
         self.maximum = maximum
         self.hint = hint  # what a value failing ``pattern`` is told
         self.fold = fold  # str -> str: the spellings of one choice to its canonical form (default: lower case)
+        self.flag = flag or name.replace("_", "-")  # the CLI's option: --flag
+        self.metavar = metavar  # the CLI's name for its value (a positional's: the first alias, else the name)
         # ``pattern`` is published in the OpenAPI document, where JSON Schema reads it as an
         # ECMAScript regex; Python's ``$`` also matches before a final newline, so the check
         # here ends at the true end of the text (``\Z``) to accept exactly what the document says
@@ -168,26 +173,111 @@ _KIND_WORDS = {
 }
 
 
+class Cli:
+    """How the ``chant`` command offers an operation: ``path`` is its command words
+    (``"lock acquire"``); ``positional`` names the parameters given as bare words, in
+    order (the last one may take every remaining word, joined by spaces: ``words``); every
+    other parameter is a flag derived from it (``--name``; a ``bool`` is a switch, a
+    ``list`` repeats). ``consts`` maps a parameter to a switch that sets it to one value
+    (``--failed`` for ``outcome: failure``) instead; ``hidden`` parameters have no flag
+    (the command sets them itself). ``switch``: this operation shares ``path`` with
+    another, and is the one run when ``--<switch>`` is given (``queue next --claim``).
+    ``extra``: switches for the renderer alone, never sent (``(flag, help)``)."""
+
+    __slots__ = ("path", "help", "positional", "words", "consts", "hidden", "switch", "extra")
+
+    def __init__(self, path: str, help: str, *, positional=(), words: bool = False, consts=None, hidden=(),
+                 switch: str | None = None, extra=()) -> None:
+        self.path = tuple(path.split())
+        self.help = help
+        self.positional = tuple(positional)
+        self.words = words
+        self.consts = dict(consts or {})  # param -> (flag, value, help)
+        self.hidden = frozenset(hidden)
+        self.switch = switch
+        self.extra = tuple(extra)
+
+
+class Http:
+    """The REST face of an operation: its methods and route (``{name}`` is a parameter)."""
+
+    __slots__ = ("methods", "route")
+
+    def __init__(self, methods: str, route: str) -> None:
+        self.methods = tuple(methods.split())
+        self.route = route
+
+
 class Op:
-    """One operation. ``encoded``: the name of a Workspace method that returns the result's
-    JSON text directly (the same bytes as encoding ``method``'s result), for an answer big
-    enough that a long-lived workspace gains by encoding it piecewise (see
-    :func:`dispatch_json`)."""
+    """One operation, the whole of its description: everything that offers it (the CLI's
+    subcommands, the REST routes, the OpenAPI document, the daemon's scheduling and its cache
+    of answers) is made from this entry, and its parameters are checked here, once.
 
-    __slots__ = ("name", "method", "params", "doc", "writes", "encoded", "_by_name")
+    Effects, what the daemon schedules by:
 
-    def __init__(self, name, method, params=(), doc="", writes=False, encoded=None):
+    - ``specs``: ``"read"`` or ``"write"`` (spec files, the table, the index), or ``None``;
+    - ``leases``: ``"read"`` or ``"write"``, or ``None``;
+    - ``slow``: may read files or take long: it runs on the daemon's worker thread; the
+      others run on its event loop in microseconds (what a worker's lease waits on);
+    - ``pure``: its answer depends on the files alone (not on leases, not on the clock): a
+      daemon keeps it until a spec changes;
+    - ``anytime``: it says nothing about specs and is answered before they are loaded and
+      whatever the daemon is busy with (``hello``);
+    - ``prepare``: a Workspace method that does the long part of a ``specs: write``
+      operation without changing anything another operation reads (a rebuild reads every
+      file into a new table); the method then takes its result and makes the short change.
+
+    ``encoded``: the name of a Workspace method that returns the result's JSON text
+    directly (the same bytes as encoding ``method``'s result), for an answer big enough that
+    a long-lived workspace gains by encoding it piecewise (see :func:`dispatch_json`).
+    ``cli`` and ``http``: its faces (:class:`Cli`, :class:`Http`), if it has them.
+    """
+
+    __slots__ = ("name", "method", "params", "doc", "specs", "leases", "slow", "pure", "anytime", "prepare",
+                 "encoded", "cli", "http", "_by_name")
+
+    def __init__(self, name, method, params=(), doc="", *, specs=None, leases=None, slow=False, pure=False,
+                 anytime=False, prepare=None, encoded=None, cli=None, http=None):
         self.name = name
         self.method = method
         self.params = tuple(params)
         self.doc = doc
-        self.writes = writes
+        if specs not in (None, "read", "write") or leases not in (None, "read", "write"):
+            raise ValueError(f"{name}: specs and leases are None, 'read' or 'write'")
+        self.specs = specs
+        self.leases = leases
+        self.slow = slow
+        self.pure = pure
+        self.anytime = anytime
+        self.prepare = prepare
         self.encoded = encoded
+        self.cli = cli
+        self.http = http
         self._by_name = {}
         for p in self.params:
             self._by_name[p.name] = p
             for alias in p.aliases:
                 self._by_name[alias] = p
+
+    @property
+    def writes(self) -> bool:
+        """It changes something (a spec or a lease): never run twice for one request."""
+        return self.specs == "write" or self.leases == "write"
+
+    @property
+    def owned(self) -> bool:
+        """It takes an ``owner``, whose default is the caller's identity."""
+        return "owner" in self._by_name
+
+    def check(self, kwargs: dict) -> dict:
+        """A library caller's keyword arguments (a Workspace method called directly), checked
+        by the same constraints as a request's; ``None`` is left to the method's default."""
+        by_name = self._by_name
+        for key, value in kwargs.items():
+            p = by_name.get(key)
+            if p is not None and value is not None:
+                kwargs[key] = p.convert(self.name, value)
+        return kwargs
 
     def bind(self, raw: dict) -> dict:
         """Check and convert ``raw`` parameters into keyword arguments for the method."""
@@ -212,12 +302,12 @@ class Op:
 _BLANK = r" \t\n\r\f\v"  # values.BLANK in a regex: the class below means the same to Python and ECMAScript
 _NOT_BLANK = f"[^{_BLANK}]"
 _SPEC = Param(
-    "spec", required=True, aliases=("id",), doc="spec ID (partial IDs resolve)", pattern=_NOT_BLANK,
+    "spec", required=True, aliases=("id",), doc="spec ID (a unique part is enough)", pattern=_NOT_BLANK,
     hint="must not be blank",
 )
 _OWNER = Param("owner", doc="lease owner (default: CHANT_OWNER, else user@host)")
 _TTL = Param(
-    "ttl", "float", doc="lease length in seconds (default: scale.locks.ttl)", minimum=0, exclusive=True,
+    "ttl", "float", doc="lease length in seconds (default: scale.locks.ttl, 3600)", minimum=0, exclusive=True,
     maximum=MAX_TTL,
 )
 _TOKEN = Param("token", "int", doc="the lease's fencing token")
@@ -227,8 +317,15 @@ _QUERY = Param(
     "q", required=True, aliases=("query",), doc="the query (docs/cli.md, Query language)", pattern=_NOT_BLANK,
     hint="must not be blank",
 )
-_LIMIT = Param("limit", "int", 100, doc="at most this many specs", minimum=0)
-_LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any of these labels")
+_LIMIT = Param("limit", "int", SEARCH_LIMIT, doc="at most this many specs", minimum=0)
+_LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any of these labels (repeatable)",
+                flag="label")
+
+#: the CLI's command groups (``chant lock ...``): their help
+GROUPS = {"lock": "leases on specs", "queue": "the queue of ready work", "index": "the search index"}
+
+_READ = {"specs": "read", "slow": True}  # the usual effects of a read of specs
+_LEASE = {"specs": "read", "leases": "write"}  # and of a lease change (on the loop)
 
 OPS: dict[str, Op] = {
     op.name: op
@@ -238,86 +335,147 @@ OPS: dict[str, Op] = {
             "hello",
             (Param("protocol", "int", doc="the client's protocol version (the client checks the answer)"),),
             doc="daemon and protocol version, repository root",
+            anytime=True,
+            http=Http("GET", "/api/hello"),
         ),
-        Op(
-            "list",
-            "list_specs",
-            (
-                Param("ready", "bool", False, doc="only ready specs (groups left out)"),
-                Param("status", doc="only this status (ready and blocked are computed)", choices=STATUS_FILTERS,
-                      fold=canon_status),
-                _LABELS,
-                Param("type"),
-                _PROJECT,
-                Param("fields", "list", doc="only these keys of each spec (default: all of them)",
-                      choices=SPEC_FIELDS),
-            ),
-            doc="active specs in chant order",
-            encoded="list_specs_json",
-        ),
-        Op("show", "show", (_SPEC,), doc="one spec: frontmatter, body and computed state"),
-        Op("search", "search", (_QUERY, _LIMIT), doc="query the index (docs/cli.md, Query language)"),
-        Op("query", "search", (_QUERY, _LIMIT), doc="the same as search"),
-        Op("lint", "lint", (Param("archive", "bool", False, doc="lint archived specs too"),), doc="validate specs"),
-        Op("status", "status", doc="counts by status and what needs attention"),
         Op(
             "add",
             "add",
             (
                 Param("title", required=True, pattern=rf"^[^\n\r]*[^{_BLANK}][^\n\r]*$", doc="one line",
                       hint="must be one line of text"),
-                Param("type", default="code", pattern=r"^[A-Za-z0-9_-]+$", hint="must be letters, digits, '_' or '-'"),
-                _LABELS,
-                Param("depends_on", "list", pattern=_NOT_BLANK, doc="IDs (partial IDs resolve)",
-                      hint="must not hold a blank ID"),
+                Param("type", default=DEFAULT_TYPE, pattern=r"^[A-Za-z0-9_-]+$", hint="must be letters, digits, '_' or '-'",
+                      doc="the spec's type"),
+                Param("labels", "list", aliases=("label",), doc="a label (repeatable)", flag="label"),
+                Param("depends_on", "list", pattern=_NOT_BLANK, doc="a dependency (repeatable; partial IDs resolve)",
+                      hint="must not hold a blank ID", metavar="ID"),
                 Param("priority", pattern=r"^(low|normal|high|critical|-?[0-9]+)$",
                       doc="low, normal, high, critical or an integer",
                       hint="must be low, normal, high, critical or an integer"),
-                Param("project", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$", doc="the ID's project prefix",
+                Param("project", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$",
+                      doc="the ID's project prefix (default: project.prefix)",
                       hint="must be letters, digits, '_' and '-'"),
-                Param("criteria", "list", doc="acceptance criteria items"),
-                Param("description"),
+                Param("criteria", "list", doc="an acceptance criterion (repeatable)", flag="criterion",
+                      metavar="TEXT"),
+                Param("description", doc="a paragraph under the title"),
             ),
             doc="create a spec",
-            writes=True,
+            specs="write", slow=True,
+            cli=Cli("add", "create a spec", positional=("title",)),
+            http=Http("POST", "/api/specs"),
         ),
-        Op("lock_acquire", "lock_acquire", (_SPEC, _OWNER, _TTL, _FORCE), doc="take a lease", writes=True),
-        Op("lock_release", "lock_release", (_SPEC, _OWNER, _TOKEN, _FORCE), doc="give a lease up", writes=True),
-        Op("lock_renew", "lock_renew", (_SPEC, _OWNER, _TOKEN, _TTL), doc="extend a lease", writes=True),
-        Op("lock_list", "lock_list", doc="live leases"),
-        Op("lock_status", "lock_status", (_SPEC,), doc="the lease on one spec"),
-        Op("queue_next", "queue_next", (_PROJECT, _LABELS), doc="the spec a claim would take (a peek)"),
+        Op(
+            "list",
+            "list_specs",
+            (
+                Param("ready", "bool", False, doc="only ready specs (groups left out)"),
+                Param("status", doc="only this status: pending, ready, blocked, in_progress, completed, failed, ... "
+                      "(ready and blocked are computed)", choices=STATUS_FILTERS, fold=canon_status),
+                _LABELS,
+                Param("type", doc="only this type"),
+                _PROJECT,
+                Param("fields", "list", doc="only these keys of each spec (default: all of them)",
+                      choices=SPEC_FIELDS),
+            ),
+            doc="active specs in chant order",
+            **_READ, pure=True,
+            encoded="list_specs_json",
+            cli=Cli("list", "list active specs", hidden=("fields",),
+                    extra=(("count", "print only the number of specs"),)),
+            http=Http("GET", "/api/specs"),
+        ),
+        Op("show", "show", (_SPEC,), doc="one spec: frontmatter, body and computed state", **_READ, leases="read",
+           cli=Cli("show", "show one spec", positional=("spec",)), http=Http("GET", "/api/specs/{spec}")),
+        Op("search", "search", (_QUERY, _LIMIT), doc="query the index (docs/cli.md, Query language)", **_READ,
+           pure=True,
+           cli=Cli("search", "search specs (see the query language in docs/cli.md)", positional=("q",), words=True),
+           http=Http("GET", "/api/search")),
+        Op("query", "search", (_QUERY, _LIMIT), doc="the same as search", **_READ, pure=True,
+           http=Http("GET", "/api/query")),
+        Op("lint", "lint", (Param("archive", "bool", False, doc="lint archived specs too"),), doc="validate specs",
+           **_READ, pure=True, cli=Cli("lint", "validate specs (exit 1 on errors)"), http=Http("GET", "/api/lint")),
+        Op("status", "status", doc="counts by status and what needs attention", **_READ,
+           cli=Cli("status", "counts by status, attention, ready queue", extra=(("brief", "one line"),)),
+           http=Http("GET", "/api/status")),
+        Op(
+            "complete",
+            "complete",
+            (_SPEC, _OWNER, _TOKEN, _FORCE, Param("outcome", default="success", choices=("success", "failure"),
+                                                  doc="success, or failure (status failed)")),
+            doc="mark a spec completed (or failed) and release its lease (fenced by the token)",
+            specs="write", leases="write", slow=True,
+            cli=Cli("complete", "mark a spec completed (and release its lease)", positional=("spec",),
+                    consts={"outcome": ("failed", "failure", "the work failed: set status failed instead")}),
+            http=Http("POST", "/api/specs/{spec}/complete"),
+        ),
+        Op("lock_acquire", "lock_acquire", (_SPEC, _OWNER, _TTL, _FORCE), doc="take a lease", **_LEASE,
+           cli=Cli("lock acquire", "take the lease on a spec", positional=("spec",)),
+           http=Http("GET POST", "/api/lock/acquire/{spec}")),
+        Op("lock_release", "lock_release", (_SPEC, _OWNER, _TOKEN, _FORCE), doc="give a lease up", **_LEASE,
+           cli=Cli("lock release", "give up a lease", positional=("spec",)),
+           http=Http("GET POST", "/api/lock/release/{spec}")),
+        Op("lock_renew", "lock_renew", (_SPEC, _OWNER, _TOKEN, _TTL), doc="extend a lease", **_LEASE,
+           cli=Cli("lock renew", "extend a lease", positional=("spec",)),
+           http=Http("GET POST", "/api/lock/renew/{spec}")),
+        Op("lock_status", "lock_status", (_SPEC,), doc="the lease on one spec", specs="read", leases="read",
+           cli=Cli("lock status", "show the lease on a spec", positional=("spec",)),
+           http=Http("GET", "/api/lock/{spec}")),
+        Op("lock_list", "lock_list", doc="live leases", leases="read", cli=Cli("lock list", "list live leases"),
+           http=Http("GET", "/api/locks")),
+        Op("queue_next", "queue_next", (_PROJECT, _LABELS), doc="the spec a claim would take (a peek)",
+           specs="read", leases="read",
+           cli=Cli("queue next", "the next spec (--claim takes it)"), http=Http("GET", "/api/queue/next")),
         Op(
             "queue_claim",
             "queue_claim",
             (_OWNER, _TTL, _PROJECT, _LABELS),
             doc="take the next spec with a lease",
-            writes=True,
+            **_LEASE,
+            cli=Cli("queue next", "take it with a lease", switch="claim"),
+            http=Http("GET POST", "/api/queue/claim"),
         ),
-        Op("queue_list", "queue_list", (_PROJECT, _LABELS, Param("limit", "int", minimum=0)), doc="the queue, in order"),
-        Op(
-            "complete",
-            "complete",
-            (_SPEC, _OWNER, _TOKEN, _FORCE, Param("outcome", default="success", choices=("success", "failure"))),
-            doc="mark a spec completed (or failed) and release its lease (fenced by the token)",
-            writes=True,
-        ),
-        Op("index_status", "index_status", doc="the index and spec table"),
-        Op("daemon_status", "daemon_status", doc="the daemon's PID, uptime, addresses and counts (daemon only)"),
-        Op("index_rebuild", "index_rebuild", doc="rebuild the table and index from the files", writes=True),
+        Op("queue_list", "queue_list", (_PROJECT, _LABELS, Param("limit", "int", minimum=0, doc="show at most this many")),
+           doc="the queue, in order", **_READ, leases="read",
+           cli=Cli("queue list", "the queue in order"), http=Http("GET", "/api/queue")),
+        Op("index_status", "index_status", doc="the index and spec table", **_READ,
+           cli=Cli("index status", "size and freshness"), http=Http("GET", "/api/index")),
+        Op("index_rebuild", "index_rebuild", doc="rebuild the table and index from the files",
+           specs="write", slow=True, prepare="prepare_rebuild",
+           cli=Cli("index rebuild", "rebuild from the files"), http=Http("POST", "/api/index/rebuild")),
+        Op("daemon_status", "daemon_status", doc="the daemon's PID, uptime, addresses and counts (daemon only)",
+           anytime=True, http=Http("GET", "/api/daemon")),
     )
 }
 #: operations that take an owner. Its default is the caller's: the CLI names it (CHANT_OWNER,
 #: else user@host) so that a daemon records the owner direct mode would; a request that names
 #: none gets the transport's identity of the peer (socket peer credentials, HTTP address)
-OWNED = frozenset(name for name, op in OPS.items() if any(p.name == "owner" for p in op.params))
+OWNED = frozenset(name for name, op in OPS.items() if op.owned)
 
 
-def _bound(name, params) -> tuple[Op, dict]:
+def lookup(name) -> Op:
+    """The operation called ``name``; an unknown one is a :class:`~chantlib.errors.UsageError`."""
     op = OPS.get(name) if isinstance(name, str) else None
     if op is None:
         known = ", ".join(sorted(OPS))
         raise UsageError(f"unknown command {name!r} (known: {known})", cmd=str(name))
+    return op
+
+
+_BY_METHOD: dict[str, Op] = {}
+
+
+def for_method(method: str) -> Op | None:
+    """The operation a Workspace method serves (the first, when several share it)."""
+    if not _BY_METHOD:
+        for op in OPS.values():
+            _BY_METHOD.setdefault(op.method, op)
+            if op.encoded is not None:
+                _BY_METHOD.setdefault(op.encoded, op)
+    return _BY_METHOD.get(method)
+
+
+def _bound(name, params) -> tuple[Op, dict]:
+    op = lookup(name)
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -325,10 +483,24 @@ def _bound(name, params) -> tuple[Op, dict]:
     return op, op.bind(params)
 
 
-def dispatch(workspace, name: str, params: dict | None = None):
-    """Run operation ``name`` on ``workspace`` with ``params``; returns JSON-able data."""
+def dispatch(workspace, name: str, params: dict | None = None, *, prepared=None):
+    """Run operation ``name`` on ``workspace`` with ``params``; returns JSON-able data.
+
+    ``prepared``: what :func:`prepare` returned for the same call, for an operation with a
+    ``prepare`` step (without it, the method prepares for itself)."""
     op, kwargs = _bound(name, params)
+    if prepared is not None:
+        kwargs["prepared"] = prepared
     return getattr(workspace, op.method)(**kwargs)
+
+
+def prepare(workspace, name: str, params: dict | None = None):
+    """The long part of operation ``name`` (its ``prepare`` method), which changes nothing
+    another operation reads; hand its result to :func:`dispatch` as ``prepared``."""
+    op, kwargs = _bound(name, params)
+    if op.prepare is None:
+        raise ValueError(f"{name} has no prepare step")
+    return getattr(workspace, op.prepare)(**kwargs)
 
 
 def dispatch_json(workspace, name: str, params: dict | None = None) -> str:

@@ -762,6 +762,25 @@ class SpecTable:
         self._loaded = True
         self._changed()
 
+    def adopt(self, other: SpecTable) -> None:
+        """Take over what ``other`` read (a rebuild's table): its files, folders and rows, and
+        the id maps and graph computed from them, in one step that costs no walk. Listeners are
+        not told: whoever follows this table (the index) was brought in step with ``other``.
+        The next save writes everything."""
+        if other._active is None:
+            other._index()
+        self.files, self.folders, self.rows = other.files, other.folders, other.rows
+        self.archive_verified_ns = other.archive_verified_ns
+        self._racy = set(other._racy)
+        self._active, self._archived, self._archived_raw = other._active, other._archived, other._archived_raw
+        self._broken, self._duplicates, self._graph = other._broken, other._duplicates, other._graph
+        self.warnings.extend(other.warnings)
+        self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
+        self.generation = max(self.generation, other.generation) + 1
+        self._touched.clear()
+        self._loaded = True
+        self._full_save = self._dirty = self._meta_changed = True
+
     # views
 
     def row(self, relpath: str) -> Row:

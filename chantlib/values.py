@@ -29,6 +29,9 @@ PRIORITY_NAMES = {"low": 0, "normal": 50, "high": 100, "critical": 200}
 DEFAULT_PRIORITY = 50
 #: The longest lease: ten years. Longer is a mistake, and times past year 9999 cannot be written.
 MAX_TTL = 10 * 365 * 86400
+#: the defaults of the operations (chantlib.ops) that the library's methods share
+SEARCH_LIMIT = 100
+DEFAULT_TYPE = KNOWN_TYPES[0]  # "code"
 #: the white space a blank value is made of: ASCII only, as ECMAScript's \s in the OpenAPI
 #: document's patterns sees it (Python's str.strip() also takes \x1c-\x1f and \x85)
 BLANK = " \t\n\r\f\v"

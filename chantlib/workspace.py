@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
@@ -21,7 +22,7 @@ from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParse
 from .ids import sort_key
 from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable
-from .values import BLANK, SPEC_FIELDS
+from .values import BLANK, DEFAULT_TYPE, SEARCH_LIMIT, SPEC_FIELDS
 
 __all__ = ["Workspace", "VERSION"]
 
@@ -55,22 +56,39 @@ def _now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _operation(*, specs: bool = True, skipped: bool = True):
+def _operation(*, specs: bool = True, skipped: bool = True, op: str | None = None):
     """Mark a method as an operation of :mod:`chantlib.ops`: its result (a dict) gets
     ``warnings``, a list of what its run has to say (see :meth:`Workspace._finish`).
     ``specs=False``: the operation reads no spec, so the warnings about the files are left
-    out; ``skipped=False``: it reports files that do not parse by itself (lint)."""
+    out; ``skipped=False``: it reports files that do not parse by itself (lint).
+
+    Its arguments are checked by its entry in :data:`chantlib.ops.OPS` (``op``: that
+    entry's method, when it is not this one), the one place parameters are checked: a
+    request's were already, a library caller's are here, by the same rules."""
 
     def wrap(method):
+        code = method.__code__
+        names = code.co_varnames[1 : code.co_argcount]
+        served = op or method.__name__
+
         @functools.wraps(method)
         def operation(self, *args, **kwargs):
-            if self._running:  # an operation inside another: the outer one reports
+            from .ops import for_method
+
+            entry = for_method(served)
+            if entry is not None:
+                if args and len(args) <= len(names):  # too many: the call itself says so
+                    kwargs.update(zip(names, args, strict=False))
+                    args = ()
+                kwargs = entry.check(kwargs)
+            local = self._local  # per thread: a daemon runs lease operations beside a slow read
+            if getattr(local, "running", False):  # an operation inside another: the outer one reports
                 return method(self, *args, **kwargs)
-            self._running = True
+            local.running = True
             try:
                 result = method(self, *args, **kwargs)
             finally:
-                self._running = False
+                local.running = False
             return self._finish(result, specs, skipped)
 
         return operation
@@ -105,8 +123,7 @@ class Workspace:
         self.clock = clock
         #: warnings about this workspace itself (no cache folder); see _finish
         self.warnings: list[str] = []
-        self.last_run_warnings: tuple[str, ...] = ()
-        self._running = False
+        self._local = threading.local()
         cache_dir = None
         if persist:
             cache_dir = os.path.join(self.store.chant_dir, INDEX_DIR)
@@ -134,6 +151,12 @@ class Workspace:
         #: once at the end of each phase (``done == total``). It may be called from the
         #: daemon's worker thread. See :mod:`chantlib.progress`.
         self.progress = None
+
+    @property
+    def last_run_warnings(self) -> tuple[str, ...]:
+        """The warnings of the last operation this thread ran, apart from those about the
+        files (a daemon must not keep an answer that holds them in its cache of answers)."""
+        return getattr(self._local, "run_warnings", ())
 
     # parts
 
@@ -282,7 +305,7 @@ class Workspace:
         run = self.take_warnings()
         #: the run's own warnings, apart from those about the files: a daemon must not keep an
         #: answer that holds them in its cache of answers
-        self.last_run_warnings = tuple(run)
+        self._local.run_warnings = tuple(run)
         if isinstance(result, dict):
             result["warnings"] = (run if self.long_lived else self.warnings + run) + state
         return result
@@ -374,7 +397,7 @@ class Workspace:
         result = self._list_encoded(ready, status, labels, type, project, fields)
         return '{"specs":[' + ",".join(result["specs"]) + '],"warnings":' + _json_dumps(result["warnings"]) + "}"
 
-    @_operation()
+    @_operation(op="list_specs")
     def _list_encoded(self, ready, status, labels, type, project, fields) -> dict:
         """list_specs with each spec as its JSON text (the warnings added as for any operation)."""
         self._fresh()
@@ -386,15 +409,6 @@ class Workspace:
     def _list_rows(self, ready, status, labels, type, project) -> list:
         graph = self.table.graph
         active = self.table.active
-        if status is not None:  # the ops table checked it already; a library caller may not have
-            from .values import STATUS_FILTERS, canon_status
-
-            status = canon_status(status)
-            if status not in STATUS_FILTERS:
-                raise InvalidValue(
-                    f"Invalid status filter: {status}. Valid options: {', '.join(sorted(STATUS_FILTERS))}",
-                    status=status,
-                )
         if ready or status == "ready":
             # one pass, the row's type read by index: this list is tens of thousands long at scale
             rows = [active[i] for i in graph.ready]
@@ -465,9 +479,8 @@ class Workspace:
         return out
 
     @_operation()
-    def search(self, q: str, limit: int | None = 100) -> dict:
-        if limit is not None and limit < 0:
-            raise InvalidValue("limit must be zero or more")
+    def search(self, q: str, limit: int | None = SEARCH_LIMIT) -> dict:
+        """Query the index; ``limit=None``: every match."""
         changes = self._fresh()
         index = self.index
         index.sync(changes.parsed if changes is not None else None)
@@ -526,7 +539,7 @@ class Workspace:
     # operations: writing specs
 
     @_operation()
-    def add(self, title, type="code", labels=None, depends_on=None, priority=None, project=None, criteria=None,
+    def add(self, title, type=DEFAULT_TYPE, labels=None, depends_on=None, priority=None, project=None, criteria=None,
             description=None) -> dict:
         title = (title or "").strip(BLANK)
         if not title or "\n" in title or "\r" in title:
@@ -699,7 +712,7 @@ class Workspace:
     def queue_list(self, project=None, labels=None, limit=None) -> dict:
         held_back: list = []
         items = self.queue.items(project, labels, held_back)
-        shown = items if limit is None else items[: max(0, limit)]
+        shown = items if limit is None else items[:limit]
         result = {"specs": [self.summary(r) for r in shown], "depth": len(items), "held": len(held_back)}
         self._done()
         return result
@@ -739,18 +752,47 @@ class Workspace:
         self._done()
         return stats
 
-    @_operation()
-    def index_rebuild(self) -> dict:
+    def prepare_rebuild(self):
+        """The long part of :meth:`index_rebuild`: every file read into a new spec table and
+        every document written into the index again, while the table in use stays as it was
+        (a daemon's leases and queue go on reading it meanwhile; its searches wait, since the
+        index is being rewritten). Returns what :meth:`index_rebuild` takes as ``prepared``."""
+        from .table import SpecTable
+
         started = time.perf_counter()
+        fresh = SpecTable(self.store, None)  # memory only: this one is adopted, never saved itself
         index = self.index
         index.reset()
-        self.table.clear()
-        self.table.refresh(save=False, progress=self.progress, stream=index.stream(self.progress))
-        index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
-        documents = len(index._load_state())
-        self.table.graph  # noqa: B018 - compute and cache the graph with the new table
+        index.follow(fresh)
+        try:
+            fresh.refresh(save=False, full=True, progress=self.progress, stream=index.stream(self.progress))
+            index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
+            fresh.graph  # noqa: B018 - computed here, with the rest of the long work
+            documents = index.documents_in_state()
+        finally:
+            index.follow(self.table)
+        return _Rebuilt(fresh, documents, started)
+
+    @_operation()
+    def index_rebuild(self, prepared=None) -> dict:
+        """Rebuild the table and index from the files (``prepared``: see :meth:`prepare_rebuild`)."""
+        if prepared is None:
+            prepared = self.prepare_rebuild()
+        self.table.adopt(prepared.table)  # the short part: the new rows, their maps and graph take over
+        self._gate = None
+        self._encoded.clear()
         self.table.save()
-        return {"documents": documents, "specs": len(self.table.rows), "seconds": round(time.perf_counter() - started, 3)}
+        return {"documents": prepared.documents, "specs": len(self.table.rows),
+                "seconds": round(time.perf_counter() - prepared.started, 3)}
+
+
+class _Rebuilt:
+    """What :meth:`Workspace.prepare_rebuild` made."""
+
+    __slots__ = ("table", "documents", "started")
+
+    def __init__(self, table, documents: int, started: float) -> None:
+        self.table, self.documents, self.started = table, documents, started
 
 
 def _fields(fields) -> tuple | None:

@@ -87,13 +87,12 @@ def test_chantlib_imports_no_server_package():
 
 
 def test_every_command_is_documented():
-    from chant_cli.main import _ACTIONS, _BUILDERS
+    from chant_cli.main import commands
 
     with open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8") as fh:
         doc = fh.read()
-    for command in _BUILDERS:
-        actions = _ACTIONS.get(command)
-        if actions is None:
+    for command, actions in commands().items():
+        if not actions:
             assert f"chant {command}" in doc, f"docs/cli.md does not document `chant {command}`"
         for action in actions or ():
             assert f"chant {command} {action}" in doc, f"docs/cli.md does not document `chant {command} {action}`"
