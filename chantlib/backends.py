@@ -208,7 +208,7 @@ class DaemonBackend(Backend):
         self._lock = _thread.allocate_lock()  # guards the table of connections below
         self._local = _thread._local()
         self._local.client = client
-        self._clients: dict[int, object] = {_thread.get_ident(): client}  # thread ident -> its connection
+        self._clients: dict[int, DaemonClient | HttpClient] = {_thread.get_ident(): client}  # thread ident -> its connection
         self._direct: DirectBackend | None = None
         self._closed = False
 
