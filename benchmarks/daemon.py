@@ -638,12 +638,12 @@ def cli_request(argv: list[str]) -> tuple[str, dict]:
     """The operation and parameters `chant <argv>` sends to a daemon, from the CLI's own
     parser and operation table: a poll then asks exactly what a user's command asks (with
     the code under test, whichever version that is)."""
-    from chant_cli.backends import _clean
     from chant_cli.main import _operation, build_parser
+    from chantlib.backends import prepare
 
     args = build_parser(argv).parse_args(argv)
     op, params, _renderer = _operation(args)
-    return op, _clean(op, params)
+    return op, prepare(op, params)
 
 
 class _Probe:

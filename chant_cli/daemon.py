@@ -35,12 +35,14 @@ def _start_options(args) -> list[str]:
 def start(args, out) -> int:
     root = find_root()
     if args.background:
-        from .backends import StartFailed, connect, start_background
+        from chantlib.backends import StartFailed
+
+        from .backends import connect_daemon, start_background
 
         if daemon_alive(root):
             info = runtime_info(root) or {}
             try:
-                connect(root, timeout=60).close()
+                connect_daemon(root, timeout=60).close()
             except DaemonUnavailable:
                 pass
             out.line(f"Daemon already running (PID {info.get('pid', '?')})")
@@ -103,11 +105,13 @@ def _uptime(seconds: float) -> str:
 def status(args, out) -> int:
     """Running (and what it serves), running but unreachable, or not running: exit 0 only
     for a daemon that answers."""
-    from .backends import ANSWER_WAIT, connect
+    from chantlib.backends import ANSWER_WAIT
+
+    from .backends import connect_daemon
 
     root = find_root()
     try:
-        client = connect(root, timeout=10, wait=ANSWER_WAIT, loaded=False)  # status answers while it loads
+        client = connect_daemon(root, timeout=10, wait=ANSWER_WAIT, loaded=False)  # status answers while it loads
     except DaemonUnavailable as exc:
         from chantlib.client import WrongDaemon
 
@@ -181,10 +185,10 @@ def request(args, out) -> int:
     if args.in_process:
         answer = _in_process(root, cmd, payload)
     else:
-        from .backends import connect
+        from .backends import connect_daemon
 
         try:
-            client = connect(root, timeout=30)
+            client = connect_daemon(root, timeout=30)
         except DaemonUnavailable as exc:
             out.note(f"error: {exc} (use --in-process to answer without a daemon)")
             return 1

@@ -351,7 +351,7 @@ def _main(argv: list[str] | None) -> int:
         backend = pick(args, out.note)
         try:
             if op == "index_rebuild":
-                result = backend.call_with_progress(op, params, "Rebuilding the index")
+                result = backend.call_with_progress(op, params)
             else:
                 result = backend.call(op, params)
         finally:

@@ -3,6 +3,11 @@
 The public surface, and nothing else by accident::
 
     from chantlib import Workspace, Spec, Index, LockTable, Lease, Queue, Config, ChantError
+    from chantlib import connect          # one client: direct, the daemon's socket, or HTTP
+
+``__all__`` is that surface: the objects above and their helpers, every public error (the
+whole tree of :mod:`chantlib.errors`, and the clients' own), and the clients
+(:func:`connect`, its backends, :class:`DaemonClient`, :class:`HttpClient`).
 
 Names are imported on first use, so ``import chantlib`` costs almost nothing and a client
 that only speaks to a daemon never loads the YAML parser or tantivy. chantlib imports no
@@ -36,8 +41,26 @@ _EXPORTS = {
     "parse_query": "query",
     "dispatch": "ops",
     "OPS": "ops",
+    # the clients
+    "connect": "backends",
+    "start_background": "backends",
+    "Backend": "backends",
+    "DirectBackend": "backends",
+    "DaemonBackend": "backends",
+    "SocketBackend": "backends",
+    "HttpBackend": "backends",
+    "StartFailed": "backends",
+    "DaemonClient": "client",
+    "HttpClient": "client",
+    "DaemonUnavailable": "client",
+    "WrongDaemon": "client",
+    "DaemonGone": "client",
+    "LoadStalled": "client",
+    # the errors (chantlib/errors.py draws the tree)
     "ChantError": "errors",
     "UsageError": "errors",
+    "BadRequest": "errors",
+    "MethodNotAllowed": "errors",
     "QuerySyntaxError": "errors",
     "AmbiguousSpecId": "errors",
     "InvalidValue": "errors",
@@ -51,6 +74,9 @@ _EXPORTS = {
     "NotHolder": "errors",
     "AlreadyExists": "errors",
     "NothingReady": "errors",
+    "Unavailable": "errors",
+    "Loading": "errors",
+    "Unauthorized": "errors",
     "SpecParseError": "errors",
     "StorageError": "errors",
 }

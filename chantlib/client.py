@@ -5,8 +5,15 @@ One JSON object per line each way over the daemon's Unix socket. A connection op
 repository root before trusting it. :class:`HttpClient` speaks the same operations to a
 remote daemon (``CHANT_DAEMON=http://host:port``) through ``POST /api/rpc``.
 
-This module is on the CLI's client path: it imports only the standard library's ``_socket``
-and json (and http.client for the HTTP client), never the index, the YAML parser or a server.
+Both are safe to share between threads: one request/answer exchange at a time holds the
+client's lock (the daemon answers the requests of one connection in order, so an answer is
+always read by the thread that asked). Threads that must not wait for each other (a worker
+renewing its lease while its main thread runs a slow request) use a connection each, as the
+backends of :func:`chantlib.connect` do.
+
+This module is on the CLI's client path: it imports only the standard library's ``_socket``,
+``_thread`` and json (and http.client for the HTTP client), never the index, the YAML parser
+or a server.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 # The C module behind ``socket``: the Python wrapper imports selectors, select and friends,
 # a few milliseconds on every CLI run that talks to a daemon, and we need none of it.
 import _socket
+import _thread  # the C module behind ``threading``, which would import collections and more
 import json
 import os
 import time
@@ -221,6 +229,8 @@ class DaemonClient:
         self._buffer = b""
         self._next_id = 0
         self._last = time.monotonic()
+        self._lock = _thread.allocate_lock()  # held for one request/answer exchange
+        self._closing = False
 
     @classmethod
     def connect(cls, root: str, *, path: str | None = None, timeout: float = 30.0) -> DaemonClient:
@@ -317,15 +327,28 @@ class DaemonClient:
         except DaemonUnavailable as exc:
             raise DaemonGone(f"the daemon closed an idle connection and cannot be reached again: {exc}",
                              sent=False) from None
-        self.close()
+        self._shut()
         self.sock, self.hello, self._buffer = fresh.sock, fresh.hello, b""
 
     def call(self, cmd: str, params: dict | None = None):
-        """Send one request and return its ``result``; a daemon error raises its ChantError."""
+        """Send one request and return its ``result``; a daemon error raises its ChantError.
+
+        Thread safe: the exchange holds the client's lock, so concurrent calls take turns."""
+        with self._lock:
+            try:
+                return self._exchange(cmd, params)
+            finally:
+                if self._closing:  # closed by another thread meanwhile: the socket is ours to close
+                    self._shut()
+
+    def _exchange(self, cmd: str, params: dict | None):
+        if self._closing:
+            raise DaemonGone("the connection to the daemon is closed", sent=False)
         if self.root is not None and time.monotonic() - self._last > self.QUIET_CHECK and self._closed_by_daemon():
             self._reopen()
         self._next_id += 1
-        request = {"cmd": cmd, "id": self._next_id}
+        request_id = self._next_id
+        request = {"cmd": cmd, "id": request_id}
         for key, value in (params or {}).items():
             if value is not None:
                 request[key] = value
@@ -336,14 +359,32 @@ class DaemonClient:
             raise DaemonGone(f"the daemon sent a line that is not JSON: {exc}") from None
         if not isinstance(answer, dict):
             raise DaemonGone("the daemon sent an answer that is not an object")
+        if answer.get("id", request_id) != request_id:  # out of step: nothing read here can be trusted
+            self._shut()
+            raise DaemonGone(f"the daemon answered request {answer.get('id')!r} to request {request_id}")
         self._last = time.monotonic()
         if answer.get("ok"):
             return answer.get("result")
         raise ChantError.from_dict(answer.get("error") or {})
 
-    def close(self) -> None:
+    def _shut(self) -> None:
         try:
             self.sock.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the connection. A call in flight in another thread is woken (it fails with
+        :class:`DaemonGone`) and closes the socket itself; nothing is closed under it."""
+        self._closing = True
+        if self._lock.acquire(False):
+            try:
+                self._shut()
+            finally:
+                self._lock.release()
+            return
+        try:
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -372,6 +413,8 @@ class HttpClient:
         self.timeout = timeout
         self._conn = None
         self.hello: dict = {}
+        self._lock = _thread.allocate_lock()  # held for one request/answer exchange
+        self._closing = False
 
     def _local_token(self) -> str | None:
         """A daemon on this machine: the token it made, found from the repository we are in
@@ -406,6 +449,20 @@ class HttpClient:
         return self._conn
 
     def call(self, cmd: str, params: dict | None = None):
+        """Send one request and return its ``result``; a daemon error raises its ChantError.
+
+        Thread safe: the exchange holds the client's lock, so concurrent calls take turns on
+        its one keep-alive connection."""
+        with self._lock:
+            try:
+                return self._exchange(cmd, params)
+            finally:
+                if self._closing:
+                    self._shut()
+
+    def _exchange(self, cmd: str, params: dict | None):
+        if self._closing:
+            raise DaemonGone(f"the connection to the daemon at {self.base_url} is closed", sent=False)
         body = {"cmd": cmd}
         body.update({k: v for k, v in (params or {}).items() if v is not None})
         headers = {"Content-Type": "application/json"}
@@ -415,16 +472,16 @@ class HttpClient:
         try:
             conn.request("POST", f"{self.prefix}/api/rpc", body=json.dumps(body), headers=headers)
         except OSError as exc:  # not (wholly) sent: a server acts on no request without its body
-            self.close()
+            self._shut()
             raise DaemonGone(f"lost the daemon at {self.base_url}: {exc}", sent=False) from None
         try:
             response = conn.getresponse()
             raw = response.read()
         except OSError as exc:
-            self.close()
+            self._shut()
             raise DaemonGone(f"lost the daemon at {self.base_url}: {exc}") from None
         except Exception as exc:  # http.client's own errors (bad status line, ...)
-            self.close()
+            self._shut()
             raise DaemonGone(f"lost the daemon at {self.base_url}: {type(exc).__name__}: {exc}") from None
         try:
             answer = json.loads(raw)
@@ -436,10 +493,27 @@ class HttpClient:
             raise ChantError.from_dict(answer["error"])
         raise DaemonGone(f"the daemon at {self.base_url} answered HTTP {response.status}: {raw[:200]!r}")
 
-    def close(self) -> None:
+    def _shut(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def close(self) -> None:
+        """Close the connection; a call in flight in another thread is woken and closes it."""
+        self._closing = True
+        if self._lock.acquire(False):
+            try:
+                self._shut()
+            finally:
+                self._lock.release()
+            return
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(_socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> HttpClient:
         return self

@@ -16,6 +16,11 @@ EXPECTED_EXPORTS = {
     "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
     "SpecNotFound", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "StorageError", "UsageError",
     "Workspace", "__version__", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
+    # every public error of chantlib/errors.py
+    "BadRequest", "MethodNotAllowed", "Unavailable", "Loading", "Unauthorized",
+    # the clients
+    "connect", "start_background", "Backend", "DirectBackend", "DaemonBackend", "SocketBackend", "HttpBackend",
+    "StartFailed", "DaemonClient", "HttpClient", "DaemonUnavailable", "WrongDaemon", "DaemonGone", "LoadStalled",
 }
 
 
@@ -23,6 +28,25 @@ def test_exported_names_are_pinned():
     assert set(chantlib.__all__) == EXPECTED_EXPORTS
     for name in chantlib.__all__:
         assert getattr(chantlib, name) is not None
+
+
+def test_every_public_error_and_client_is_exported():
+    """What a caller may catch or hold is in ``__all__``: the error tree, the clients' own
+    exceptions, the backends of ``connect``."""
+    from chantlib import backends, client, errors
+
+    for module in (errors, client, backends):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) and (issubclass(value, BaseException) or module is not errors):
+                assert name in chantlib.__all__, f"chantlib.{module.__name__}.{name} is not in chantlib.__all__"
+    assert "connect" in chantlib.__all__ and chantlib.connect is backends.connect
+
+
+def test_importing_chantlib_loads_no_part_of_it():
+    code = "import sys, chantlib; print(sorted(m for m in sys.modules if m.startswith('chantlib')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout == "['chantlib', 'chantlib._version']\n", proc.stdout + proc.stderr
 
 
 def imported_modules(args, cwd=ROOT, code=None, *, full=False, codes=(0,)) -> set[str]:
