@@ -372,6 +372,19 @@ def render_queue(out: Out, result: dict, args) -> int:
     return 0
 
 
+def render_queue_stats(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(json_result(result))
+        return 0
+    held = f" ({result['held']} held back by lint)" if result["held"] else ""
+    out.line(f"Ready:   {result['depth']}{held}")
+    out.line(f"Leased:  {result['leased']}")
+    if result["by_project"]:
+        parts = (f"{name or '(none)'} {count}" for name, count in result["by_project"].items())
+        out.line(f"Projects: {', '.join(parts)}")
+    return 0
+
+
 def render_complete(out: Out, result: dict, args) -> int:
     if args.json:
         out.json(json_result(result))
@@ -432,6 +445,7 @@ RENDERERS = {
     "queue_next": render_queue,
     "queue_claim": render_queue,
     "queue_list": render_queue,
+    "queue_stats": render_queue_stats,
     "index_status": render_index,
     "index_rebuild": render_index,
 }

@@ -718,6 +718,18 @@ class Workspace:
         return result
 
     @_operation()
+    def queue_stats(self, project=None, labels=None) -> dict:
+        held_back: list = []
+        items = self.queue.items(project, labels, held_back)
+        by_project: dict[str, int] = {}
+        for row in items:
+            by_project[row.project or ""] = by_project.get(row.project or "", 0) + 1
+        leased = len(self.locks.leases())
+        self._done()
+        return {"depth": len(items), "held": len(held_back), "leased": leased,
+                "by_project": dict(sorted(by_project.items()))}
+
+    @_operation()
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
         row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self._done()

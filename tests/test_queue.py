@@ -534,3 +534,20 @@ def test_a_long_lived_gate_sees_a_cycle_or_a_member_made_by_another_spec(repo):
     repo.write(sid(9), "status: completed", "# The member\n")  # on its own, but 3 lists it
     daemon.apply_changes([f"specs/{sid(9)}.md"])
     assert ids(daemon.queue.items()) == [sid(3)]
+
+
+def test_queue_stats_counts_the_queue_the_leases_and_the_projects(repo, chant):
+    repo.write("2026-01-01-001-aaa", "status: pending\nlabels: [bug]")
+    repo.write("auth-2026-01-01-002-bbb", "status: pending")
+    repo.write("2026-01-01-003-ccc", "status: pending\ndepends_on: [2026-01-01-001-aaa]")
+    ws = repo.workspace()
+    assert ws.queue_stats() | {"warnings": []} == {
+        "depth": 2, "held": 0, "leased": 0, "by_project": {"": 1, "auth": 1}, "warnings": []
+    }
+    ws.lock_acquire("aaa", owner="w")
+    stats = ws.queue_stats()
+    assert (stats["depth"], stats["leased"], stats["by_project"]) == (1, 1, {"auth": 1})
+    assert ws.queue_stats(labels=["bug"])["depth"] == 0
+    out = chant("queue", "stats")
+    assert out.code == 0, out.err
+    assert out.out == "Ready:   1\nLeased:  1\nProjects: auth 1\n"

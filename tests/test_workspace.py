@@ -31,6 +31,7 @@ def test_every_operation_returns_json_data(ws):
         "lock_status": {"spec": "aaa"},
         "queue_next": {},
         "queue_list": {},
+        "queue_stats": {},
         "index_status": {},
     }
     for name, params in calls.items():
