@@ -140,6 +140,7 @@ def test_complete_on_a_file_an_editor_keeps_empty_fails_with_exit_3_in_both_mode
 EDITOR = r"""
 import os, re, sys, time
 path, stop = sys.argv[1], sys.argv[2]
+pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.003  # between saves
 i = 0
 while not os.path.exists(stop):
     i += 1
@@ -160,7 +161,7 @@ while not os.path.exists(stop):
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    time.sleep(0.003)
+    time.sleep(pause)
 print(i)
 """
 
@@ -193,3 +194,59 @@ def test_edits_racing_a_real_editor_never_lose_its_text(repo, spec, tmp_path):
     text = _read(spec)
     assert f"editor_n: {last_editor}\n" in text  # ...and it reverted nothing of the editor's
     assert f"ours_n: {ours + 1}\n" in text and text.endswith(BODY) and "labels: [auth]" in text
+
+
+def _editor_n(text: str) -> int | None:
+    import re
+
+    found = re.search(r"^editor_n: (\d+)$", text, flags=re.M)
+    return int(found.group(1)) if found else None
+
+
+@pytest.mark.slow
+def test_an_editor_and_the_daemons_complete_and_lease_writes_in_loops_lose_nothing(repo, spec, tmp_path,
+                                                                                     daemon_factory):
+    """A real editor rewrites its own key in a loop (saving in place and atomically) while the
+    daemon takes leases and completes the spec in a loop: no write of ours is ever made from
+    a read older than the editor's last save (its counter never goes back), and at the end
+    both last words stand, with every other key and the body."""
+    from chantlib.client import DaemonClient
+    from chantlib.errors import ChantError
+
+    daemon = daemon_factory(repo.root, api=False, metrics=False)
+    stop = str(tmp_path / "stop")
+    # a quick editor (or agent): a save every 0.15 s, so the file holds still between saves for
+    # longer than a write of ours waits for (store.QUIET_NS)
+    editor = subprocess.Popen([sys.executable, "-c", EDITOR, spec, stop, "0.15"], stdout=subprocess.PIPE, text=True)
+    ours = refused = 0
+    try:
+        with DaemonClient.connect(repo.root, timeout=30) as client:
+            deadline = time.monotonic() + 6.0
+            while time.monotonic() < deadline and ours < 2000:
+                before = _editor_n(_read(spec))
+                try:
+                    lease = client.call("lock_acquire", {"spec": SPEC_ID, "owner": "w", "ttl": 60, "force": True})
+                    outcome = "failure" if ours % 2 else "success"
+                    client.call("complete", {"spec": SPEC_ID, "token": lease["token"], "outcome": outcome})
+                    ours += 1
+                except ChantError as exc:
+                    assert exc.code == "conflict", exc  # the editor held the file empty past the wait
+                    refused += 1
+                    continue
+                after = _editor_n(_read(spec))
+                if before is not None and after is not None:
+                    assert after >= before, "a write of ours reverted the editor's save"
+    finally:
+        with open(stop, "w"):
+            pass
+        out, _ = editor.communicate(timeout=30)
+    last_editor = int(out)
+    assert last_editor > 10 and ours > 5  # the race really ran, both ways
+    with DaemonClient.connect(repo.root, timeout=30) as client:
+        lease = client.call("lock_acquire", {"spec": SPEC_ID, "owner": "w", "ttl": 60, "force": True})
+        client.call("complete", {"spec": SPEC_ID, "token": lease["token"]})  # the last word is ours...
+    text = _read(spec)
+    assert _editor_n(text) == last_editor  # ...and it reverted nothing of the editor's
+    assert "status: completed\n" in text and "completed_at: " in text
+    assert text.endswith(BODY) and "labels: [auth]" in text and "type: code" in text
+    daemon.stop()
