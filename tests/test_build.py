@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from .conftest import ROOT
+from .support import ROOT
 
 CHANTD = os.path.join(ROOT, "chantd")
 

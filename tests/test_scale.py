@@ -569,7 +569,7 @@ def test_a_long_lived_index_keeps_one_writer_across_batches(repo, monkeypatch):
 def test_direct_mode_searches_while_the_daemon_holds_the_writer(repo, daemon_factory):
     import time
 
-    from .conftest import run_chant
+    from .support import run_chant
 
     repo.write("2026-01-24-001-aaa", "status: pending", "# First\n")
     d = daemon_factory(repo.root, api=False, metrics=False)
