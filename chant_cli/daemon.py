@@ -13,42 +13,29 @@ from chantlib.locks import pid_alive
 from chantlib.store import find_root
 
 
-def _start_options(args) -> list[str]:
-    out = []
-    for flag, value in (
-        ("--socket", args.socket),
-        ("--api-port", args.api_port),
-        ("--api-host", args.api_host),
-        ("--metrics-port", args.metrics_port),
-    ):
-        if value is not None:
-            out += [flag, str(value)]
-    if args.poll:
-        out.append("--poll")
-    if args.log_level:
-        out += ["--log-level", args.log_level]
-    if getattr(args, "log_file", None):
-        out += ["--log-file", args.log_file]
-    return out
-
-
 def start(args, out) -> int:
     root = find_root()
     if args.background:
-        from chantlib.backends import StartFailed
+        from chantlib.backends import ANSWER_WAIT, StartFailed
 
         from .backends import connect_daemon, start_background
 
         if daemon_alive(root):
-            info = runtime_info(root) or {}
-            try:
-                connect_daemon(root, timeout=60).close()
+            pid = None
+            try:  # a daemon still starting names itself once it answers (daemon.json comes then too)
+                client = connect_daemon(root, timeout=60, wait=ANSWER_WAIT)
+                pid = client.hello.get("pid")
+                client.close()
             except DaemonUnavailable:
                 pass
-            out.line(f"Daemon already running (PID {info.get('pid', '?')})")
+            if not isinstance(pid, int):
+                pid = (runtime_info(root) or {}).get("pid", "?")
+            out.line(f"Daemon already running (PID {pid})")
             return 0
+        from chantd.options import start_argv
+
         try:
-            client, pid, started = start_background(root, _start_options(args))
+            client, pid, started = start_background(root, start_argv(args))
         except StartFailed as exc:
             out.note(f"error: {exc}")
             return exc.code
@@ -205,19 +192,19 @@ def request(args, out) -> int:
 
 
 def _in_process(root: str, cmd, params: dict) -> dict:
-    """The answer the daemon would give, computed here through the daemon's own Service."""
+    """The answer the daemon would give, computed here by the daemon's own parts."""
     import asyncio
 
-    from chantd.service import Service
-    from chantlib.workspace import Workspace
+    from chantd import build
 
-    ws = Workspace(root)
-    service = Service(ws)
-    try:
-        ws.refresh()
-        service.mark_loaded()
-        return asyncio.run(service.call(cmd, params, "in-process"))
-    except Exception as exc:  # noqa: BLE001 - reported like the daemon reports it
-        return {"ok": False, "error": error_envelope(exc)}
-    finally:
-        service.close()
+    parts = build(root, serve=False)
+
+    async def answer() -> dict:
+        async with parts:  # closed however the call ends
+            try:
+                await parts.load()
+                return await parts.service.call(cmd, params, "in-process")
+            except Exception as exc:  # noqa: BLE001 - reported like the daemon reports it
+                return {"ok": False, "error": error_envelope(exc)}
+
+    return asyncio.run(answer())

@@ -133,15 +133,10 @@ def _add_operations(sub, command: str | None = None, action: str | None = None) 
 
 
 def _add_start_options(q) -> None:
-    """The daemon's options, for `chant daemon start` and `chantd` alike."""
-    q.add_argument("--socket", help="Unix socket path (default: scale.daemon.socket, else .chant/daemon.sock)")
-    q.add_argument("--api-port", type=int, help="HTTP API port, 0 = off (default: scale.daemon.api_port, 8080)")
-    q.add_argument("--api-host", help="HTTP API address (default: scale.daemon.api_host, 127.0.0.1)")
-    q.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (default: scale.daemon.metrics_port, 9090)")
-    q.add_argument("--poll", action="store_true", help="poll the files instead of inotify (NFS)")
-    q.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="daemon log level (default info)")
-    q.add_argument("--log-file", metavar="PATH", help="log here, rotated at 10 MiB (default: stderr; "
-                   "--background logs to .chant/logs/daemon.log)")
+    """The daemon's options, defined once by chantd (loaded only to build this parser)."""
+    from chantd.options import add_start_options
+
+    add_start_options(q)
 
 
 _DAEMON_ACTIONS = {

@@ -2,11 +2,13 @@
 
 :class:`Daemon` owns the event loop's life: it takes the repository's instance lock (an
 flock on ``.chant/daemon.lock`` held until the process ends, so two daemons can never serve
-one repository), replaces a stale socket left by a killed daemon (never a live one), loads
-the workspace, starts the socket, HTTP and metrics servers and the file watcher, writes
-``.chant/daemon.json`` for clients, tells systemd it is ready, and on SIGTERM or SIGINT
-stops in the reverse order. Settings resolve as everywhere: command-line option >
-``CHANT_*`` environment > ``.chant/config.md`` > default.
+one repository), replaces a stale socket left by a killed daemon (never a live one), has the
+daemon's objects made by :func:`chantd.build`, starts the socket, HTTP and metrics servers
+and the file watcher, writes ``.chant/daemon.json`` for clients (once, when every transport
+listens), loads the specs, tells systemd it is ready, and on SIGTERM or SIGINT stops in the
+reverse order: every step registers its undoing on the parts' one exit stack. The settings
+(:class:`chantd.options.Settings`) resolve as everywhere: command-line option > ``CHANT_*``
+environment > ``.chant/config.md`` > default.
 """
 
 from __future__ import annotations
@@ -27,18 +29,17 @@ import sys
 import time
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
-from chantlib.client import INFO_FILE, INSTANCE_LOCK, TOKEN_FILE, is_loopback, socket_path
-from chantlib.errors import ChantError, Conflict, InvalidValue, StorageError
-from chantlib.locks import MemoryLockTable, pid_alive
+from chantlib.client import INFO_FILE, INSTANCE_LOCK
+from chantlib.errors import ChantError, Conflict, StorageError
+from chantlib.locks import pid_alive
 from chantlib.store import atomic_write, find_root
-from chantlib.workspace import LOCKS_DIR, Workspace
 
 from . import systemd
 from .logs import setup_logging
-from .metrics import Metrics
+from .options import MAX_CONNECTIONS, Settings, add_start_options, options_from
+from .parts import Parts, build
 from .service import Service
-from .socket import MAX_CONNECTIONS, SocketServer
-from .watch import Watcher
+from .socket import SocketServer
 
 log = logging.getLogger("chantd")
 
@@ -54,102 +55,6 @@ class PortTaken(Conflict):
     """A port the user asked for (option, environment or config) cannot be listened on."""
 
     code = "port_taken"
-
-
-class Settings:
-    """Where and how the daemon listens, resolved once."""
-
-    def __init__(self, root: str, config, *, socket_arg=None, api_port=None, api_host=None, metrics_port=None,
-                 poll=None) -> None:
-        self.root = root
-        env_socket = os.environ.get("CHANT_DAEMON_SOCKET")
-        self.socket = socket_path(root, socket_arg or env_socket or config.get("scale.daemon.socket"))
-        # a port the user asked for (option or config file) must be had; a default may be missed
-        self.api_port_explicit = api_port is not None or config.is_given("scale.daemon.api_port")
-        self.metrics_port_explicit = metrics_port is not None or config.is_given("scale.daemon.metrics_port")
-        self.api_port = _port(api_port if api_port is not None else config.get("scale.daemon.api_port"), "api_port")
-        self.metrics_port = _port(
-            metrics_port if metrics_port is not None else config.get("scale.daemon.metrics_port"), "metrics_port"
-        )
-        self.api_host = api_host or config.get("scale.daemon.api_host") or "127.0.0.1"
-        configured = os.environ.get("CHANT_API_TOKEN") or config.get("scale.daemon.api_token") or None
-        self.token_source = "CHANT_API_TOKEN" if os.environ.get("CHANT_API_TOKEN") else "scale.daemon.api_token"
-        self.token = str(configured) if configured else None
-        mode = "poll" if poll else str(config.get("scale.daemon.watch_mode") or "native")
-        if mode not in ("native", "poll"):
-            raise InvalidValue(f"config scale.daemon.watch_mode must be native or poll, got {mode!r}")
-        self.poll = mode == "poll"
-        self.poll_delay_ms = int(config.get("scale.daemon.poll_delay_ms") or 300)
-        wanted = config.get("scale.daemon.max_connections")
-        try:
-            wanted = MAX_CONNECTIONS if wanted is None else int(wanted)
-        except (TypeError, ValueError):
-            raise InvalidValue(f"config scale.daemon.max_connections must be a number, got {wanted!r}") from None
-        if wanted < 1:
-            raise InvalidValue(f"config scale.daemon.max_connections must be at least 1, got {wanted}")
-        # each transport gets this many; both together must fit in the descriptors we may open
-        self.max_connections = max(1, min(wanted, (open_files_limit() - 128) // 2))
-        if self.api_port and not self.token:
-            if not is_loopback(self.api_host):
-                raise InvalidValue(
-                    f"the HTTP API on {self.api_host} is reachable beyond loopback: set scale.daemon.api_token "
-                    "or CHANT_API_TOKEN (clients send it as a bearer token)"
-                )
-            # Loopback is not a trust boundary on a shared machine: the API still wants a
-            # token, one of our own, readable by our user alone (the CLI finds it there)
-            self.token = ensure_token(os.path.join(root, ".chant"))
-            self.token_source = f".chant/{TOKEN_FILE}"
-
-
-def ensure_token(chant_dir: str) -> str:
-    """The HTTP API's token made for this repository: read from ``.chant/daemon.token``, or
-    made there at the first start (random, 0600, never replaced: clients may hold it), and
-    kept out of git (the runtime part of ``.chant/.gitignore`` is completed)."""
-    import secrets
-
-    from chantlib.client import read_token
-    from chantlib.store import SpecStore
-
-    root = os.path.dirname(chant_dir)
-    token = read_token(root)
-    if token:
-        return token
-    try:
-        SpecStore(root).write_gitignore()
-        atomic_write(os.path.join(chant_dir, TOKEN_FILE), secrets.token_urlsafe(32) + "\n", exclusive=True,
-                     mode=0o600)
-    except Conflict:
-        pass  # made by another start at the same moment: theirs is the one
-    token = read_token(root)
-    if not token:
-        raise StorageError(f"cannot make the HTTP API's token in {chant_dir}/{TOKEN_FILE}")
-    return token
-
-
-def open_files_limit() -> int:
-    """Raise the soft limit on open files to the hard one (at most 65,536: enough for the
-    connection caps, far below what a kernel would refuse); returns the soft limit now."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            soft = want
-        except (ValueError, OSError):
-            pass
-    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
-
-
-def _port(value, name: str) -> int:
-    try:
-        port = int(value or 0)
-    except (TypeError, ValueError):
-        raise InvalidValue(f"{name} must be a port number, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise InvalidValue(f"{name} must be a port number (0 = off), got {port}")
-    return port
 
 
 class _Uvicorn:
@@ -383,54 +288,44 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop_event.set)
 
         started = time.perf_counter()
-        ws = Workspace(self.root, auto_refresh=False, long_lived=True)
-        settings = Settings(self.root, ws.config, **self.options)
-        ws.locks = MemoryLockTable(
-            persist_dir=os.path.join(ws.store.chant_dir, LOCKS_DIR), default_ttl=ws.config.lock_ttl
-        )  # owns .chant/.locks/ from here: a second owner would be refused
-        metrics = Metrics()
-        service = Service(ws, metrics)
-        metrics.bind(service)
-        servers: list = []
-        watcher = Watcher(service, poll=settings.poll, poll_delay_ms=settings.poll_delay_ms)
-        tasks: list[asyncio.Task] = []
-        info_path = os.path.join(ws.store.chant_dir, INFO_FILE)
-        bound: list = []
-        try:
+        # Every part is made by the one builder, and every step below registers its undoing
+        # on the parts' exit stack: whichever step fails, what was started stops, last first,
+        # and the service closes last (the workspace saved, the lease folder let go).
+        async with build(self.root, **self.options) as parts:
+            service, settings = parts.service, parts.settings
+            assert settings is not None
+            stack = parts.stack
             bound = self._bind_http(settings)
+            for _name, sock in bound:
+                stack.callback(sock.close)  # bound, maybe never served (a later step failed)
             private_socket_dir(os.path.dirname(settings.socket))
             clear_stale_socket(settings.socket)
             sock_server = SocketServer(service, settings.socket, max_connections=settings.max_connections)
             await sock_server.start()
-            servers.append(sock_server)
-            service.info["socket"] = settings.socket
-            service.info["pid"] = os.getpid()
-            # clients find a socket moved by config through this file: write it at once
-            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False, mode=0o600)
+            stack.push_async_callback(_quietly, sock_server.close)
+            service.describe(socket=settings.socket)
             # /livez answers while loading; /readyz says 503 until the table and index are in
-            await self._serve_http(bound, service, metrics, settings, servers)
-            bound = []
-            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False, mode=0o600)
+            await self._serve_http(parts, bound)
+            # daemon.json, once: clients find a socket moved by config, and the ports, there
+            self._write_info(parts)
             # The watches go in before the walk, so a change made while the specs load is seen
             # (applied after the load, under the same lock) instead of falling between the two.
-            tasks.append(asyncio.create_task(watcher.run()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher.armed.wait(), 10.0)
+            await parts.watch()
             # Until this is done, requests about specs wait (hello says "loading"): a daemon
             # never answers from a table it has not read.
-            await service.load()
+            await parts.load()
             # The table and index are long-lived: keep the cyclic GC from walking them over and
             # over (each walk of a 50,000-spec table is a pause every request would pay for).
             gc.freeze()
             gc.enable()  # `chant daemon start` in the foreground comes from the CLI, which turns it off
-            tasks.append(asyncio.create_task(self._sweeper(service)))
-            tasks.append(asyncio.create_task(sock_server.guard()))
-            tasks.append(asyncio.create_task(self._watch_root(ws.store.chant_dir)))
-            service.info["watch"] = "poll" if watcher.poll else "native"
-            atomic_write(info_path, json.dumps(self._info(service), indent=2) + "\n", durable=False, mode=0o600)
+            parts.task(self._sweeper(service))
+            parts.task(sock_server.guard())
+            parts.task(self._watch_root(parts.workspace.store.chant_dir))
+            service.describe(watch="poll" if parts.watcher.poll else "native")
             service.ready = True
+            stack.callback(setattr, service, "ready", False)
             log.info(
-                "serving %s: %d specs in %.2fs; socket %s%s%s", self.root, len(ws.table.rows),
+                "serving %s: %d specs in %.2fs; socket %s%s%s", self.root, len(parts.workspace.table.rows),
                 time.perf_counter() - started, settings.socket,
                 f", API {service.info['api']}" if service.info.get("api") else "",
                 f", metrics {service.info['metrics']}" if service.info.get("metrics") else "",
@@ -440,26 +335,6 @@ class Daemon:
             log.info("stopping")
             systemd.notify("STOPPING=1")
             return 0
-        finally:
-            service.ready = False
-            for _name, sock in bound:  # bound, never served (a later step failed)
-                sock.close()
-            watcher.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for server in reversed(servers):
-                with contextlib.suppress(Exception):
-                    await server.stop() if isinstance(server, _Uvicorn) else await server.close()
-            async with service.lock:
-                with contextlib.suppress(ChantError, OSError):
-                    ws.table.save()
-                    ws.flush()
-                with contextlib.suppress(ChantError, OSError):
-                    ws.locks.close()  # the journal folded into the lease files, the folder let go
-            service.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(info_path)
 
     def _bind_http(self, settings: Settings) -> list[tuple[str, socket.socket]]:
         """Listen on the HTTP ports first, before anything else is set up: a port the user
@@ -494,11 +369,12 @@ class Daemon:
             bound.append((name, sock))
         return bound
 
-    async def _serve_http(self, bound, service, metrics, settings: Settings, servers: list) -> None:
+    async def _serve_http(self, parts: Parts, bound) -> None:
         if not bound:
             return
         from .http import build_app, build_metrics_app  # starlette and uvicorn: only when serving HTTP
 
+        service, metrics, settings = parts.service, parts.metrics, parts.settings
         for name, sock in bound:
             app = (
                 build_app(service, token=settings.token, metrics=metrics) if name == "api"
@@ -506,9 +382,9 @@ class Daemon:
             )
             server = _Uvicorn(app, sock, max_connections=settings.max_connections)
             await server.start()
-            servers.append(server)
+            parts.stack.push_async_callback(_quietly, server.stop)
             url = "http://" + _host_port(settings.api_host, sock.getsockname()[1])
-            service.info[name] = url + ("/metrics" if name == "metrics" else "")
+            service.describe(**{name: url + ("/metrics" if name == "metrics" else "")})
 
     async def _watch_root(self, chant_dir: str, every: float = ROOT_CHECK_SECONDS) -> None:
         """Stop when the repository is gone (deleted, or moved away): a daemon serving a path
@@ -543,8 +419,11 @@ class Daemon:
             except Exception:
                 log.exception("periodic upkeep failed")
 
-    def _info(self, service: Service) -> dict:
-        return {
+    def _write_info(self, parts: Parts) -> None:
+        """``.chant/daemon.json``, written once every transport listens (the one state
+        clients need: where to reach the daemon), and removed first at stop."""
+        service = parts.service
+        info = {
             "pid": os.getpid(),
             "root": self.root,
             "socket": service.info.get("socket"),
@@ -554,19 +433,23 @@ class Daemon:
             "protocol": PROTOCOL_VERSION,
             "started_at": service.started,
         }
+        path = os.path.join(parts.workspace.store.chant_dir, INFO_FILE)
+        atomic_write(path, json.dumps(info, indent=2) + "\n", durable=False, mode=0o600)
+        parts.stack.callback(_remove, path)
+
+
+async def _quietly(stop) -> None:
+    """A step of the way out that must not stop the others (each server's own stop)."""
+    with contextlib.suppress(Exception):
+        await stop()
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 # --- the command line: `chantd` and `chant daemon start` ------------------------------------
-
-
-def options_from(args) -> dict:
-    return {
-        "socket_arg": args.socket,
-        "api_port": args.api_port,
-        "api_host": args.api_host,
-        "metrics_port": args.metrics_port,
-        "poll": args.poll or None,
-    }
 
 
 def run_foreground(root: str | None, args) -> int:
@@ -597,11 +480,9 @@ def _fatal(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chant_cli.main import _add_start_options  # one definition of the options, shared
-
     parser = argparse.ArgumentParser(prog="chantd", description="The chant daemon (the same as `chant daemon start`).")
     parser.add_argument("--version", action="version", version=f"chantd {VERSION}")
     parser.add_argument("-C", dest="root", help="the repository (default: the current folder)")
-    _add_start_options(parser)
+    add_start_options(parser)  # the same options as `chant daemon start`
     args = parser.parse_args(argv)
     return run_foreground(args.root, args)

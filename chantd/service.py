@@ -113,7 +113,8 @@ class Service:
         self.metrics = metrics
         self.clock = clock
         self.started = clock()
-        self.info: dict = {}  # pid, socket, api, metrics: filled in by the server
+        #: what the daemon serves (socket, api, metrics, watch), for daemon_status: see describe()
+        self.info: dict = {}
         self.ready = False  # serving: loaded, and the watcher runs (/readyz)
         #: the specs are loaded (table and index): until then nothing about them is answered
         self.loaded = False
@@ -152,14 +153,21 @@ class Service:
             self._worker_lock = asyncio.Lock()
         return self._worker_lock
 
+    def describe(self, **facts) -> None:
+        """Record what the daemon serves, as ``daemon_status`` shows it: ``socket`` (its
+        path), ``api`` and ``metrics`` (URLs), ``watch`` (``native`` or ``poll``, set once
+        the daemon is fully started; the watcher sets ``poll`` when it falls back to it)."""
+        self.info.update(facts)
+
     def close(self) -> None:
+        """The last step: the worker thread finished (an operation still on it ends first),
+        then the workspace closed: saved in full, its index writer and its own lease table
+        let go (see :meth:`chantlib.Workspace.close`)."""
         self._executor.shutdown(wait=True)
-        index = self.ws._index
-        if index is not None:
-            try:
-                index.close()  # the kept writer: its merges finished, the writer lock let go
-            except Exception:  # noqa: BLE001 - on the way out: log, never mask the exit
-                log.exception("closing the index writer failed")
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001 - on the way out: log, never mask the exit
+            log.exception("closing the workspace (its last save, the index writer, the leases) failed")
         self.log_warnings()  # the last save of the table, on the way out
 
     def log_warnings(self) -> None:

@@ -22,6 +22,7 @@ import struct
 from chantlib.client import MAX_LINE
 from chantlib.errors import BadRequest, Unavailable
 
+from .options import MAX_CONNECTIONS
 from .service import encode_answer, load_request
 
 log = logging.getLogger("chantd.socket")
@@ -31,8 +32,6 @@ GUARD_SECONDS = 1.0  # how often the socket file is checked (one lstat)
 FIRST_LINE_SECONDS = 30.0
 #: a persistent connection that sends nothing for this long is closed (clients reconnect)
 IDLE_SECONDS = 600.0
-#: connections served at once; one more gets a one-line refusal (scale.daemon.max_connections)
-MAX_CONNECTIONS = 1000
 
 
 def _bind_private(path: str) -> _socket.socket:

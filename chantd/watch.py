@@ -85,7 +85,7 @@ class Watcher:
                 else:
                     log.exception("the native file watcher failed; polling from now on")
                     self.poll = True
-                    self.service.info["watch"] = "poll"
+                    self.service.describe(watch="poll")
                 await asyncio.sleep(1.0)
                 await self.service.apply_async(None)
 

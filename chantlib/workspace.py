@@ -101,7 +101,11 @@ class Workspace:
 
     ``root``: the repository root or any folder below it (default: the current folder).
     ``persist``: keep the spec table and index under ``.chant/.index/`` (else memory only).
-    ``locks``: a :class:`~chantlib.locks.LockTable` to use instead of the file backend.
+    ``locks``: a :class:`~chantlib.locks.LockTable` to use instead of the file backend (the
+    caller's: :meth:`close` leaves it open), or a callable ``locks(config) -> LockTable``,
+    called here with the repository's config (the daemon's memory table takes its default TTL
+    from it, and owns ``.chant/.locks/`` from this moment on): that table is the workspace's,
+    closed by :meth:`close`.
     ``long_lived``: the workspace lives on (the daemon): the spec table and index state are
     saved on :meth:`flush`, by its owner's schedule, not at the end of every operation.
     """
@@ -138,7 +142,8 @@ class Workspace:
         self.table = SpecTable(self.store, cache_dir)
         self._config = None
         self._index = None
-        self._locks = locks
+        self._locks = None
+        self._owns_locks = locks is None  # the file backend made on first use; a factory's table
         self._queue = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
         self._gate = None
@@ -151,6 +156,11 @@ class Workspace:
         #: once at the end of each phase (``done == total``). It may be called from the
         #: daemon's worker thread. See :mod:`chantlib.progress`.
         self.progress = None
+        if callable(locks):
+            self._locks = locks(self.config)
+            self._owns_locks = True
+        else:
+            self._locks = locks
 
     @property
     def last_run_warnings(self) -> tuple[str, ...]:
@@ -200,8 +210,10 @@ class Workspace:
 
     @locks.setter
     def locks(self, table) -> None:
-        """Use another LockTable (the daemon's memory table); before any lease operation."""
+        """Use another LockTable, the caller's; before any lease operation. (Passing it, or
+        a factory, to the constructor is the way: the table is then in place from the start.)"""
         self._locks = table
+        self._owns_locks = False
         self._queue = None
 
     @property
@@ -264,10 +276,33 @@ class Workspace:
             self.flush()
 
     def close(self) -> None:
-        """Save what is unsaved and close the index's kept writer (a long-lived workspace)."""
+        """Save what is unsaved and close the index's kept writer (a long-lived workspace);
+        then close the lease table if it is the workspace's own (the daemon's folds its
+        journal into the lease files and lets ``.chant/.locks/`` go). A long-lived workspace
+        writes its spec table in full, the journal folded in: the next start reads one file.
+        Each step is tried even if one before it failed; the first failure is raised."""
+        failures: list[BaseException] = []
+        for step in (self._save_all, self._close_index, self._close_locks):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the next steps still run; raised below
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def _save_all(self) -> None:
+        if self.long_lived:
+            self.table.save()
         self.flush()
+
+    def _close_index(self) -> None:
         if self._index is not None:
             self._index.close()
+
+    def _close_locks(self) -> None:
+        close = getattr(self._locks, "close", None)
+        if self._owns_locks and close is not None:
+            close()
 
     def __enter__(self) -> Workspace:
         return self

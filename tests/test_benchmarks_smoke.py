@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
+from .support import ROOT
 
 ROWS = [
     "bare interpreter (`python -c pass`)",

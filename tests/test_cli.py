@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from .conftest import run_chant
+from .support import run_chant
 
 
 def no_traceback(result) -> None:

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from .conftest import CORPUS, copy_corpus, run_chant
+from .support import CORPUS, copy_corpus, run_chant
 
 JAN24 = "lex00-chant-2026-01-24"
 FEB05 = "lex00-chant-2026-02-05"

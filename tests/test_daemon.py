@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from .conftest import DaemonProc, run_chant
+from .support import DaemonProc, run_chant
 
 NC = shutil.which("nc")
 CURL = shutil.which("curl")
@@ -318,7 +318,7 @@ PROMETHEUS = shutil.which("prometheus")
 @pytest.mark.slow
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus (Debian package prometheus) is not installed; .ci/run installs it")
 def test_a_real_prometheus_scrapes_the_daemon(served, tmp_path):
-    from .conftest import free_port
+    from .support import free_port
 
     served.call("lock_acquire", spec="aaa", owner="w1")
     web = free_port()

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from .conftest import run_chant
+from .support import run_chant
 
 
 def _specs(repo, n: int = 2) -> None:

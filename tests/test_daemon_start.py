@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from .conftest import DaemonProc, free_port, run_chant
+from .support import DaemonProc, free_port, run_chant
 
 
 def _specs(repo, n: int) -> list[str]:

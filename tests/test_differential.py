@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import copy_corpus, run_chant
+from .support import copy_corpus, run_chant
 
 
 def _generated(dest) -> str:

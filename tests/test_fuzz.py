@@ -34,7 +34,7 @@ _SETTINGS = settings(
 def fuzzed(tmp_path_factory):
     from chantlib.generate import generate
 
-    from .conftest import DaemonProc
+    from .support import DaemonProc
 
     root = tmp_path_factory.mktemp("fuzz") / "repo"
     generate(str(root), 80, seed=3)

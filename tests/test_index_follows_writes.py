@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import run_chant
+from .support import run_chant
 
 QUERIES = ("status:completed", "status:pending", "status:failed", "status:ready", "label:fresh", "title:brand",
            "NOT status:completed")

@@ -23,7 +23,7 @@ from chantlib.errors import LockHeld, LockNotFound, NotHolder, StaleToken, Usage
 from chantlib.locks import _UNREADABLE_GRACE, FileLockTable, Lease, LockTable, MemoryLockTable
 from chantlib.testing import LOCK_CHECKS, FakeClock, check_lock_backend
 
-from .conftest import run_racers
+from .support import run_racers
 
 # the conformance suite, on every backend
 

@@ -17,7 +17,7 @@ from chantlib.locks import MemoryLockTable
 from chantlib.ops import dispatch
 from chantlib.testing import FakeClock
 
-from .conftest import run_racers
+from .support import run_racers
 
 DAY = "2026-01-24"
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .conftest import ROOT, free_port
+from .support import ROOT, free_port
 
 
 def tour_lines() -> list[str]:

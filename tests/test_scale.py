@@ -14,16 +14,10 @@ import pytest
 
 
 def _service(repo, clock):
-    from chantd.metrics import Metrics
-    from chantd.service import Service
-    from chantlib.locks import MemoryLockTable
+    """The daemon's service, made as the daemon makes it (closed by ``service.close()``)."""
+    from chantd import build
 
-    ws = repo.workspace(auto_refresh=False, long_lived=True)
-    ws.locks = MemoryLockTable(persist_dir=os.path.join(repo.root, ".chant", ".locks"), default_ttl=600)
-    metrics = Metrics()
-    service = Service(ws, metrics, clock=clock)
-    metrics.bind(service)
-    return service
+    return build(repo.root, clock=clock, api_port=0, metrics_port=0).service
 
 
 class _NoWalk(set):
@@ -575,7 +569,7 @@ def test_a_long_lived_index_keeps_one_writer_across_batches(repo, monkeypatch):
 def test_direct_mode_searches_while_the_daemon_holds_the_writer(repo, daemon_factory):
     import time
 
-    from .conftest import run_chant
+    from .support import run_chant
 
     repo.write("2026-01-24-001-aaa", "status: pending", "# First\n")
     d = daemon_factory(repo.root, api=False, metrics=False)

@@ -8,7 +8,7 @@ import sys
 
 import chantlib
 
-from .conftest import ROOT
+from .support import ROOT
 
 EXPECTED_EXPORTS = {
     "AlreadyExists", "AmbiguousSpecId", "ChantError", "Config", "Conflict", "FileLockTable", "Graph", "Index",
