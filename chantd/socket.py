@@ -260,7 +260,9 @@ class SocketServer:
         except (ConnectionError, BrokenPipeError):
             pass
         except asyncio.CancelledError:
-            raise
+            # only close() cancels a connection: it ends here, quietly (a handler that ends
+            # cancelled is logged by asyncio's stream callback as an error, with a traceback)
+            pass
         except Exception:  # never let one connection take the daemon down
             log.exception("socket connection failed")
         finally:
