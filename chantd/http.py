@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -67,7 +68,7 @@ async def _routing_error(request: Request, exc: HTTPException) -> Response:
 
 
 #: every app of the daemon answers errors in the envelope
-_HANDLERS = {HTTPException: _routing_error}
+_HANDLERS: dict[Any, Any] = {HTTPException: _routing_error}
 
 
 def _answer(envelope: dict) -> JSONResponse:
@@ -78,8 +79,8 @@ def _answer(envelope: dict) -> JSONResponse:
 async def _json_body(request: Request) -> dict:
     if request.method != "POST":
         return {}
-    size = request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > MAX_LINE:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_LINE:
         raise BadRequest(f"request body over {MAX_LINE} bytes")
     chunks: list[bytes] = []
     size = 0

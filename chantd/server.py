@@ -375,6 +375,7 @@ class Daemon:
         from .http import build_app, build_metrics_app  # starlette and uvicorn: only when serving HTTP
 
         service, metrics, settings = parts.service, parts.metrics, parts.settings
+        assert settings is not None  # a daemon's parts are built from its settings
         for name, sock in bound:
             app = (
                 build_app(service, token=settings.token, metrics=metrics) if name == "api"

@@ -223,6 +223,7 @@ class SocketServer:
             await self._refuse(writer)
             return
         task = asyncio.current_task()
+        assert task is not None  # a connection's handler runs as a task
         self._tasks.add(task)
         owner = peer_owner(writer)
         persistent = False

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from chantlib.client import INFO_FILE, DaemonClient, DaemonGone, DaemonUnavailable
 from chantlib.errors import ChantError
@@ -51,7 +52,7 @@ def log_tail(path: str, chars: int = 4000) -> str:
 
 
 try:
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    _PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):
     _PRCTL = None
 _PR_SET_PDEATHSIG = 1
@@ -187,6 +188,7 @@ class DaemonProcess:
             if not self.alive():
                 break
             with contextlib.suppress(ProcessLookupError):
+                assert self.proc is not None  # alive() says so
                 os.kill(self.proc.pid, sig)  # still our unreaped child (the reaper sets returncode): ours
             self.wait(wait)
         return None if self.proc is None else self.proc.returncode
@@ -194,6 +196,7 @@ class DaemonProcess:
     def kill(self) -> None:
         """SIGKILL at once (a crash), and wait for it to be gone."""
         if self.alive():
+            assert self.proc is not None  # alive() says so
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
             self.wait(10.0)

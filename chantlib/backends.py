@@ -285,13 +285,14 @@ class DaemonBackend(Backend):
 
     def _forget(self) -> None:
         """Drop this thread's connection (dead)."""
-        client = getattr(self._local, "client", None)
+        client = vars(self._local).get("client")
         if client is None:
             return
         self._local.client = None
+        ident = _thread.get_ident()
         with self._lock:
-            if self._clients.get(_thread.get_ident()) is client:
-                del self._clients[_thread.get_ident()]
+            if id(self._clients.get(ident)) == id(client):  # still this thread's (not a new one's)
+                del self._clients[ident]
         client.close()
 
     def _fallback(self) -> DirectBackend:
@@ -357,7 +358,7 @@ class SocketBackend(DaemonBackend):
         self.path = client.path
 
     def _open(self, timeout: float) -> DaemonClient:
-        return DaemonClient.connect(self.root, path=self.path, timeout=timeout)
+        return DaemonClient.connect(str(self.root), path=self.path, timeout=timeout)
 
 
 class HttpBackend(DaemonBackend):
@@ -398,16 +399,16 @@ def connect(target: str | os.PathLike | None = None, *, direct: bool = False, to
     url = target if _is_url(target) else os.environ.get("CHANT_DAEMON") if target is None else None
     if url:
         try:
-            client = HttpClient.connect(url, token=token, timeout=timeout)
+            http_client = HttpClient.connect(str(url), token=token, timeout=timeout)
         except DaemonUnavailable as exc:
             raise Unavailable(f"CHANT_DAEMON={url}: {exc}" if target is None else str(exc)) from None
-        return HttpBackend(client, note=note, progress=progress)
+        return HttpBackend(http_client, note=note, progress=progress)
     from .store import find_root
 
     root = find_root(target)
     try:
-        client = connect_daemon(root, timeout=timeout, wait=ANSWER_WAIT, progress=progress)
-        return SocketBackend(client, root, note=note, progress=progress)
+        socket_client = connect_daemon(root, timeout=timeout, wait=ANSWER_WAIT, progress=progress)
+        return SocketBackend(socket_client, root, note=note, progress=progress)
     except DaemonUnavailable as exc:
         if daemon_alive(root):
             # it holds the repository but does not answer: reads are safe on the files, lease
@@ -422,7 +423,7 @@ def connect(target: str | os.PathLike | None = None, *, direct: bool = False, to
         enabled = False
     if enabled is True and not daemon_alive(root):
         try:
-            client, pid, started = start_background(root, [], progress=progress)
+            socket_client, pid, started = start_background(root, [], progress=progress)
         except StartFailed as exc:
             note(f"warning: scale.daemon.enabled is set but the daemon did not start; direct mode ({exc})")
             return direct_backend
@@ -430,7 +431,7 @@ def connect(target: str | os.PathLike | None = None, *, direct: bool = False, to
             note(f"Started the daemon (PID {pid}) because scale.daemon.enabled is true")
         # the direct backend was only asked for the config: dropped unsaved, the daemon now
         # keeps the table
-        return SocketBackend(client, root, note=note, progress=progress)
+        return SocketBackend(socket_client, root, note=note, progress=progress)
     return direct_backend
 
 

@@ -142,7 +142,7 @@ def is_loopback(host: str) -> bool:
         infos = _socket.getaddrinfo(host, None, 0, _socket.SOCK_STREAM)
     except OSError:
         return False
-    addresses = {info[4][0].split("%", 1)[0] for info in infos}
+    addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
@@ -258,7 +258,7 @@ class DaemonClient:
                 sock.close()
                 sock = None
                 failure = failure or f"no daemon at {path}: {exc.strerror or exc}"
-        if sock is None:
+        if sock is None or path is None:
             raise DaemonUnavailable(failure)
         client = cls(sock, {}, path, root, timeout)
         try:
@@ -323,7 +323,7 @@ class DaemonClient:
     def _reopen(self) -> None:
         """A fresh connection to the same daemon (nothing was sent on the old one)."""
         try:
-            fresh = DaemonClient.connect(self.root, path=self.path, timeout=self.timeout)
+            fresh = DaemonClient.connect(self.root or "", path=self.path, timeout=self.timeout)
         except DaemonUnavailable as exc:
             raise DaemonGone(f"the daemon closed an idle connection and cannot be reached again: {exc}",
                              sent=False) from None

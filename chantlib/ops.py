@@ -156,7 +156,7 @@ class Param:
         )
 
 
-_SCHEMA_OF = {
+_SCHEMA_OF: dict[str, dict] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
     "float": {"type": "number"},

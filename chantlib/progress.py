@@ -27,7 +27,7 @@ class Phase:
         self.name = name
         self.total = total
         self.done = 0
-        self._next = time.monotonic() + INTERVAL  # the first report after one interval
+        self._next: float | None = time.monotonic() + INTERVAL  # the first report after one interval
 
     def step(self, n: int = 1) -> None:
         self.done += n
@@ -35,7 +35,7 @@ class Phase:
             self.finish()
             return
         now = time.monotonic()
-        if now >= self._next:
+        if self._next is not None and now >= self._next:
             self._next = now + INTERVAL
             self.callback(self.name, self.done, self.total)
 

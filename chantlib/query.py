@@ -18,6 +18,8 @@ module has no dependencies.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from .errors import QuerySyntaxError
 
 __all__ = ["parse_query", "Term", "And", "Or", "Not", "FIELDS", "FIELD_ALIASES"]
@@ -129,7 +131,7 @@ class _Parser:
         if self.depth > MAX_DEPTH:
             self.fail(f"the query nests deeper than {MAX_DEPTH} levels (parentheses and NOT)")
 
-    def fail(self, message: str, pos: int | None = None):
+    def fail(self, message: str, pos: int | None = None) -> NoReturn:
         pos = self.pos if pos is None else pos
         raise QuerySyntaxError(f"Invalid query: {message} at position {pos}", query=self.text, position=pos)
 

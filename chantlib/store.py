@@ -98,7 +98,7 @@ def _settled_read(path: str, deadline: float) -> bytes:
             raw, same, after = b"", False, None  # between an editor's unlink and its rename
         except OSError as exc:
             raise StorageError.from_os_error(exc, "read", path) from None
-        if same and raw.strip():
+        if same and after is not None and raw.strip():
             if time.time_ns() - after.st_mtime_ns >= QUIET_NS:
                 return raw
             time.sleep(QUIET_NS / 1e9)  # just written: trusted if it holds still meanwhile

@@ -45,7 +45,7 @@ class FakeClock:
 # helpers
 
 
-def _raises(kind: type[BaseException], fn, *args, **kwargs) -> BaseException:
+def _raises(kind, fn, *args, **kwargs):
     """Call ``fn`` and return the ``kind`` error it raised; fail if it raised nothing or else."""
     try:
         result = fn(*args, **kwargs)
