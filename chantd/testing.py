@@ -32,7 +32,13 @@ __all__ = ["DaemonProcess", "StartFailed", "free_port", "log_tail"]
 
 
 class StartFailed(RuntimeError):
-    """The daemon exited, or did not come up in time; the message ends with its log's tail."""
+    """The daemon exited, or did not come up in time. ``reason`` says which in one line; the
+    message adds the tail of the daemon's log below it."""
+
+    def __init__(self, reason: str, log: str = "") -> None:
+        super().__init__(f"{reason}:\n{log}" if log else reason)
+        self.reason = reason
+        self.log = log
 
 
 def free_port() -> int:
@@ -122,7 +128,7 @@ class DaemonProcess:
                 self._check_running()
                 left = deadline - time.perf_counter()
                 if left <= 0:
-                    raise StartFailed(f"chantd did not answer hello within {timeout:g}s:\n{self.log()}")
+                    raise StartFailed(f"chantd did not answer hello within {timeout:g}s", self.log())
                 try:
                     client = DaemonClient.connect(self.root, timeout=max(1.0, min(left, 10.0)))
                 except DaemonUnavailable:
@@ -133,11 +139,11 @@ class DaemonProcess:
                     status = client.call("daemon_status", {})
                 except (ChantError, DaemonGone, OSError, ValueError) as exc:
                     self._check_running()
-                    raise StartFailed(f"daemon_status failed: {exc}:\n{self.log()}") from None
+                    raise StartFailed(f"daemon_status failed: {exc}", self.log()) from None
                 if status.get("watch"):  # the last thing the daemon sets up
                     return to_hello, time.perf_counter() - since
                 if time.perf_counter() > deadline:
-                    raise StartFailed(f"chantd was not fully started within {timeout:g}s:\n{self.log()}")
+                    raise StartFailed(f"chantd was not fully started within {timeout:g}s", self.log())
                 time.sleep(poll)
         finally:
             if client is not None:
@@ -145,7 +151,7 @@ class DaemonProcess:
 
     def _check_running(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise StartFailed(f"chantd exited with {self.proc.returncode}:\n{self.log()}")
+            raise StartFailed(f"chantd exited with status {self.proc.returncode}", self.log())
 
     def read_info(self) -> dict:
         """What it wrote to ``.chant/daemon.json``."""

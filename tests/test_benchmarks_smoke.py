@@ -85,6 +85,10 @@ def test_quick_benchmark_prints_the_table(tmp_path):
     # the daemon rows of the targets table (the 5,000/50,000 ones say "not measured" at --quick)
     assert "| daemon-mode `chant list --ready` at 5,000 specs within 3× a bare interpreter start |" in out
     assert "`lock_release` round trip at 500 specs within 3× a `hello` round trip" in out
+    # leases during long work: lock_renew idle and during a rebuild, its own section
+    assert "| socket `lock_renew` p99 during an `index rebuild` of 50,000 specs ≤ 50 ms |" in out
+    assert "## Leases during long work: `lock_renew` while the daemon rebuilds its index" in out
+    assert "| 500 | " in out.split("## Leases during long work", 1)[1]
     # no daemon left behind, no probe spec left in the repository
     repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n500-"))
     assert not (repo / ".chant" / "daemon.sock").exists()
@@ -124,3 +128,26 @@ def test_quick_scale_run_replaces_only_its_section(tmp_path):
     repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n300-"))
     assert not (repo / ".chant" / "daemon.json").exists()
     assert not list((repo / ".chant" / "specs").glob("2099-12-31-*"))
+
+
+@pytest.mark.slow
+def test_renew_alone_replaces_only_its_section(tmp_path):
+    """`--renew`: lock_renew idle and while the daemon rebuilds, standalone, into its section."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Targets\n\nkept\n\n## 300 specs\n\nkept too\n", encoding="utf-8")
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--renew", "--quick", "--sizes", "300",
+            "--out", str(tmp_path / "out"), "--write", str(doc)]
+    for _ in range(2):  # the second run replaces the first one's section
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    text = doc.read_text(encoding="utf-8")
+    assert text.count("## Leases during long work") == 1
+    assert text.index("## Targets") < text.index("## Leases during long work") < text.index("## 300 specs")
+    assert "kept\n" in text and "kept too" in text
+    section = text.split("<!-- renew:begin", 1)[1].split("<!-- renew:end -->", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| 300 |"))
+    assert " p99 " in row and "documents" in row  # idle and during the rebuild, and the rebuild itself
+    assert "**error" not in text and "Traceback" not in proc.stderr
+    repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n300-"))
+    assert not (repo / ".chant" / "daemon.json").exists()
+    assert not (repo / ".chant" / "daemon.sock").exists()

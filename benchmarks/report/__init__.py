@@ -1,0 +1,1 @@
+"""The markdown of ``docs/benchmarks.md``, from what :mod:`benchmarks.measures` returned."""
