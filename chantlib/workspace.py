@@ -153,8 +153,7 @@ class Workspace:
                 self._config = Config.load(paths[0], paths[1])
                 from .spec import plain
 
-                self.table.extra["config"] = (stamp, plain(self._config.given), list(self._config.warnings))
-                self.table._dirty = True
+                self.table.remember("config", (stamp, plain(self._config.given), list(self._config.warnings)))
         return self._config
 
     @property
@@ -747,7 +746,7 @@ class Workspace:
         self.table.clear()
         self.table.refresh(save=False, progress=self.progress, stream=index.stream(self.progress))
         index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
-        documents = len(index._load_state())
+        documents = index.indexed()
         self.table.graph  # noqa: B018 - compute and cache the graph with the new table
         self.table.save()
         return {"documents": documents, "specs": len(self.table.rows), "seconds": round(time.perf_counter() - started, 3)}
