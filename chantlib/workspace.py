@@ -67,10 +67,15 @@ def _operation(*, specs: bool = True, skipped: bool = True):
             if self._running:  # an operation inside another: the outer one reports
                 return method(self, *args, **kwargs)
             self._running = True
+            events = self._events
+            if events is not None:
+                events.hold()
             try:
                 result = method(self, *args, **kwargs)
             finally:
                 self._running = False
+                if events is not None:
+                    events.done()  # one event for the operation, before its warnings are taken
             return self._finish(result, specs, skipped)
 
         return operation
@@ -125,6 +130,8 @@ class Workspace:
         self._queue = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
         self._gate = None
+        self._events = None  # the Publisher, made by the first subscribe()
+        self._figures = None  # the specs' part of statistics(), while they stay the same
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
         #: ``progress(phase, done, total)``, called during long work when set: phase
@@ -172,6 +179,8 @@ class Workspace:
             self._locks = FileLockTable(
                 os.path.join(self.store.chant_dir, LOCKS_DIR), clock=self.clock, default_ttl=self.config.lock_ttl
             )
+            if self._events is not None:
+                self._events.watch_locks(self._locks)
         return self._locks
 
     @locks.setter
@@ -179,6 +188,8 @@ class Workspace:
         """Use another LockTable (the daemon's memory table); before any lease operation."""
         self._locks = table
         self._queue = None
+        if self._events is not None:
+            self._events.watch_locks(table)
 
     @property
     def queue(self):
@@ -200,15 +211,78 @@ class Workspace:
             gate = self._gate = Gate(self.table, config)
         return gate
 
+    # events and statistics
+
+    def subscribe(self, callback):
+        """Tell ``callback(event)`` of what changes from now on, one
+        :class:`~chantlib.events.Event` per step (an operation, a batch of file events, a
+        refresh, a lease change); returns a function that unsubscribes it. A callback that
+        raises is reported in the warnings and stays subscribed. See :mod:`chantlib.events`."""
+        if self._events is None:
+            from .events import Publisher
+
+            self._events = Publisher(self.table, self.table.warnings.append)
+            if self._locks is not None:
+                self._events.watch_locks(self._locks)
+        return self._events.subscribe(callback)
+
+    def statistics(self):
+        """This workspace's figures now: a frozen :class:`~chantlib.statistics.Statistics`
+        (what ``daemon_status`` and the daemon's metrics report). Brings the table in step
+        with the files first, like an operation, in direct mode. One pass over the active
+        and ready specs after a change, else what the live leases cost."""
+        from .statistics import spec_figures, statistics
+
+        self._fresh()
+        self.table.load()
+        gate = self.gate()
+        key = (self.table.generation, gate)
+        figures = self._figures
+        if figures is None or figures.key != key:
+            figures = self._figures = spec_figures(self.table, gate, key)
+        documents = None
+        if self._index is not None:
+            try:
+                documents = self._index.documents()
+            except Exception:  # noqa: BLE001 - a figure (an index being rebuilt), never a failure
+                documents = None
+        stats = statistics(figures, self.locks, documents)
+        self._done()
+        return stats
+
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
-        changes = self.table.refresh(save=False, progress=self.progress)
-        return changes
+        events = self._events
+        if events is None:
+            return self.table.refresh(save=False, progress=self.progress)
+        events.hold()
+        try:
+            events.baseline()
+            return self.table.refresh(save=False, progress=self.progress)
+        finally:
+            events.done()
 
-    def apply_changes(self, relpaths=None, config_changed: bool = False) -> int:
+    def apply_changes(self, relpaths=None, config_changed: bool = False):
         """Bring the table and index in step with files known to have changed (a watcher's
         events; ``None``: walk everything, every archived file included). For a workspace
-        without ``auto_refresh``, whose owner watches the files. Returns the documents indexed."""
+        without ``auto_refresh``, whose owner watches the files. Returns an
+        :class:`~chantlib.events.Applied`: the documents indexed, and the specs added,
+        modified and removed; subscribers are told (readiness too) once the index is in step."""
+        events = self._events
+        if events is not None:
+            events.hold()
+        try:
+            if events is not None:
+                events.baseline()
+            documents, changes = self._apply(relpaths, config_changed)
+        finally:
+            if events is not None:
+                events.done()
+        from .events import Applied, changed_specs
+
+        return Applied(documents, *changed_specs(changes))
+
+    def _apply(self, relpaths, config_changed: bool):
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
@@ -218,13 +292,15 @@ class Workspace:
             changes = self.table.refresh(save=False, full=True, progress=self.progress,
                                          stream=index.stream(self.progress))
             streamed, index.streamed = index.streamed, 0
-            return streamed + index.sync(changes.parsed, changes, progress=self.progress)
+            return streamed + index.sync(changes.parsed, changes, progress=self.progress), changes
         changes = self.table.refresh_paths(relpaths)
-        return self.index.sync(changes.parsed, changes)
+        return self.index.sync(changes.parsed, changes), changes
 
     def _fresh(self):
         if self.auto_refresh:
             return self.refresh()
+        if self._events is not None:
+            self._events.baseline()  # the readiness told next is counted from the table as it is
         return None
 
     def flush(self) -> None:
@@ -240,10 +316,13 @@ class Workspace:
             self.flush()
 
     def close(self) -> None:
-        """Save what is unsaved and close the index's kept writer (a long-lived workspace)."""
-        self.flush()
-        if self._index is not None:
-            self._index.close()
+        """Save what is unsaved and close the index's kept writer (a long-lived workspace):
+        the writer is closed even when the save fails (the failure is raised after)."""
+        try:
+            self.flush()
+        finally:
+            if self._index is not None:
+                self._index.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -743,8 +822,14 @@ class Workspace:
         started = time.perf_counter()
         index = self.index
         index.reset()
-        self.table.clear()
-        self.table.refresh(save=False, progress=self.progress, stream=index.stream(self.progress))
+        # read from nothing again: subscribers are told what differs from the table before
+        before = self._events.mute() if self._events is not None else None
+        try:
+            self.table.clear()
+            self.table.refresh(save=False, progress=self.progress, stream=index.stream(self.progress))
+        finally:
+            if self._events is not None:
+                self._events.rebuilt(before)
         index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
         documents = index.indexed()
         self.table.graph  # noqa: B018 - compute and cache the graph with the new table

@@ -11,11 +11,12 @@ import chantlib
 from .conftest import ROOT
 
 EXPECTED_EXPORTS = {
-    "AlreadyExists", "AmbiguousSpecId", "ChantError", "Config", "Conflict", "FileLockTable", "Graph", "Index",
-    "InvalidValue", "Lease", "LockHeld", "LockNotFound", "LockTable", "MemoryLockTable", "NotFound", "NotHolder",
-    "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
-    "SpecNotFound", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "StorageError", "UsageError",
-    "Workspace", "__version__", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
+    "AlreadyExists", "AmbiguousSpecId", "Applied", "ChantError", "Config", "Conflict", "Event", "FileLockTable",
+    "Graph", "Index", "InvalidValue", "Lease", "LockHeld", "LockNotFound", "LockTable", "MemoryLockTable", "NotFound",
+    "NotHolder", "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row",
+    "SearchResult", "Spec", "SpecNotFound", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "Statistics",
+    "StorageError", "UsageError", "Workspace", "__version__", "dispatch", "generate_id", "parse_id", "parse_query",
+    "resolve_partial", "sort_key",
 }
 
 
