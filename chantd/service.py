@@ -152,7 +152,7 @@ class Service:
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
         workspace.progress = self._on_progress
-        workspace.subscribe(self._on_event)
+        workspace.subscribe(self._on_event, leases=False)  # readiness only: leases cost nothing extra
         if workspace.long_lived:  # a short-lived one (`daemon request --in-process`) answers them
             for text in workspace.warnings:  # about the daemon's workspace, not one request: the log
                 log.warning("%s", text)

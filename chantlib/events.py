@@ -21,7 +21,7 @@ without subscribers pays a test of ``None`` per operation.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .table import weakly
@@ -67,7 +67,10 @@ class Event:
     expired: tuple[Lease, ...] = ()
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        return bool(
+            self.added or self.modified or self.removed or self.ready or self.unready
+            or self.acquired or self.released or self.renewed or self.expired
+        )
 
     @property
     def specs(self) -> tuple[str, ...]:
@@ -180,38 +183,55 @@ class Publisher:
 
     # subscribing
 
-    def subscribe(self, callback):
-        """Tell ``callback(event)`` of every change from now on; returns ``unsubscribe()``."""
+    def subscribe(self, callback, *, leases: bool = True):
+        """Tell ``callback(event)`` of every change from now on; returns ``unsubscribe()``.
+        ``leases=False``: not told of steps that changed only leases; while no subscriber
+        wants lease changes, the lock table is not followed at all (a lease operation then
+        costs what it did without subscribers)."""
+        entry = (callback, leases)
         with self._mutex:
             first = not self.subscribers
-            self.subscribers = self.subscribers + (callback,)
+            self.subscribers = self.subscribers + (entry,)
         if first:
             self._graph = None  # followed again from here
             pending = self._pending
             pending.paths, pending.leases, pending.specs_moved = {}, [], False
             if self.table.loaded:
                 self.baseline()
+        self._follow_locks()
 
         def unsubscribe() -> None:
             with self._mutex:
                 subscribers = list(self.subscribers)
                 for i, known in enumerate(subscribers):
-                    if known is callback:
+                    if known is entry:
                         del subscribers[i]
                         break
                 self.subscribers = tuple(subscribers)
+            self._follow_locks()
 
         return unsubscribe
 
     def watch_locks(self, locks) -> None:
-        """Listen to ``locks`` (the workspace's lock table, made or swapped)."""
-        if locks is self._locks:
+        """The workspace's lock table (made, or swapped): followed while a subscriber wants
+        lease changes."""
+        if locks is not self._locks:
+            self._listen(False)
+            self._locks = locks
+        self._follow_locks()
+
+    def _follow_locks(self) -> None:
+        self._listen(any(leases for _callback, leases in self.subscribers))
+
+    def _listen(self, on: bool) -> None:
+        locks = self._locks
+        if locks is None:
             return
-        if self._locks is not None and self._on_locks in self._locks.listeners:
-            self._locks.listeners.remove(self._on_locks)
-        self._locks = locks
-        if locks is not None:
+        listening = self._on_locks in locks.listeners
+        if on and not listening:
             locks.listeners.append(self._on_locks)
+        elif not on and listening:
+            locks.listeners.remove(self._on_locks)
 
     def baseline(self) -> None:
         """Take the ready set readiness is told from, before the specs may change (a step
@@ -289,7 +309,11 @@ class Publisher:
         paths, leases, moved = pending.paths, pending.leases, pending.specs_moved
         if not (paths or leases or moved):
             return
-        pending.paths, pending.leases, pending.specs_moved = {}, [], False
+        if paths:
+            pending.paths = {}
+        if leases:
+            pending.leases = []
+        pending.specs_moved = False
         if not self.subscribers:
             return
         try:
@@ -299,7 +323,10 @@ class Publisher:
             return
         if not event:
             return
-        for callback in self.subscribers:
+        specs = bool(event.added or event.modified or event.removed or event.ready or event.unready)
+        for callback, leases in self.subscribers:
+            if not (leases or specs):
+                continue  # only leases moved, and this one does not follow them
             try:
                 callback(event)
             except Exception as exc:  # noqa: BLE001 - a subscriber's bug is not the workspace's
@@ -307,15 +334,18 @@ class Publisher:
                 self.warn(f"an event subscriber ({name}) failed: {type(exc).__name__}: {exc}")
 
     def _event(self, paths: dict, leases: list, moved: bool) -> Event:
-        added, modified, removed = spec_changes(paths)
+        # a lease operation (the daemon's hot path: a worker's renewals) builds no more than it needs
+        added, modified, removed = spec_changes(paths) if paths else ((), (), ())
         ready, unready = self._readiness() if moved else ((), ())
+        if not leases:
+            return Event(added, modified, removed, ready, unready)
+        if len(leases) == 1:
+            kind, lease = leases[0]
+            return Event(added, modified, removed, ready, unready, **{kind: (lease,)})
         by_kind: dict[str, list] = {kind: [] for kind in LEASE_KINDS}
         for kind, lease in leases:
             by_kind[kind].append(lease)
-        return Event(
-            added, modified, removed, ready, unready,
-            *(tuple(by_kind[kind]) for kind in LEASE_KINDS),
-        )
+        return Event(added, modified, removed, ready, unready, *(tuple(by_kind[kind]) for kind in LEASE_KINDS))
 
     def _readiness(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(became ready, stopped being ready) since subscribers were last told."""

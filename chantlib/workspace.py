@@ -213,18 +213,19 @@ class Workspace:
 
     # events and statistics
 
-    def subscribe(self, callback):
+    def subscribe(self, callback, *, leases: bool = True):
         """Tell ``callback(event)`` of what changes from now on, one
         :class:`~chantlib.events.Event` per step (an operation, a batch of file events, a
-        refresh, a lease change); returns a function that unsubscribes it. A callback that
-        raises is reported in the warnings and stays subscribed. See :mod:`chantlib.events`."""
+        refresh, a lease change); returns a function that unsubscribes it. ``leases=False``:
+        not told of steps that changed only leases (nor are they followed for it). A callback
+        that raises is reported in the warnings and stays subscribed. See :mod:`chantlib.events`."""
         if self._events is None:
             from .events import Publisher
 
             self._events = Publisher(self.table, self.table.warnings.append)
             if self._locks is not None:
                 self._events.watch_locks(self._locks)
-        return self._events.subscribe(callback)
+        return self._events.subscribe(callback, leases=leases)
 
     def statistics(self):
         """This workspace's figures now: a frozen :class:`~chantlib.statistics.Statistics`

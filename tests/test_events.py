@@ -353,3 +353,48 @@ def test_the_daemons_metrics_and_status_match_the_statistics(repo, daemon_factor
     assert _sample(text, "chant_locks_active") == stats.leases == 2
     assert _sample(text, "chant_agents_active") == stats.owners == 2
     assert _sample(text, "chant_index_documents") == 7
+
+
+def test_a_subscriber_without_leases_is_told_of_specs_only_and_leases_are_not_followed(repo):
+    repo.write(A)
+    ws = repo.workspace()
+    ws.refresh()
+    specs_only: list = []
+    ws.subscribe(specs_only.append, leases=False)
+    ws.lock_acquire(A)
+    assert specs_only == [] and ws.locks.listeners == []  # a lease operation costs what it did
+    everything: list = []
+    unsubscribe = ws.subscribe(everything.append)
+    assert len(ws.locks.listeners) == 1
+    ws.complete(A)
+    assert everything[-1].released and specs_only[-1].modified == (A,)  # both told of the write
+    ws.lock_acquire(A)
+    assert len(everything) == 2 and len(specs_only) == 1  # a lease alone: only who follows them
+    unsubscribe()
+    assert ws.locks.listeners == []
+
+
+def test_a_daemon_restarted_over_its_saved_table_times_every_ready_spec(repo):
+    """Events count from the saved table, so a spec ready before the restart and after it is
+    told of by none: the service takes the ready set in once its load is done."""
+    import asyncio
+
+    from chantd.metrics import Metrics
+    from chantd.service import Service
+
+    repo.write(A)
+    repo.workspace().list_specs()  # the table saved, A ready in it
+    now = [1000.0]
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.locks = MemoryLockTable(clock=lambda: now[0])
+    metrics = Metrics()
+    service = Service(ws, metrics, clock=lambda: now[0])
+    metrics.bind(service)
+    try:
+        asyncio.run(service.load())
+        now[0] = 1042.0
+        claimed = asyncio.run(service.call("queue_claim", {"owner": "w"}, "socket"))
+        assert claimed["ok"] and claimed["result"]["spec"]["id"] == A
+        assert metrics.registry.get_sample_value("chant_queue_wait_seconds_sum") == 42.0
+    finally:
+        service.close()
