@@ -1,8 +1,9 @@
 """Prometheus metrics (docs/chant-format.md §12), on a registry of our own.
 
 State that can be read off the workspace (spec counts, the queue, leases, the index) is
-computed at scrape time by :class:`WorkspaceCollector` from the same structures the
-operations use, instead of keeping gauges in step by hand. What only happens in flight
+read at scrape time by :class:`WorkspaceCollector` from one
+:meth:`Workspace.statistics <chantlib.workspace.Workspace.statistics>` record, instead of
+keeping gauges in step by hand. What only happens in flight
 (request durations, completions, queue waits, index updates and queries) is counted with
 prometheus_client's own Counter and Histogram. No label holds a spec ID, a worker ID or a
 hash: labels are statuses, projects, transports, operation names and results.
@@ -94,60 +95,42 @@ class WorkspaceCollector:
 
     def collect(self):
         service = self.service
-        ws = service.ws
-        table = ws.table
-        graph = table.graph
+        stats = service.ws.statistics()  # one frozen record: counts kept until a spec changes
 
         specs = GaugeMetricFamily("chant_specs", "Active specs by stored status and project.", labels=["status", "project"])
-        counts: dict[tuple[str, str], int] = {}
-        for row in table.active.values():
-            key = (row.status, row.project or "")
-            counts[key] = counts.get(key, 0) + 1
-        for (status, project), n in sorted(counts.items()):
+        for (status, project), n in stats.by_status_project:
             specs.add_metric([status, project], n)
         yield specs
 
         # Per project, with a 0 for every project that has active specs (the one project ""
         # when there are none): a queue that runs dry must read 0, not vanish, so that
         # `chant_queue_depth == 0` alerts and graphs do not go blank.
-        projects = {project for _status, project in counts} or {""}
         ready = GaugeMetricFamily("chant_specs_ready", "Ready specs by project.", labels=["project"])
-        by_project = dict.fromkeys(projects, 0)
-        for spec_id in graph.ready:
-            project = table.active[spec_id].project or ""
-            by_project[project] = by_project.get(project, 0) + 1
-        for project, n in sorted(by_project.items()):
+        for project, n in stats.ready_by_project or (("", 0),):
             ready.add_metric([project], n)
         yield ready
 
         depth = GaugeMetricFamily(
             "chant_queue_depth", "Ready specs with no live lease (the queue), by project.", labels=["project"]
         )
-        queued = dict.fromkeys(projects, 0)
-        for row in ws.queue.items():
-            queued[row.project or ""] = queued.get(row.project or "", 0) + 1
-        for project, n in sorted(queued.items()):
+        for project, n in stats.queued_by_project or (("", 0),):
             depth.add_metric([project], n)
         yield depth
 
-        leases = ws.locks.leases()
-        stats = ws.locks.statistics()
-        yield GaugeMetricFamily("chant_locks_active", "Live leases.", value=len(leases))
-        yield GaugeMetricFamily(
-            "chant_agents_active", "Distinct owners holding a live lease.", value=len({lease.owner for lease in leases})
-        )
+        yield GaugeMetricFamily("chant_locks_active", "Live leases.", value=stats.leases)
+        yield GaugeMetricFamily("chant_agents_active", "Distinct owners holding a live lease.", value=stats.owners)
         acquisitions = CounterMetricFamily(
             "chant_lock_acquisitions", "Lease acquisitions, by result.", labels=["result"]
         )
-        acquisitions.add_metric(["ok"], stats["acquired"])
-        acquisitions.add_metric(["conflict"], stats["conflicts"])
+        acquisitions.add_metric(["ok"], stats.leases_acquired)
+        acquisitions.add_metric(["conflict"], stats.leases_conflicts)
         yield acquisitions
-        yield CounterMetricFamily("chant_lock_releases", "Leases released.", value=stats["released"])
-        yield CounterMetricFamily("chant_lock_expirations", "Leases that expired (counted when freed).", value=stats["expired"])
+        yield CounterMetricFamily("chant_lock_releases", "Leases released.", value=stats.leases_released)
+        yield CounterMetricFamily("chant_lock_expirations", "Leases that expired (counted when freed).",
+                                  value=stats.leases_expired)
 
-        documents = service.documents()
-        if documents is None:  # an index being rebuilt: report what the table knows
-            documents = len(table.rows)
+        # an index being rebuilt (no count to read): report what the table knows
+        documents = stats.documents if stats.documents is not None else stats.specs
         yield GaugeMetricFamily("chant_index_documents", "Documents in the search index.", value=documents)
         yield GaugeMetricFamily(
             "chant_daemon_uptime_seconds", "Seconds since the daemon started.", value=time.time() - service.started

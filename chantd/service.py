@@ -127,13 +127,16 @@ class Service:
         self._lock: asyncio.Lock | None = None
         self._worker_lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
-        self._ready_since: dict[str, float] = {}
-        self._tracked_graph = None  # the graph whose ready changes track_ready follows
+        #: since when each ready spec has waited in the queue (``None``: claimed since),
+        #: kept from the workspace's events (for chant_queue_wait_seconds)
+        self._ready_since: dict[str, float | None] = {}
+        self._seeded = False  # the ready set at the load taken in (see _seed_ready)
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
         workspace.service = self.status
         workspace.progress = self._on_progress
+        workspace.subscribe(self._on_event, leases=False)  # readiness only: leases cost nothing extra
         if workspace.long_lived:  # a short-lived one (`daemon request --in-process`) answers them
             for text in workspace.warnings:  # about the daemon's workspace, not one request: the log
                 log.warning("%s", text)
@@ -377,12 +380,15 @@ class Service:
             m.index_queries.inc()
         elif cmd == "queue_claim":
             spec_id = result["spec"]["id"]
-            since = self._ready_since.pop(spec_id, None)
+            since = self._ready_since.get(spec_id)
+            if spec_id in self._ready_since:
+                self._ready_since[spec_id] = None  # still ready, no longer waiting
             m.queue_wait.observe(max(0.0, now - since) if since is not None else 0.0)
         elif cmd == "lock_release":
             spec_id = result.get("spec")
-            if spec_id in self.ws.table.graph.ready_set:  # let go unfinished: queued again from now
-                self._ready_since.setdefault(spec_id, now)
+            # let go unfinished, and still ready: queued again from now
+            if spec_id in self._ready_since and self._ready_since[spec_id] is None:
+                self._ready_since[spec_id] = now
         elif cmd == "complete":
             m.completions.labels(result=result.get("outcome", "success")).inc()
             released = result.get("released") or {}
@@ -399,10 +405,12 @@ class Service:
         """
         self._forget()
         try:
-            written = self.ws.apply_changes(relpaths, config_changed)  # None: a full walk (start, folders moved)
+            # None: a full walk (start, folders moved); readiness comes as an event (_on_event)
+            written = self.ws.apply_changes(relpaths, config_changed).documents
         finally:
             self.log_warnings()
-        self.track_ready()
+        if relpaths is None and not self._seeded:
+            self._seed_ready()
         # the table and index state are saved by persist(), every few seconds and at the end
         if written and self.metrics is not None:
             self.metrics.index_updates.inc(written)
@@ -417,29 +425,25 @@ class Service:
         await self.apply_async(None)
         self.mark_loaded()
 
-    def track_ready(self) -> None:
-        """Remember since when each queued spec has been ready (for chant_queue_wait_seconds).
-
-        The graph reports which specs became ready or stopped being ready since the last look,
-        so a file event costs what it changed; a graph seen for the first time (the start, or
-        a rebuild after an unusual change) is walked once.
-        """
+    def _on_event(self, event) -> None:
+        """Follow the ready set for chant_queue_wait_seconds: the workspace tells which specs
+        became ready or stopped being, so a file event costs what it changed."""
         now = self.clock()
-        graph = self.ws.table.graph
-        changes = graph.take_ready_changes() if graph is self._tracked_graph else None
         since = self._ready_since
-        ready = graph.ready_set
-        if changes is None:
-            graph.take_ready_changes()  # follow this graph from here on
-            self._tracked_graph = graph
-            for spec_id in [s for s in since if s not in ready]:
-                del since[spec_id]
-            changes = ready
-        for spec_id in changes:
-            if spec_id in ready:
-                since.setdefault(spec_id, now)
-            else:
-                since.pop(spec_id, None)
+        for spec_id in event.unready:
+            since.pop(spec_id, None)
+        for spec_id in event.ready:
+            since.setdefault(spec_id, now)
+
+    def _seed_ready(self) -> None:
+        """The specs ready once the first load is done wait from now: events count from the
+        table as it was saved, so a spec ready then and still ready is told of by none."""
+        self._seeded = True
+        now = self.clock()
+        for spec in self.ws.list_specs(status="ready", fields=["id"])["specs"]:
+            self._ready_since.setdefault(spec["id"], now)
+        for text in self.ws.last_run_warnings:
+            log.warning("%s", text)
 
     async def sweep(self) -> int:
         """Drop expired leases (each counts as an expiration)."""
@@ -465,13 +469,6 @@ class Service:
 
     # status
 
-    def documents(self) -> int | None:
-        """Documents in the search index (None while it cannot be read, e.g. being rebuilt)."""
-        try:
-            return self.ws.index.searcher().num_docs
-        except Exception:  # noqa: BLE001 - a status figure, never a reason to fail a request
-            return None
-
     def status(self) -> dict:
         """What ``chant daemon status`` prints (called through the daemon_status operation).
 
@@ -480,11 +477,12 @@ class Service:
         ws = self.ws
         busy = not self.loaded or self.activity is not None or self.lock.locked()
         if not busy:
+            stats = ws.statistics()
             self._figures = {
-                "specs_indexed": self.documents(),
-                "specs": len(ws.table.rows),
-                "active_locks": len(ws.locks.leases()),
-                "queue_depth": len(ws.queue.items()),
+                "specs_indexed": stats.documents,
+                "specs": stats.specs,
+                "active_locks": stats.leases,
+                "queue_depth": stats.queue_depth,
             }
         figures = self._figures or dict.fromkeys(("specs_indexed", "specs", "active_locks", "queue_depth"))
         out = {

@@ -182,7 +182,7 @@ class Graph:
             if is_blocked:
                 blocked.add(spec_id)
         keys = sorted(_ready_key(i) for i in ready)
-        self._restore([k[1] for k in keys], blocked, keys)
+        self.restore([k[1] for k in keys], blocked, keys)
 
     def _compute_keys(self) -> list[tuple]:
         """The bisect keys of ``ready``, made when an update first needs them (a cached ready
@@ -195,7 +195,12 @@ class Graph:
             self._ready_keys = keys
         return self._ready_keys
 
-    def _restore(self, ready, blocked, keys=None) -> None:
+    @property
+    def computed(self) -> bool:
+        """Ready and blocked are worked out (or restored): reading them costs nothing."""
+        return self._ready is not None
+
+    def restore(self, ready, blocked, keys=None) -> None:
         """Take ready and blocked as computed (by :meth:`_compute`, with their keys, or cached
         with the table, in chant order)."""
         self._ready = list(ready)

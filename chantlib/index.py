@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
-import weakref
 
 import tantivy
 
@@ -149,15 +148,11 @@ class Index:
         #: change is told, see SpecTable.listeners), with the specs parsed for them when few
         self._unsynced: set[str] = set()
         self._parsed: dict = {}
-        me = weakref.ref(self)  # the table must not keep its index alive (nor the writer lock it holds)
+        from .table import weakly
 
-        def noted(changes) -> None:
-            index = me()
-            if index is not None:
-                index._noted(changes)
-
-        self._listener = noted
-        table.listeners.append(noted)
+        # the table must not keep its index alive (nor the writer lock it holds)
+        self._listener = weakly(self._noted)
+        table.listeners.append(self._listener)
         self._schema = None
         self._lock = None
         self._indexed: dict[str, int] | None = None
@@ -173,10 +168,6 @@ class Index:
             self.table.listeners.remove(self._listener)
         table.listeners.append(self._listener)
         self.table = table
-
-    def documents_in_state(self) -> int:
-        """How many documents the index holds, by its indexed state (no searcher opened)."""
-        return len(self._load_state())
 
     # opening
 
@@ -347,8 +338,7 @@ class Index:
         if self.path is not None:
             stamp = self._meta_stamp()
             if self.table.extra.get("index_synced") != stamp:
-                self.table.extra["index_synced"] = stamp
-                self.table._dirty = True
+                self.table.remember("index_synced", stamp)
 
     def pending(self) -> tuple[list[str], list[str]]:
         """(paths to (re)index, paths to delete) to bring the index in step with the table."""
@@ -606,7 +596,15 @@ class Index:
         """Throw the index away and index every spec again; returns the document count."""
         self.reset()
         self.sync(progress=progress)
+        return self.indexed()
+
+    def indexed(self) -> int:
+        """How many paths the indexed-state file names (what a sync compares against)."""
         return len(self._load_state())
+
+    def documents(self) -> int:
+        """Documents in the index, as a searcher sees it (tantivy's count)."""
+        return self.searcher().num_docs
 
     def reset(self) -> None:
         """Throw the index away (its folder and state): the next sync indexes every spec."""
@@ -628,12 +626,99 @@ class Index:
         """A ``stream`` for :meth:`SpecTable.refresh <chantlib.table.SpecTable.refresh>`:
         ``stream(total)`` gives a sink that indexes the specs a cold build parses, a batch at
         a time as the table reads them (each file read once, no more than a batch of texts
-        held), or ``None`` when this process may not write the index (a daemon holds it)."""
+        held), or ``None`` when this process may not write the index (a daemon holds it).
+
+        The sink holds the writer lock and one writer for the whole refresh. An index with no
+        state yet is built fresh: every old document is deleted in the first commit, and none
+        is deleted one by one; a crash half-way leaves no state, so the next start builds
+        fresh again. Otherwise each batch's new paths are named in the state before the
+        commit that may add them, as every write does (see ``_write``)."""
 
         def start(total: int):
-            return _Stream.start(self, total, progress)
+            state = self._stream_open(total, progress)
+            if state is None:
+                return None
+            return _Sink(lambda batch: self._stream_batch(state, batch), lambda: self._stream_close(state))
 
         return start
+
+    def _stream_open(self, total: int, progress) -> _StreamState | None:
+        lock = None
+        if self.path is not None:
+            from filelock import Timeout
+
+            lock = self._writer_lock()
+            try:
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    if not self.keep_writer and self._daemon_runs():
+                        return None  # the daemon's: the sync after the refresh searches what it keeps
+                    lock.acquire(timeout=60)
+            except Timeout:
+                raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
+        try:
+            self.close()  # the kept writer, if any: this write gets its own, with a bigger arena
+            tantivy_index = self._open()
+            try:
+                writer = tantivy_index.writer(heap_size=BIG_HEAP, num_threads=1)
+            except ValueError as exc:
+                raise ChantError(f"cannot write the index: {exc}") from None
+            from .progress import phase
+
+            state = _StreamState(writer, lock, self._load_state(), phase(progress, "indexing", total))
+            if state.fresh:
+                writer.delete_all_documents()
+            return state
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    def _stream_batch(self, state: _StreamState, batch: dict) -> None:
+        writer, indexed = state.writer, state.indexed
+        table, changes = self.table, self._state_changes
+        files = table.files
+        todo = [rel for rel in batch if rel in table.rows and indexed.get(rel) != files[rel][3]]
+        try:
+            if not state.fresh:
+                new = [rel for rel in todo if rel not in indexed]
+                if new:
+                    for rel in new:
+                        indexed[rel] = changes[rel] = -1
+                    self._write_state()
+            for rel in todo:
+                if not state.fresh:
+                    writer.delete_documents_by_term("path", rel)
+                writer.add_document(self._document(table.row(rel), batch[rel].body))
+                indexed[rel] = changes[rel] = files[rel][3]
+                state.written += 1
+                state.in_batch += 1
+                if state.in_batch == BATCH:
+                    writer.commit()
+                    state.in_batch = 0
+                    _give_back_freed_memory()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        if state.report is not None:
+            state.report.step(len(batch))
+
+    def _stream_close(self, state: _StreamState) -> None:
+        """The last commit; the writer closed (its merges waited for) and the lock let go."""
+        try:
+            state.writer.commit()
+            state.writer.wait_merging_threads()
+        except ValueError as exc:
+            raise ChantError(f"cannot write the index: {exc}") from None
+        finally:
+            if state.lock is not None:
+                state.lock.release()
+        _give_back_freed_memory()
+        if state.report is not None:
+            state.report.finish()
+        self._save_state()
+        self._reload()
+        self.streamed += state.written
 
     # reading
 
@@ -681,103 +766,32 @@ class Index:
         return SearchResult(result.count, paths, compiler.scored)
 
 
-class _Stream:
-    """Indexing in step with a refresh that parses many files (see :meth:`Index.stream`).
+class _StreamState:
+    """What one stream (see :meth:`Index.stream`) carries from batch to batch."""
 
-    Holds the writer lock and one writer for the whole refresh. An index with no state yet is
-    built fresh: every old document is deleted in the first commit, and none is deleted one
-    by one; a crash half-way leaves no state, so the next start builds fresh again. Otherwise
-    each batch's new paths are named in the state before the commit that may add them, as
-    every write does (see ``Index._write``).
-    """
+    __slots__ = ("writer", "lock", "indexed", "fresh", "report", "in_batch", "written")
 
-    def __init__(self, index, writer, lock, progress, total: int) -> None:
-        self.index = index
+    def __init__(self, writer, lock, indexed: dict, report) -> None:
         self.writer = writer
         self.lock = lock
-        self.indexed = index._load_state()
-        self.fresh = not self.indexed
-        if self.fresh:
-            writer.delete_all_documents()
+        self.indexed = indexed
+        self.fresh = not indexed
+        self.report = report
         self.in_batch = 0
         self.written = 0
-        from .progress import phase
 
-        self.report = phase(progress, "indexing", total)
 
-    @classmethod
-    def start(cls, index, total: int, progress):
-        lock = None
-        if index.path is not None:
-            from filelock import Timeout
+class _Sink:
+    """A stream's face for the table: called with each batch, closed at the end."""
 
-            lock = index._writer_lock()
-            try:
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
-                    if not index.keep_writer and index._daemon_runs():
-                        return None  # the daemon's: the sync after the refresh searches what it keeps
-                    lock.acquire(timeout=60)
-            except Timeout:
-                raise ChantError(f"the index in {index.path} is busy (another process is writing it)") from None
-        try:
-            index.close()  # the kept writer, if any: this write gets its own, with a bigger arena
-            tantivy_index = index._open()
-            try:
-                writer = tantivy_index.writer(heap_size=BIG_HEAP, num_threads=1)
-            except ValueError as exc:
-                raise ChantError(f"cannot write the index: {exc}") from None
-            return cls(index, writer, lock, progress, total)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
+    __slots__ = ("add", "close")
+
+    def __init__(self, add, close) -> None:
+        self.add = add
+        self.close = close
 
     def __call__(self, batch: dict) -> None:
-        index, writer, indexed = self.index, self.writer, self.indexed
-        table, changes = index.table, index._state_changes
-        files = table.files
-        todo = [rel for rel in batch if rel in table.rows and indexed.get(rel) != files[rel][3]]
-        try:
-            if not self.fresh:
-                new = [rel for rel in todo if rel not in indexed]
-                if new:
-                    for rel in new:
-                        indexed[rel] = changes[rel] = -1
-                    index._write_state()
-            for rel in todo:
-                if not self.fresh:
-                    writer.delete_documents_by_term("path", rel)
-                writer.add_document(index._document(table.row(rel), batch[rel].body))
-                indexed[rel] = changes[rel] = files[rel][3]
-                self.written += 1
-                self.in_batch += 1
-                if self.in_batch == BATCH:
-                    writer.commit()
-                    self.in_batch = 0
-                    _give_back_freed_memory()
-        except ValueError as exc:
-            raise ChantError(f"cannot write the index: {exc}") from None
-        if self.report is not None:
-            self.report.step(len(batch))
-
-    def close(self) -> None:
-        """The last commit; the writer closed (its merges waited for) and the lock let go."""
-        try:
-            self.writer.commit()
-            self.writer.wait_merging_threads()
-        except ValueError as exc:
-            raise ChantError(f"cannot write the index: {exc}") from None
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-        _give_back_freed_memory()
-        if self.report is not None:
-            self.report.finish()
-        self.index._save_state()
-        self.index._reload()
-        self.index.streamed += self.written
+        self.add(batch)
 
 
 # --- the query compiler ---------------------------------------------------------------------

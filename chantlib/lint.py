@@ -18,7 +18,7 @@ about.
 from __future__ import annotations
 
 from .ids import driver_of, sort_key
-from .table import HOT_FIELDS
+from .table import HOT_FIELDS, weakly
 from .values import KNOWN_STATUSES, KNOWN_TYPES
 
 __all__ = ["lint_rows", "RULES", "ROW_RULES", "row_findings", "Gate"]
@@ -230,22 +230,17 @@ class Gate:
     __slots__ = ("table", "config", "_disabled", "_duplicates", "_verdicts", "_member_refs", "__weakref__")
 
     def __init__(self, table, config) -> None:
-        import weakref
-
         self.table = table
         self.config = config
         self._disabled = config.lint_disabled
         self._duplicates: frozenset | None = None
         self._verdicts: dict[str, tuple] = {}  # id -> (the row judged, its verdict)
         self._member_refs: set | None = None  # every ID some active spec lists in `members`
-        me = weakref.ref(self)
+        table.listeners.append(weakly(self._noted))  # the table must not keep its gates alive
 
-        def noted(changes) -> None:
-            gate = me()
-            if gate is not None and changes.moved:
-                gate._moved(changes.moved)
-
-        table.listeners.append(noted)
+    def _noted(self, changes) -> None:
+        if changes.moved:
+            self._moved(changes.moved)
 
     def _moved(self, moved) -> None:
         self._duplicates = None  # cheap to find again, and a spec that came may make one

@@ -167,6 +167,12 @@ class LockTable:
         if default_ttl is not None:
             self.default_ttl = float(default_ttl)
         self._stats = {"acquired": 0, "conflicts": 0, "released": 0, "expired": 0, "renewed": 0}
+        #: callables told of the lease changes made through this table, once its critical
+        #: section is left: ``fn([(kind, lease), ...])``, ``kind`` one of ``acquired``,
+        #: ``released``, ``renewed``, ``expired`` (an expired lease freed: by a sweep, a release
+        #: with force, or an acquire that takes it). A listener must not raise. A
+        #: :class:`~chantlib.workspace.Workspace` turns them into its events.
+        self.listeners: list = []
 
     @staticmethod
     def file(path: str, **kwargs) -> FileLockTable:
@@ -241,6 +247,7 @@ class LockTable:
         if not owner:
             raise UsageError("a lease needs an owner")
         ttl = self._ttl(ttl)
+        ended = None  # the lease this one replaces: ("expired" | "released", lease)
         with self._critical():
             now = self.clock()
             current = self._read(spec)
@@ -251,8 +258,10 @@ class LockTable:
                     if not force:
                         self._stats["conflicts"] += 1
                         raise LockHeld(spec, current.owner, format_time(current.expires_at), current.token)
+                    ended = ("released", current)  # taken over by force: it ends here
                 else:
                     self._stats["expired"] += 1
+                    ended = ("expired", current)
             # the token first: a backend that lost its counter rebuilds it from the leases it
             # stores, this one included
             lease = Lease(spec, owner, self._next_token(), now, now + ttl, this_host() if pid else None, pid)
@@ -260,7 +269,13 @@ class LockTable:
                 self._delete(spec)
             self._create(lease)
             self._stats["acquired"] += 1
-            return lease
+        if self.listeners:
+            self._tell(([ended] if ended is not None else []) + [("acquired", lease)])
+        return lease
+
+    def _tell(self, changes: list) -> None:
+        for listener in list(self.listeners):
+            listener(changes)
 
     def _held(self, spec: str, now: float) -> Lease:
         current = self._read(spec)
@@ -300,12 +315,12 @@ class LockTable:
             if not force:
                 self._authorise(current, owner, token, "release")
                 self._refuse_expired(current, now)
-            if not current.live(now):
-                self._stats["expired"] += 1
-            else:
-                self._stats["released"] += 1
+            kind = "released" if current.live(now) else "expired"
+            self._stats[kind] += 1
             self._delete(spec)
-            return current
+        if self.listeners:
+            self._tell([(kind, current)])
+        return current
 
     def renew(
         self, spec: str, *, owner: str | None = None, token: int | None = None, ttl: float | None = None
@@ -320,7 +335,9 @@ class LockTable:
             lease = current.replace(expires_at=now + ttl)
             self._replace(lease)
             self._stats["renewed"] += 1
-            return lease
+        if self.listeners:
+            self._tell([("renewed", lease)])
+        return lease
 
     def _refuse_expired(self, current: Lease, now: float) -> None:
         if not current.live(now):
@@ -365,7 +382,9 @@ class LockTable:
             for lease in gone:
                 self._delete(lease.spec)
                 self._stats["expired"] += 1
-            return gone
+        if gone and self.listeners:
+            self._tell([("expired", lease) for lease in gone])
+        return gone
 
     def statistics(self) -> dict:
         """Counters since this table was made, and the live lease count."""
@@ -402,13 +421,13 @@ class MemoryLockTable(LockTable):
         self._block = max(1, int(token_block))
         if persist_dir is not None:
             files = FileLockTable(persist_dir, durable=False)
-            files._ensure_dir()
+            files.ensure_dir()
             # under the file backend's lock: a direct-mode write either ends before this (and
             # is loaded below) or starts after the journal is owned (and is refused)
-            with files._critical():
-                self._journal = files._own_journal()  # a second owner is refused here
-                files._fold_journal(self._journal)  # what a killed owner left, into the lease files
-                for lease in files._all():
+            with files.critical():
+                self._journal = files.own_journal()  # a second owner is refused here
+                files.fold_journal(self._journal)  # what a killed owner left, into the lease files
+                for lease in files.stored():
                     self._leases[lease.spec] = lease
                     self._token = max(self._token, lease.token)
                 self._token = max(self._token, files.last_token)
@@ -454,9 +473,9 @@ class MemoryLockTable(LockTable):
             for spec in sorted(self._touched):  # a failed write leaves it (and the journal) for next time
                 lease = self._leases.get(spec)
                 if lease is None:
-                    self._files._remove_file(spec)
+                    self._files.remove_file(spec)
                 else:
-                    self._files._put_file(lease)
+                    self._files.put_file(lease)
                 self._touched.discard(spec)
                 done += 1
             os.ftruncate(self._journal, 0)
@@ -473,7 +492,7 @@ class MemoryLockTable(LockTable):
 
     def _next_token(self):
         if self._files is not None and self._token >= self._reserved:
-            self._files._write_fence(self._token + self._block)
+            self._files.write_fence(self._token + self._block)
             self._reserved = self._token + self._block
         self._token += 1
         return self._token
@@ -514,13 +533,41 @@ class FileLockTable(LockTable):
         self._thread_mutex = threading.RLock()
         self._filelock = None
 
-    def _ensure_dir(self) -> None:
+    # The folder's storage. The lease rules (LockTable) call the hooks below; a memory table
+    # that owns this folder (the daemon's) loads from it and folds its journal into it with
+    # the public methods: raw reads and writes that apply no rule, for that owner only.
+
+    def ensure_dir(self) -> None:
+        """Create the folder (mode 0700) if it is not there."""
         from .store import private_dir
 
         private_dir(self.path)
 
     def _critical(self):
-        return _FileCritical(self)
+        return _Section(self._enter, self._leave)
+
+    def _enter(self) -> None:
+        """In-process mutex, then the cross-process file lock (``filelock``)."""
+        self._thread_mutex.acquire()
+        try:
+            if self._filelock is None:
+                from filelock import FileLock
+
+                self.ensure_dir()
+                self._filelock = FileLock(os.path.join(self.path, _MUTEX), mode=0o600, thread_local=False)
+            self._filelock.acquire()
+        except OSError as exc:
+            self._thread_mutex.release()
+            raise StorageError.from_os_error(exc, "lock", self.path) from None
+        except BaseException:
+            self._thread_mutex.release()
+            raise
+
+    def _leave(self) -> None:
+        try:
+            self._filelock.release()
+        finally:
+            self._thread_mutex.release()
 
     def _lease_path(self, spec: str) -> str:
         if "/" in spec or spec.startswith(".") or not spec:
@@ -572,8 +619,9 @@ class FileLockTable(LockTable):
                 continue  # a torn line (its writer killed in the middle of it): the rest still counts
         return out
 
-    def _own_journal(self) -> int:
-        """Open the journal for appending and hold it (flock) for the life of the fd."""
+    def own_journal(self) -> int:
+        """Open the journal for appending and hold it (flock) for the life of the fd;
+        :class:`Conflict` when another process holds it."""
         import fcntl
 
         try:
@@ -600,15 +648,15 @@ class FileLockTable(LockTable):
         os.set_inheritable(fd, False)
         return fd
 
-    def _fold_journal(self, fd: int) -> None:
+    def fold_journal(self, fd: int) -> None:
         """Write the journal's entries to the lease files and empty it (its owner, or a
         process that found it unowned and holds it through ``fd``, does this)."""
         entries = self._journal()
         for spec, lease in entries.items():
             if lease is None:
-                self._remove_file(spec)
+                self.remove_file(spec)
             else:
-                self._put_file(lease)
+                self.put_file(lease)
         if entries:
             os.ftruncate(fd, 0)
 
@@ -618,9 +666,9 @@ class FileLockTable(LockTable):
         refused with :class:`Conflict`. Call it inside the critical section."""
         if not os.path.exists(self.journal_path):
             return
-        fd = self._own_journal()  # raises Conflict when owned
+        fd = self.own_journal()  # raises Conflict when owned
         try:
-            self._fold_journal(fd)
+            self.fold_journal(fd)
             os.unlink(self.journal_path)  # while we hold it; under the table lock no daemon is starting
         finally:
             os.close(fd)
@@ -656,20 +704,22 @@ class FileLockTable(LockTable):
 
     def _replace(self, lease):
         self.check_writable()
-        self._put_file(lease)
+        self.put_file(lease)
 
     def _delete(self, spec):
         self.check_writable()
-        self._remove_file(spec)
+        self.remove_file(spec)
 
     # the raw writes (the journal's owner folds it in with these)
 
-    def _put_file(self, lease):
+    def put_file(self, lease) -> None:
+        """Write ``lease``'s file (temp file + rename), whatever is there."""
         from .store import atomic_write
 
         atomic_write(self._lease_path(lease.spec), self._encode(lease), mode=0o600, durable=self.durable)
 
-    def _remove_file(self, spec):
+    def remove_file(self, spec) -> None:
+        """Remove ``spec``'s lease file, if there is one."""
         try:
             os.unlink(self._lease_path(spec))
         except FileNotFoundError:
@@ -696,6 +746,10 @@ class FileLockTable(LockTable):
         out.extend(lease for lease in journal.values() if lease is not None)
         return out
 
+    def stored(self) -> list[Lease]:
+        """Every lease the folder holds (its journal over its files), live or not."""
+        return self._all()
+
     def _next_token(self):
         self.check_writable()
         fence = os.path.join(self.path, _FENCE)
@@ -710,10 +764,11 @@ class FileLockTable(LockTable):
             # no counter (new table, or it was lost): never go below a token still on disk
             last = max((lease.token for lease in self._all()), default=0)
         token = last + 1
-        self._write_fence(token)
+        self.write_fence(token)
         return token
 
-    def _write_fence(self, token: int) -> None:
+    def write_fence(self, token: int) -> None:
+        """Record ``token`` as the last one issued (the fencing counter file)."""
         from .store import atomic_write
 
         atomic_write(os.path.join(self.path, _FENCE), f"{token}\n", mode=0o600, durable=self.durable)
@@ -727,36 +782,19 @@ class FileLockTable(LockTable):
             return 0
 
 
-class _FileCritical:
-    """In-process mutex, then the cross-process file lock (``filelock``)."""
+class _Section:
+    """A critical section made of two callables (``with`` enters and leaves it)."""
 
-    __slots__ = ("table",)
+    __slots__ = ("enter", "leave")
 
-    def __init__(self, table: FileLockTable) -> None:
-        self.table = table
+    def __init__(self, enter, leave) -> None:
+        self.enter = enter
+        self.leave = leave
 
     def __enter__(self):
-        t = self.table
-        t._thread_mutex.acquire()
-        try:
-            if t._filelock is None:
-                from filelock import FileLock
-
-                t._ensure_dir()
-                t._filelock = FileLock(os.path.join(t.path, _MUTEX), mode=0o600, thread_local=False)
-            t._filelock.acquire()
-        except OSError as exc:
-            t._thread_mutex.release()
-            raise StorageError.from_os_error(exc, "lock", t.path) from None
-        except BaseException:
-            t._thread_mutex.release()
-            raise
+        self.enter()
         return self
 
     def __exit__(self, *exc_info):
-        t = self.table
-        try:
-            t._filelock.release()
-        finally:
-            t._thread_mutex.release()
+        self.leave()
         return False

@@ -23,7 +23,7 @@ from operator import itemgetter
 
 from .ids import parse_id, resolve_partial, sort_key
 
-__all__ = ["Row", "FullRow", "SpecTable", "summarize", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
+__all__ = ["Row", "FullRow", "SpecTable", "summarize", "weakly", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
 
 FORMAT = 7  # 6: the cached config holds what the files said; 7: the hot lint and members fields
 RACY_NS = 2_000_000_000
@@ -156,6 +156,22 @@ def summarize(relpath: str, spec) -> tuple:
     )
 
 
+def weakly(method):
+    """A listener that calls the bound ``method`` while its object lives, and does nothing
+    after: a table (or a lock table) must not keep what listens to it alive (an index and
+    the writer lock it holds, a gate, a workspace's subscribers)."""
+    import weakref
+
+    ref = weakref.WeakMethod(method)
+
+    def call(*args) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args)
+
+    return call
+
+
 def _marshals(value) -> bool:
     try:
         marshal.dumps(value)
@@ -226,33 +242,34 @@ class _ArchivedStatuses:
 class _ById:
     """The active specs over the archived ones, looked up in both: see ``SpecTable.by_id``.
     A read-only mapping (not a ``collections.abc.Mapping``: that import is not on the CLI's
-    fast path)."""
+    fast path) over the table's two id maps as they are when it is made."""
 
-    __slots__ = ("_table",)
+    __slots__ = ("_active", "_archived")
 
-    def __init__(self, table) -> None:
-        self._table = table
+    def __init__(self, active: dict, archived_raw: dict) -> None:
+        self._active = active
+        self._archived = archived_raw
 
     def __getitem__(self, spec_id: str) -> Row:
-        row = self._table._active.get(spec_id)
+        row = self._active.get(spec_id)
         if row is not None:
             return row
-        t = self._table._archived_raw[spec_id]
+        t = self._archived[spec_id]
         return tuple.__new__(Row, t)
 
     def __contains__(self, spec_id) -> bool:
-        return spec_id in self._table._active or spec_id in self._table._archived_raw
+        return spec_id in self._active or spec_id in self._archived
 
     def __iter__(self):
-        active = self._table._active
+        active = self._active
         yield from active
-        for spec_id in self._table._archived_raw:
+        for spec_id in self._archived:
             if spec_id not in active:
                 yield spec_id
 
     def __len__(self) -> int:
-        active = self._table._active
-        return len(active) + sum(1 for spec_id in self._table._archived_raw if spec_id not in active)
+        active = self._active
+        return len(active) + sum(1 for spec_id in self._archived if spec_id not in active)
 
     def get(self, spec_id: str, default=None):
         try:
@@ -332,6 +349,17 @@ class SpecTable:
     def _table_path(self) -> str | None:
         return os.path.join(self.cache_dir, TABLE_FILE) if self.cache_dir else None
 
+    @property
+    def loaded(self) -> bool:
+        """The cached table was read (or the table was cleared): the rows are the table's."""
+        return self._loaded
+
+    def remember(self, key: str, value) -> None:
+        """Cache a fact with the table (``extra[key]``; saved with it, dropped when a row
+        changes unless ``key`` starts with ``config``): the parsed config, the index's mark."""
+        self.extra[key] = value
+        self._dirty = True
+
     def load(self) -> None:
         """Read the cached table, once (refresh does it too)."""
         if not self._loaded:
@@ -400,7 +428,7 @@ class SpecTable:
             records.append(("meta", self.folders, self.archive_verified_ns, sorted(self._racy)))
         extra = {k: v for k, v in self.extra.items() if k != "graph"}
         g = self._graph
-        if g is not None and g._ready is not None and not records:
+        if g is not None and g.computed and not records:
             # no row changed in this save (a command that only read): the graph goes in, so the
             # next command finds it computed; a save that carries rows (the daemon's) leaves it
             # out, O(ready) to write each time, for the next full table
@@ -762,21 +790,33 @@ class SpecTable:
         self._loaded = True
         self._changed()
 
+    def handover(self) -> dict:
+        """Everything this table read and computed (its rows, id maps and graph), for
+        :meth:`adopt` by the table in use (a rebuild's table is read aside, then handed over)."""
+        if self._active is None:
+            self._index()
+        return {
+            "files": self.files, "folders": self.folders, "rows": self.rows,
+            "archive_verified_ns": self.archive_verified_ns, "racy": set(self._racy), "active": self._active,
+            "archived": self._archived, "archived_raw": self._archived_raw, "broken": self._broken,
+            "duplicates": self._duplicates, "graph": self.graph, "generation": self.generation,
+            "warnings": list(self.warnings),
+        }
+
     def adopt(self, other: SpecTable) -> None:
         """Take over what ``other`` read (a rebuild's table): its files, folders and rows, and
         the id maps and graph computed from them, in one step that costs no walk. Listeners are
         not told: whoever follows this table (the index) was brought in step with ``other``.
         The next save writes everything."""
-        if other._active is None:
-            other._index()
-        self.files, self.folders, self.rows = other.files, other.folders, other.rows
-        self.archive_verified_ns = other.archive_verified_ns
-        self._racy = set(other._racy)
-        self._active, self._archived, self._archived_raw = other._active, other._archived, other._archived_raw
-        self._broken, self._duplicates, self._graph = other._broken, other._duplicates, other._graph
-        self.warnings.extend(other.warnings)
+        state = other.handover()
+        self.files, self.folders, self.rows = state["files"], state["folders"], state["rows"]
+        self.archive_verified_ns = state["archive_verified_ns"]
+        self._racy = state["racy"]
+        self._active, self._archived, self._archived_raw = state["active"], state["archived"], state["archived_raw"]
+        self._broken, self._duplicates, self._graph = state["broken"], state["duplicates"], state["graph"]
+        self.warnings.extend(state["warnings"])
         self.extra = {k: v for k, v in self.extra.items() if k.startswith("config")}
-        self.generation = max(self.generation, other.generation) + 1
+        self.generation = max(self.generation, state["generation"]) + 1
         self._touched.clear()
         self._loaded = True
         self._full_save = self._dirty = self._meta_changed = True
@@ -849,7 +889,7 @@ class SpecTable:
         is copied, so a long-lived table pays nothing for it when rows change)."""
         if self._active is None:
             self._index()
-        return _ById(self)
+        return _ById(self._active, self._archived_raw)
 
     @property
     def duplicates(self) -> list[tuple[str, list[str]]]:
@@ -867,7 +907,7 @@ class SpecTable:
             g = Graph(self.active, _ArchivedStatuses(self._archived_raw))
             cached = self.extra.get("graph")  # dropped by _invalidate(), so present means valid
             if cached is not None:
-                g._restore(cached[0], cached[1])
+                g.restore(cached[0], cached[1])
             else:
                 self._dirty = True  # the graph goes into the saved table (see save)
             self._graph = g

@@ -85,10 +85,15 @@ def _operation(*, specs: bool = True, skipped: bool = True, op: str | None = Non
             if getattr(local, "running", False):  # an operation inside another: the outer one reports
                 return method(self, *args, **kwargs)
             local.running = True
+            events = self._events
+            if events is not None:
+                events.hold()
             try:
                 result = method(self, *args, **kwargs)
             finally:
                 local.running = False
+                if events is not None:
+                    events.done()  # one event for the operation, before its warnings are taken
             return self._finish(result, specs, skipped)
 
         return operation
@@ -147,6 +152,8 @@ class Workspace:
         self._queue = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
         self._gate = None
+        self._events = None  # the Publisher, made by the first subscribe()
+        self._figures = None  # the specs' part of statistics(), while they stay the same
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
         #: ``progress(phase, done, total)``, called during long work when set: phase
@@ -186,8 +193,7 @@ class Workspace:
                 self._config = Config.load(paths[0], paths[1])
                 from .spec import plain
 
-                self.table.extra["config"] = (stamp, plain(self._config.given), list(self._config.warnings))
-                self.table._dirty = True
+                self.table.remember("config", (stamp, plain(self._config.given), list(self._config.warnings)))
         return self._config
 
     @property
@@ -206,6 +212,8 @@ class Workspace:
             self._locks = FileLockTable(
                 os.path.join(self.store.chant_dir, LOCKS_DIR), clock=self.clock, default_ttl=self.config.lock_ttl
             )
+            if self._events is not None:
+                self._events.watch_locks(self._locks)
         return self._locks
 
     @locks.setter
@@ -215,6 +223,8 @@ class Workspace:
         self._locks = table
         self._owns_locks = False
         self._queue = None
+        if self._events is not None:
+            self._events.watch_locks(table)
 
     @property
     def queue(self):
@@ -236,15 +246,79 @@ class Workspace:
             gate = self._gate = Gate(self.table, config)
         return gate
 
+    # events and statistics
+
+    def subscribe(self, callback, *, leases: bool = True):
+        """Tell ``callback(event)`` of what changes from now on, one
+        :class:`~chantlib.events.Event` per step (an operation, a batch of file events, a
+        refresh, a lease change); returns a function that unsubscribes it. ``leases=False``:
+        not told of steps that changed only leases (nor are they followed for it). A callback
+        that raises is reported in the warnings and stays subscribed. See :mod:`chantlib.events`."""
+        if self._events is None:
+            from .events import Publisher
+
+            self._events = Publisher(self.table, self.table.warnings.append)
+            if self._locks is not None:
+                self._events.watch_locks(self._locks)
+        return self._events.subscribe(callback, leases=leases)
+
+    def statistics(self):
+        """This workspace's figures now: a frozen :class:`~chantlib.statistics.Statistics`
+        (what ``daemon_status`` and the daemon's metrics report). Brings the table in step
+        with the files first, like an operation, in direct mode. One pass over the active
+        and ready specs after a change, else what the live leases cost."""
+        from .statistics import spec_figures, statistics
+
+        self._fresh()
+        self.table.load()
+        gate = self.gate()
+        key = (self.table.generation, gate)
+        figures = self._figures
+        if figures is None or figures.key != key:
+            figures = self._figures = spec_figures(self.table, gate, key)
+        documents = None
+        if self._index is not None:
+            try:
+                documents = self._index.documents()
+            except Exception:  # noqa: BLE001 - a figure (an index being rebuilt), never a failure
+                documents = None
+        stats = statistics(figures, self.locks, documents)
+        self._done()
+        return stats
+
     def refresh(self):
         """Bring the spec table in step with the files (direct mode does this per operation)."""
-        changes = self.table.refresh(save=False, progress=self.progress)
-        return changes
+        events = self._events
+        if events is None:
+            return self.table.refresh(save=False, progress=self.progress)
+        events.hold()
+        try:
+            events.baseline()
+            return self.table.refresh(save=False, progress=self.progress)
+        finally:
+            events.done()
 
-    def apply_changes(self, relpaths=None, config_changed: bool = False) -> int:
+    def apply_changes(self, relpaths=None, config_changed: bool = False):
         """Bring the table and index in step with files known to have changed (a watcher's
         events; ``None``: walk everything, every archived file included). For a workspace
-        without ``auto_refresh``, whose owner watches the files. Returns the documents indexed."""
+        without ``auto_refresh``, whose owner watches the files. Returns an
+        :class:`~chantlib.events.Applied`: the documents indexed, and the specs added,
+        modified and removed; subscribers are told (readiness too) once the index is in step."""
+        events = self._events
+        if events is not None:
+            events.hold()
+        try:
+            if events is not None:
+                events.baseline()
+            documents, changes = self._apply(relpaths, config_changed)
+        finally:
+            if events is not None:
+                events.done()
+        from .events import Applied, changed_specs
+
+        return Applied(documents, *changed_specs(changes))
+
+    def _apply(self, relpaths, config_changed: bool):
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
@@ -254,13 +328,15 @@ class Workspace:
             changes = self.table.refresh(save=False, full=True, progress=self.progress,
                                          stream=index.stream(self.progress))
             streamed, index.streamed = index.streamed, 0
-            return streamed + index.sync(changes.parsed, changes, progress=self.progress)
+            return streamed + index.sync(changes.parsed, changes, progress=self.progress), changes
         changes = self.table.refresh_paths(relpaths)
-        return self.index.sync(changes.parsed, changes)
+        return self.index.sync(changes.parsed, changes), changes
 
     def _fresh(self):
         if self.auto_refresh:
             return self.refresh()
+        if self._events is not None:
+            self._events.baseline()  # the readiness told next is counted from the table as it is
         return None
 
     def flush(self) -> None:
@@ -815,7 +891,7 @@ class Workspace:
             fresh.refresh(save=False, full=True, progress=self.progress, stream=index.stream(self.progress))
             index.sync(progress=self.progress)  # what the stream did not write (a small repository: all)
             fresh.graph  # noqa: B018 - computed here, with the rest of the long work
-            documents = index.documents_in_state()
+            documents = index.indexed()
         finally:
             index.follow(self.table)
         return _Rebuilt(fresh, documents, started)
@@ -825,7 +901,13 @@ class Workspace:
         """Rebuild the table and index from the files (``prepared``: see :meth:`prepare_rebuild`)."""
         if prepared is None:
             prepared = self.prepare_rebuild()
-        self.table.adopt(prepared.table)  # the short part: the new rows, their maps and graph take over
+        # the table was read from nothing again: subscribers are told what differs from before
+        before = self._events.mute() if self._events is not None else None
+        try:
+            self.table.adopt(prepared.table)  # the short part: the new rows, their maps and graph take over
+        finally:
+            if self._events is not None:
+                self._events.rebuilt(before)
         self._gate = None
         self._encoded.clear()
         self.table.save()

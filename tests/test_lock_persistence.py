@@ -95,18 +95,18 @@ def test_a_failed_compaction_forgets_nothing(tmp_path, monkeypatch):
     table = MemoryLockTable(persist_dir=str(tmp_path))
     for spec in ("a", "b", "c"):
         table.acquire(spec, "o", 600)
-    real = table._files._put_file
+    real = table._files.put_file
 
     def put_file(lease):
         if lease.spec == "b":
             raise OSError(28, "No space left on device")
         real(lease)
 
-    monkeypatch.setattr(table._files, "_put_file", put_file)
+    monkeypatch.setattr(table._files, "put_file", put_file)
     with pytest.raises(OSError):
         table.compact()
     assert os.path.getsize(tmp_path / ".journal") > 0  # not emptied: nothing is lost if we die now
-    monkeypatch.setattr(table._files, "_put_file", real)
+    monkeypatch.setattr(table._files, "put_file", real)
     assert table.compact() == 2  # b and c, left from the failed one
     die(table)
     assert sorted(lease.spec for lease in FileLockTable(str(tmp_path)).leases()) == ["a", "b", "c"]

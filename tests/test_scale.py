@@ -359,7 +359,7 @@ def test_a_cold_build_keeps_no_parsed_spec_and_indexes_in_batches(repo, monkeypa
     shutil.rmtree(ws.cache_dir)
     commits.clear()
     ws = repo.workspace(auto_refresh=False, long_lived=True)
-    assert ws.apply_changes(None) == 30
+    assert ws.apply_changes(None).documents == 30
     assert len(commits) == 5
     assert ws.search("merge", limit=None)["total"] == 30
     monkeypatch.undo()

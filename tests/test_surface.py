@@ -15,7 +15,7 @@ EXPECTED_EXPORTS = {
     "InvalidValue", "Lease", "LockHeld", "LockNotFound", "LockTable", "MemoryLockTable", "NotFound", "NotHolder",
     "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
     "SpecNotFound", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "StorageError", "UsageError",
-    "Workspace", "__version__", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
+    "Workspace", "__version__", "Applied", "Event", "Statistics", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
     # every public error of chantlib/errors.py
     "BadRequest", "MethodNotAllowed", "Unavailable", "Loading", "Unauthorized",
     # the clients
