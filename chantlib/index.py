@@ -148,6 +148,9 @@ class Index:
         #: change is told, see SpecTable.listeners), with the specs parsed for them when few
         self._unsynced: set[str] = set()
         self._parsed: dict = {}
+        #: a sync of this process compared the index with the whole table (and every change
+        #: since is in ``_unsynced``): only then may a sync compare just the changed paths
+        self._synced = False
         from .table import weakly
 
         # the table must not keep its index alive (nor the writer lock it holds)
@@ -236,6 +239,7 @@ class Index:
 
     def _forget_state(self) -> None:
         """A new, empty index: nothing in it was indexed from any file."""
+        self._synced = False
         self._indexed = {}
         self._state_changes.clear()
         self._state_full = True
@@ -335,6 +339,9 @@ class Index:
         return mark is not None and self.path is not None and mark == self._meta_stamp()
 
     def _mark_in_step(self) -> None:
+        """The index is in step with the table: this process compared them (or wrote what
+        differed), and the saved table remembers it for the next process."""
+        self._synced = True
         if self.path is not None:
             stamp = self._meta_stamp()
             if self.table.extra.get("index_synced") != stamp:
@@ -365,7 +372,7 @@ class Index:
         daemon's watcher knows exactly what moved). ``progress``: a callable ``(phase,
         done, total)`` told how the writing goes (phase ``"indexing"``).
         """
-        if self._indexed is not None and self._index is not None:
+        if self._synced and self._indexed is not None and self._index is not None:
             # this process has synced before, and has been told of every change since: only
             # those paths are compared (whoever changed them: a watcher's batch, our own write)
             indexed, files, rows = self._indexed, self.table.files, self.table.rows
@@ -383,6 +390,7 @@ class Index:
         if self.in_step():
             self._unsynced.clear()  # in step with the table as it is: nothing is owed
             self._parsed.clear()
+            self._synced = True
             if self.defer_state:
                 # a long-lived owner (the daemon's start): have the state at hand, so that the
                 # next batch is compared path by path, not by a pass over every row

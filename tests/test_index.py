@@ -274,3 +274,15 @@ def test_a_corrupt_table_file_is_ignored(repo, ws):
     with open(os.path.join(repo.root, ".chant", ".index", "table.marshal"), "wb") as fh:
         fh.write(b"\x00garbage")
     assert len(repo.workspace().list_specs()["specs"]) == 5
+
+
+def test_a_search_after_a_status_look_indexes_what_is_owed(repo):
+    """``index_status`` (or anything that opens the index or reads its state) is not a sync:
+    the first search of the process still compares the index with the whole table, and a
+    later process finds the document too (the "in step" mark is never saved for it)."""
+    repo.write("2026-01-01-001-aaa", "status: pending", "# Hello world\n")
+    ws = repo.workspace()
+    assert ws.index_status()["stale"] == 1
+    assert ws.search("hello")["total"] == 1
+    ws.close()
+    assert repo.workspace().search("hello")["total"] == 1
