@@ -4,7 +4,8 @@ must not wait behind a search, a lint or a 16 s rebuild, or it expires while its
 lives).
 
 One persistent connection renews one lease (``lock_renew`` by token) in a loop, first for a
-few seconds with nothing else running, then while a second connection's ``index_rebuild``
+few seconds with nothing else running, then (after one rebuild alone, to time it) while a
+second connection's ``index_rebuild``
 (the request `chant index rebuild` sends the daemon) runs: a renewal counts as "during" when
 it was sent after the rebuild's request and before its answer. The lease is released at the
 end, whatever happened.
@@ -87,6 +88,14 @@ def measure_renew(root: str, seconds: float, log) -> dict:
                 t0 = time.perf_counter()
                 client.call("lock_renew", params)
                 idle.append(time.perf_counter() - t0)
+            log("    `index rebuild` alone")
+            alone = _Rebuild(root)
+            alone.start()
+            alone.join(SLOW_TIMEOUT)
+            if alone.error:
+                out["errors"].append(alone.error)
+            elif alone.sent is not None and alone.done is not None:
+                out["rebuild_alone"] = alone.done - alone.sent
             log("    lock_renew while `index rebuild` runs")
             rebuild = _Rebuild(root)
             rebuild.start()
