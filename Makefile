@@ -36,8 +36,10 @@ bench: install
 bench-scale: install
 	$(BIN)/python benchmarks/run.py --scale --write docs/benchmarks.md $(if $(SIZES),--sizes $(SIZES))
 
+# ruff over everything, then mypy over the library and the daemon ([tool.mypy] in pyproject.toml)
 lint: install
 	$(BIN)/ruff check chantlib chant_cli chantd tests benchmarks scripts
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache build *.egg-info

@@ -284,7 +284,7 @@ class Service:
             if not isinstance(cmd, str) or not cmd:
                 raise BadRequest("a request is a JSON object with a string 'cmd'")
             if op is None:
-                lookup(cmd)  # raises the one error of an unknown command
+                op = lookup(cmd)  # raises the one error of an unknown command
             if op.owned and params.get("owner") in (None, "") and peer_owner:
                 params = dict(params, owner=peer_owner)
             if op.anytime:

@@ -29,6 +29,10 @@ import time
 from ._version import PROTOCOL_VERSION
 from .errors import ChantError
 
+TYPE_CHECKING = False  # not typing's: no import at run time on the client path; mypy reads the block
+if TYPE_CHECKING:
+    import http.client
+
 __all__ = [
     "DaemonClient",
     "HttpClient",
@@ -411,7 +415,7 @@ class HttpClient:
         self.prefix = parts.path.rstrip("/")
         self.token = token if token is not None else (os.environ.get("CHANT_API_TOKEN") or self._local_token())
         self.timeout = timeout
-        self._conn = None
+        self._conn: http.client.HTTPConnection | None = None  # made by the first call
         self.hello: dict = {}
         self._lock = _thread.allocate_lock()  # held for one request/answer exchange
         self._closing = False

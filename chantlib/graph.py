@@ -188,10 +188,11 @@ class Graph:
         """The bisect keys of ``ready``, made when an update first needs them (a cached ready
         list was saved in this order; one saved by an older version is put in it here)."""
         if self._ready_keys is None:
-            keys = [_ready_key(i) for i in self._ready]
+            ready = self.ready
+            keys = [_ready_key(i) for i in ready]
             if any(keys[i] > keys[i + 1] for i in range(len(keys) - 1)):
                 keys.sort()
-                self._ready[:] = [k[1] for k in keys]
+                ready[:] = [k[1] for k in keys]
             self._ready_keys = keys
         return self._ready_keys
 
@@ -214,6 +215,7 @@ class Graph:
         """IDs of ready specs (groups included), in chant order (a live list: do not change it)."""
         if self._ready is None:
             self._compute()
+            assert self._ready is not None
         return self._ready
 
     @property
@@ -246,6 +248,7 @@ class Graph:
         """What ``--status blocked`` shows: stored ``blocked``, or pending and blocked by the rules."""
         if self._blocked is None:
             self._compute()
+            assert self._blocked is not None
         return self._blocked
 
     def display_status(self, row) -> str:
@@ -358,20 +361,21 @@ class Graph:
         row = self.active.get(spec_id)
         ready, blocked = self._state(row) if row is not None else (False, False)
         if blocked:
-            self._blocked.add(spec_id)
+            self.blocked.add(spec_id)
         else:
-            self._blocked.discard(spec_id)
+            self.blocked.discard(spec_id)
         was = spec_id in self._ready_set
         if ready != was:
             key = _ready_key(spec_id)
-            at = bisect_left(self._compute_keys(), key)
+            keys = self._compute_keys()
+            at = bisect_left(keys, key)
             if ready:
-                self._ready_keys.insert(at, key)
-                self._ready.insert(at, spec_id)
+                keys.insert(at, key)
+                self.ready.insert(at, spec_id)
                 self._ready_set.add(spec_id)
             else:
-                del self._ready_keys[at]
-                del self._ready[at]
+                del keys[at]
+                del self.ready[at]
                 self._ready_set.discard(spec_id)
             if self._ready_changes is not None:
                 self._ready_changes.add(spec_id)
@@ -381,7 +385,7 @@ class Graph:
                 at = bisect_left(self._queue_keys, old)
                 del self._queue_keys[at]
                 del self._queue[at]
-            if ready and row.type != "group":
+            if ready and row is not None and row.type != "group":  # (ready implies a row)
                 key = queue_key(row)
                 at = bisect_left(self._queue_keys, key)
                 self._queue_keys.insert(at, key)
@@ -460,8 +464,10 @@ def _cycle_path(component: list[str], edges) -> list[str]:
                     continue
                 if dep == start:
                     path = [node]
-                    while parent[path[-1]] is not None:
-                        path.append(parent[path[-1]])
+                    step = parent[node]
+                    while step is not None:
+                        path.append(step)
+                        step = parent[step]
                     path.reverse()
                     return path + [start]
                 if dep not in parent:

@@ -23,6 +23,15 @@ from .ids import parse_id
 from .query import FIELDS, And, Not, Or, Term, parse_query, tokenize
 from .values import PRIORITY_NAMES, SEARCH_LIMIT
 
+TYPE_CHECKING = False  # mypy reads the block; nothing in it is imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Literal, NoReturn
+
+    from filelock import BaseFileLock
+
+    from .snapshot import Snapshot
+
 __all__ = ["Index", "SearchResult"]
 
 STATE_FILE = "indexed.marshal"
@@ -82,7 +91,7 @@ def _give_back_freed_memory() -> None:
         _malloc_trim(0)
 
 
-_malloc_trim = None
+_malloc_trim: Callable[[int], int] | Literal[False] | None = None  # False: there is none
 
 
 def _rmtree(folder: str) -> None:
@@ -137,11 +146,11 @@ class Index:
         self.path = path
         self.defer_state = defer_state
         self.keep_writer = keep_writer
-        self._writer = None  # the kept writer (keep_writer), with the writer lock held for it
+        self._writer: tantivy.IndexWriter | None = None  # the kept writer (keep_writer), with the writer lock held for it
         #: documents written by streams (see :meth:`stream`) since the owner last looked
         self.streamed = 0
         self._state_dirty = False
-        self._state_snapshot = None
+        self._state_snapshot: Snapshot | None = None
         self._state_changes: dict[str, int | None] = {}  # path -> crc (None: deleted) since the last write
         self._state_full = False  # the next write of the state must be a full one
         #: paths the table changed since this process last wrote them to the index (every
@@ -156,11 +165,11 @@ class Index:
         # the table must not keep its index alive (nor the writer lock it holds)
         self._listener = weakly(self._noted)
         table.listeners.append(self._listener)
-        self._schema = None
-        self._lock = None
+        self._schema: tantivy.Schema | None = None
+        self._lock: BaseFileLock | None = None
         self._indexed: dict[str, int] | None = None
-        self._index = None
-        self._searcher = None
+        self._index: tantivy.Index | None = None
+        self._searcher: tantivy.Searcher | None = None
 
     def follow(self, table) -> None:
         """Index ``table`` from now on, told of its changes (a rebuild's new table while it is
@@ -192,6 +201,7 @@ class Index:
         if self._lock is None:
             from filelock import FileLock
 
+            assert self.path is not None  # an index in memory is never written by another process
             self._lock = FileLock(os.path.join(self.path, ".writer.lock"), timeout=60)
         return self._lock
 
@@ -880,7 +890,7 @@ class _Compiler:
             return _Q.boolean_query([(_OCC.Must, _Q.all_query()), (_OCC.MustNot, self.compile(node.item))])
         raise TypeError(node)
 
-    def paths_query(self, ids) -> object:
+    def paths_query(self, ids) -> tantivy.Query:
         active = self.table.active
         return _Q.term_set_query(self.schema, "path", [active[i].path for i in ids if i in active])
 
@@ -922,7 +932,7 @@ class _Compiler:
             return self.wildcard(t, field, value)
         return _Q.term_query(self.schema, field, value)
 
-    def text(self, t: Term, field: str):
+    def text(self, t: Term, field: str) -> tantivy.Query:
         if t.wildcard:
             return self.wildcard(t, field, t.value.lower())
         words = tokenize(t.value)
@@ -930,15 +940,15 @@ class _Compiler:
             return _Q.empty_query()
         if len(words) == 1:
             return _Q.term_query(self.schema, field, words[0])
-        return _Q.phrase_query(self.schema, field, words)
+        return _Q.phrase_query(self.schema, field, words)  # type: ignore[arg-type]  # tantivy's stub wants list[str | tuple[int, str]], a list[str] is as good
 
-    def wildcard(self, t: Term, field: str, value: str):
+    def wildcard(self, t: Term, field: str, value: str) -> tantivy.Query:
         try:
             return _Q.regex_query(self.schema, field, _wildcard_regex(value))
         except ValueError as exc:  # tantivy refused the pattern: the term's fault, not an internal error
             self.fail(t, f"the wildcard term cannot be searched ({exc})")
 
-    def fail(self, t: Term, message: str):
+    def fail(self, t: Term, message: str) -> NoReturn:
         raise QuerySyntaxError(f"Invalid query: {message} at position {t.pos}", position=t.pos)
 
     def date(self, t: Term, field: str):

@@ -30,6 +30,10 @@ import time
 from .errors import Conflict, LockHeld, LockNotFound, NotHolder, StaleToken, StorageError, UsageError
 from .values import MAX_TTL
 
+TYPE_CHECKING = False  # no typing import at run time; mypy reads the block
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
 __all__ = ["Lease", "LockTable", "FileLockTable", "MemoryLockTable", "format_time", "pid_alive"]
 
 _HOST: str | None = None
@@ -414,8 +418,8 @@ class MemoryLockTable(LockTable):
         self._leases: dict[str, Lease] = {}
         self._token = int(start_token)
         self._mutex = threading.RLock()
-        self._files = None
-        self._journal = None
+        self._files: FileLockTable | None = None  # the folder it owns (persist_dir)
+        self._journal: int | None = None  # the descriptor of that folder's .journal, while owned
         self._touched: set[str] = set()
         self._reserved = self._token
         self._block = max(1, int(token_block))
@@ -441,14 +445,16 @@ class MemoryLockTable(LockTable):
         return self._leases.get(spec)
 
     def _log(self, entry: dict) -> None:
+        journal, files = self._journal, self._files
+        assert journal is not None and files is not None  # called only while the folder is owned
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
         try:
-            written = os.write(self._journal, line)
+            written = os.write(journal, line)
             if written != len(line):  # a full disk: take the piece back, the journal holds whole lines
-                os.ftruncate(self._journal, os.fstat(self._journal).st_size - written)
+                os.ftruncate(journal, os.fstat(journal).st_size - written)
                 raise OSError(errno.ENOSPC, f"wrote {written} of {len(line)} bytes")
         except OSError as exc:
-            raise StorageError.from_os_error(exc, "append to", self._files.journal_path) from None
+            raise StorageError.from_os_error(exc, "append to", files.journal_path) from None
 
     def _create(self, lease):
         if self._journal is not None:
@@ -467,15 +473,17 @@ class MemoryLockTable(LockTable):
     def compact(self) -> int:
         """Fold the journal into the lease files and empty it; returns the specs written."""
         with self._mutex:
+            files = self._files
             if self._journal is None or not self._touched:
                 return 0
+            assert files is not None  # set with the journal
             done = 0
             for spec in sorted(self._touched):  # a failed write leaves it (and the journal) for next time
                 lease = self._leases.get(spec)
                 if lease is None:
-                    self._files.remove_file(spec)
+                    files.remove_file(spec)
                 else:
-                    self._files.put_file(lease)
+                    files.put_file(lease)
                 self._touched.discard(spec)
                 done += 1
             os.ftruncate(self._journal, 0)
@@ -485,6 +493,7 @@ class MemoryLockTable(LockTable):
         """Compact and let go of the folder (the daemon's last step)."""
         with self._mutex:
             if self._journal is not None:
+                assert self._files is not None  # set with the journal
                 self.compact()
                 os.unlink(self._files.journal_path)  # while we still hold it: nothing left to fold
                 os.close(self._journal)
@@ -531,7 +540,7 @@ class FileLockTable(LockTable):
         self.path = path
         self.durable = durable
         self._thread_mutex = threading.RLock()
-        self._filelock = None
+        self._filelock: BaseFileLock | None = None  # made by the first _enter
 
     # The folder's storage. The lease rules (LockTable) call the hooks below; a memory table
     # that owns this folder (the daemon's) loads from it and folds its journal into it with
@@ -565,6 +574,7 @@ class FileLockTable(LockTable):
 
     def _leave(self) -> None:
         try:
+            assert self._filelock is not None  # _enter made it
             self._filelock.release()
         finally:
             self._thread_mutex.release()
@@ -728,7 +738,7 @@ class FileLockTable(LockTable):
             raise StorageError.from_os_error(exc, "remove", self._lease_path(spec)) from None
 
     def _all(self):
-        out = []
+        out: list[Lease] = []
         journal = self._journal()  # first: a fold between the two reads then leaves the files complete
         try:
             names = os.listdir(self.path)

@@ -78,6 +78,7 @@ class Param:
         return value
 
     def _choice(self, op: str, value: str) -> str:
+        assert self.choices is not None  # check() asks only then
         folded = self.fold(value) if self.fold is not None else value.lower()
         if folded not in self.choices:
             raise UsageError(

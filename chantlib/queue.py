@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from .errors import LockHeld, LockNotFound, NothingReady, StaleToken
 
+TYPE_CHECKING = False  # no typing import at run time; mypy reads the block
+if TYPE_CHECKING:
+    from .lint import Gate
+
 __all__ = ["Queue", "nothing_ready", "held_note"]
 
 
@@ -50,7 +54,7 @@ class Queue:
         self.locks = locks
         self._refresh = refresh
         self._gate = gate if gate is not None else self._own_gate
-        self._default_gate = None
+        self._default_gate: Gate | None = None
 
     def _own_gate(self):
         gate = self._default_gate

@@ -32,9 +32,13 @@ __all__ = [
     "split_document",
 ]
 
-
-_CSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_CSafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+TYPE_CHECKING = False  # mypy reads the block, the run time the other branch
+if TYPE_CHECKING:
+    from yaml import CSafeDumper as _CSafeDumper
+    from yaml import CSafeLoader as _CSafeLoader
+else:  # libyaml's C classes where PyYAML was built with it, else the pure-Python ones
+    _CSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    _CSafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class RawInt(int):
@@ -56,7 +60,7 @@ def _without_timestamps(resolvers: dict) -> dict:
     }
 
 
-class _Loader(_CSafeLoader):  # type: ignore[misc, valid-type]
+class _Loader(_CSafeLoader):
     yaml_implicit_resolvers = _without_timestamps(_CSafeLoader.yaml_implicit_resolvers)
 
 
@@ -67,7 +71,7 @@ def _construct_int(loader, node):
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
-class _Dumper(_CSafeDumper):  # type: ignore[misc, valid-type]
+class _Dumper(_CSafeDumper):
     yaml_implicit_resolvers = _without_timestamps(_CSafeDumper.yaml_implicit_resolvers)
 
 

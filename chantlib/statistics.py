@@ -80,6 +80,19 @@ class SpecFigures:
     __slots__ = ("key", "specs", "active", "archived", "broken", "ready", "blocked", "by_status_project",
                  "ready_by_project", "free_by_project", "work", "held")
 
+    key: object  # what they were worked out from (see Workspace.statistics)
+    specs: int
+    active: int
+    archived: int
+    broken: int
+    ready: int
+    blocked: int
+    by_status_project: dict[tuple[str, str], int]
+    ready_by_project: dict[str, int]
+    free_by_project: dict[str, int]  # ready work lint does not hold back, leased or not
+    work: dict[str, str]  # ready work (groups left out): id -> project
+    held: set[str]  # of it, what lint holds back
+
     def __init__(self, key) -> None:
         self.key = key
 

@@ -245,7 +245,7 @@ class SpecStore:
         not read and ``entries`` is ``None``.
         """
         for top in ("specs", "archive"):
-            stack = [(os.path.join(self.chant_dir, top), top + "/", None)]
+            stack: list[tuple[str, str, tuple[int, int] | None]] = [(os.path.join(self.chant_dir, top), top + "/", None)]
             while stack:
                 folder, prefix, key = stack.pop()
                 if keep is not None and key is not None and keep(prefix, key):

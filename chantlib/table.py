@@ -23,6 +23,11 @@ from operator import itemgetter
 
 from .ids import parse_id, resolve_partial, sort_key
 
+TYPE_CHECKING = False  # typing is not imported at run time (the CLI's fast path); mypy reads the block
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .snapshot import Snapshot
+
 __all__ = ["Row", "FullRow", "SpecTable", "summarize", "weakly", "FIELDS", "HOT_FIELDS", "COLD_FIELDS"]
 
 FORMAT = 7  # 6: the cached config holds what the files said; 7: the hot lint and members fields
@@ -52,7 +57,44 @@ _ID, _PATH, _ARCHIVED, _STATUS, _ERROR = 0, 1, 2, 3, HOT_FIELDS.index("error")
 _STRUCTURE = tuple(HOT_FIELDS.index(name) for name in ("id", "archived", "depends_on", "error", "members"))
 
 
-class Row(tuple):
+class _Fields:
+    """The fields of a row by name, for the type checker: :class:`Row` reads them from its
+    tuple (properties made below), :class:`FullRow` holds them. In ``FIELDS`` order."""
+
+    __slots__ = ()
+
+    # HOT_FIELDS
+    id: str
+    path: str
+    archived: bool
+    status: str
+    type: str
+    title: str | None
+    depends_on: tuple[str, ...] | None  # None: no depends_on key
+    labels: tuple[str, ...]
+    priority: int | None
+    approval: tuple[bool, str | None, str | None, str | None] | None  # (required, status, by, at)
+    checked: int
+    total: int
+    project: str | None
+    completed_at: str | None
+    error: str | None
+    members: tuple[str, ...]
+    lint: tuple[str, ...]
+    # COLD_FIELDS
+    target_files: tuple[str, ...]
+    commits: tuple[str, ...]
+    branch: str | None
+    prompt: str | None
+    words: int
+    refs: tuple[str, ...]
+    keys: tuple[str, ...]
+    created: str | None
+    raw_status: str | None
+    raw_type: str | None
+
+
+class Row(tuple, _Fields):
     """A spec's summary: the hot fields, then the cold ones as one blob (see ``FIELDS``)."""
 
     __slots__ = ()
@@ -69,7 +111,7 @@ class Row(tuple):
         return FullRow(self[:_COLD] + self.cold)
 
 
-class FullRow:
+class FullRow(_Fields):
     """A row with its cold fields decoded: the same attribute names as :class:`Row`."""
 
     __slots__ = FIELDS
@@ -335,11 +377,11 @@ class SpecTable:
         self._archived_raw: dict[str, tuple] = {}
         self._broken: dict[str, Row] = {}
         self._duplicates: list[tuple[str, list[str]]] = []
-        self._graph = None
+        self._graph: Graph | None = None
         self._loaded = False
         self._dirty = False
         # what changed since the last save, for appending it (see flush)
-        self._snapshot = None
+        self._snapshot: Snapshot | None = None
         self._touched: set[str] = set()  # relpaths whose entry changed
         self._meta_changed = False  # folders, the archive check time or the racy set changed
         self._full_save = False  # the next save must write everything (after clear, a foreign file)
@@ -372,8 +414,8 @@ class SpecTable:
             return
         from .snapshot import Snapshot
 
-        self._snapshot = Snapshot(path)
-        loaded = self._snapshot.load()
+        self._snapshot = snapshot = Snapshot(path)
+        loaded = snapshot.load()
         if loaded is None:
             return
         data, records = loaded
@@ -466,14 +508,15 @@ class SpecTable:
         from .errors import StorageError
         from .snapshot import Snapshot
 
-        if self._snapshot is None:
-            self._snapshot = Snapshot(path)
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = Snapshot(path)
         self._dirty = False
         try:
             try:
-                self._snapshot.write(data)
+                snapshot.write(data)
             except ValueError:  # a value marshal refuses (a subclass of int, an object)
-                self._snapshot.write(_marshallable(data))
+                snapshot.write(_marshallable(data))
         except (StorageError, ValueError) as exc:
             self.warnings.append(f"cannot save the spec table in {self.cache_dir}: {getattr(exc, 'message', exc)}")
             return
@@ -827,7 +870,7 @@ class SpecTable:
         """The :class:`Row` of one file."""
         return tuple.__new__(Row, self.rows[relpath])
 
-    def _index(self) -> None:
+    def _index(self) -> dict[str, Row]:
         # Only active rows are wrapped as Row objects up front: the archive is usually most
         # of the table and the rules need just its statuses. Two files with one ID: the
         # smaller path wins (deterministic), and lint reports the duplicate.
@@ -848,10 +891,11 @@ class SpecTable:
                 continue
             target[spec_id] = other if other[_PATH] < t[_PATH] else t
             dup.setdefault(spec_id, set()).update((other[_PATH], t[_PATH]))
-        self._active = {i: new(Row, t) for i, t in active.items()}
+        self._active = active_rows = {i: new(Row, t) for i, t in active.items()}
         self._archived_raw, self._broken = archived, broken
         self._archived = None
         self._duplicates = sorted(((k, sorted(v)) for k, v in dup.items()), key=lambda kv: sort_key(kv[0]))
+        return active_rows
 
     @property
     def broken(self) -> dict[str, Row]:
@@ -863,9 +907,10 @@ class SpecTable:
     @property
     def active(self) -> dict[str, Row]:
         """id -> row for the specs under ``specs/``."""
-        if self._active is None:
-            self._index()
-        return self._active  # type: ignore[return-value]
+        active = self._active
+        if active is None:
+            active = self._index()
+        return active
 
     @property
     def archived(self) -> dict[str, Row]:
@@ -887,9 +932,10 @@ class SpecTable:
     def by_id(self) -> _ById:
         """id -> row, active specs shadowing archived ones of the same ID (a view: nothing
         is copied, so a long-lived table pays nothing for it when rows change)."""
-        if self._active is None:
-            self._index()
-        return _ById(self._active, self._archived_raw)
+        active = self._active
+        if active is None:
+            active = self._index()
+        return _ById(active, self._archived_raw)
 
     @property
     def duplicates(self) -> list[tuple[str, list[str]]]:

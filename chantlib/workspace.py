@@ -24,6 +24,16 @@ from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable
 from .values import BLANK, DEFAULT_TYPE, SEARCH_LIMIT, SPEC_FIELDS
 
+TYPE_CHECKING = False  # no typing import at run time; mypy reads the block
+if TYPE_CHECKING:
+    from .config import Config
+    from .events import Publisher
+    from .index import Index
+    from .lint import Gate
+    from .locks import LockTable
+    from .queue import Queue
+    from .statistics import SpecFigures
+
 __all__ = ["Workspace", "VERSION"]
 
 INDEX_DIR = ".index"
@@ -145,15 +155,15 @@ class Workspace:
                 cache_dir = None
         self.cache_dir = cache_dir
         self.table = SpecTable(self.store, cache_dir)
-        self._config = None
-        self._index = None
-        self._locks = None
+        self._config: Config | None = None
+        self._index: Index | None = None
+        self._locks: LockTable | None = None
         self._owns_locks = locks is None  # the file backend made on first use; a factory's table
-        self._queue = None
+        self._queue: Queue | None = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
-        self._gate = None
-        self._events = None  # the Publisher, made by the first subscribe()
-        self._figures = None  # the specs' part of statistics(), while they stay the same
+        self._gate: Gate | None = None
+        self._events: Publisher | None = None  # made by the first subscribe()
+        self._figures: SpecFigures | None = None  # the specs' part of statistics(), while they stay the same
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
         #: ``progress(phase, done, total)``, called during long work when set: phase

@@ -180,3 +180,10 @@ def test_refresh_paths_matches_a_full_refresh(tmp_path_factory, ops):
         fresh = SpecTable(store)
         fresh.refresh(save=False, full=True)
         assert _view(live) == _view(fresh)
+
+
+def test_row_field_declarations_follow_fields():
+    """What the type checker is told a row holds (``table._Fields``) is FIELDS, in order."""
+    from chantlib import table
+
+    assert tuple(table._Fields.__annotations__) == table.FIELDS
