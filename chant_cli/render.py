@@ -377,7 +377,7 @@ def render_queue_stats(out: Out, result: dict, args) -> int:
         out.json(json_result(result))
         return 0
     held = f" ({result['held']} held back by lint)" if result["held"] else ""
-    out.line(f"Ready:   {result['depth']}{held}")
+    out.line(f"Queued:  {result['depth']}{held}")
     out.line(f"Leased:  {result['leased']}")
     if result["by_project"]:
         parts = (f"{name or '(none)'} {count}" for name, count in result["by_project"].items())

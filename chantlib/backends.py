@@ -262,17 +262,20 @@ class DaemonBackend(Backend):
             raise ValueError("call on a closed backend")
         params = prepare(op, _merged(params, kwargs))
         try:
-            client = self._client()
-            try:
-                return client.call(op, params)
-            except Loading:  # refused before it ran (the daemon restarted meanwhile): safe to send again
-                client.hello = {"loaded": False}
-                _wait_for_load(client, self.progress)
-                return client.call(op, params)
-        except DaemonGone as exc:
+            return self._send(op, params)
+        except DaemonGone as first:
             if self._closed:
                 raise ValueError("the backend was closed during the call") from None
             self._forget()  # that connection is dead: this thread's next call opens a new one
+            exc = first
+            if not first.sent:
+                # nothing had left (a kept connection the daemon closed while idle): the same
+                # request on a new connection, once
+                try:
+                    return self._send(op, params)
+                except DaemonGone as again:
+                    self._forget()
+                    exc = again
             maybe_done = exc.sent and _writes(op)
             if maybe_done or self.root is None:  # root None: a remote daemon, no files here
                 raise Unavailable(
@@ -282,6 +285,15 @@ class DaemonBackend(Backend):
                 ) from None
             self.note(f"warning: the daemon went away ({exc}); running this command in direct mode")
             return self._fallback().call(op, params)
+
+    def _send(self, op: str, params: dict):
+        client = self._client()
+        try:
+            return client.call(op, params)
+        except Loading:  # refused before it ran (the daemon restarted meanwhile): safe to send again
+            client.hello = {"loaded": False}
+            _wait_for_load(client, self.progress)
+            return client.call(op, params)
 
     def _forget(self) -> None:
         """Drop this thread's connection (dead)."""

@@ -96,15 +96,28 @@ class ChantError(Exception):
             out["details"] = self.details
         return out
 
+    #: attribute -> the detail it is kept in: what :meth:`from_dict` restores, so that an
+    #: error received over a transport reads like the one raised in process
+    ATTRS: dict[str, str] = {}
+
     @classmethod
     def from_dict(cls, data: dict) -> ChantError:
-        """Rebuild an error received over a transport (the client side of the envelope)."""
+        """Rebuild an error received over a transport (the client side of the envelope): the
+        class the daemon raised (a code shared by several, ``not_found``, is told apart by its
+        details: a spec's is :class:`SpecNotFound`), with its attributes."""
         code = data.get("code", "error")
+        details = data.get("details") or {}
         klass = _BY_CODE.get(code, ChantError)
+        for refined in _REFINED.get(code, ()):
+            if all(key in details for key in refined.ATTRS.values()):
+                klass = refined
+                break
         err = klass.__new__(klass)
-        ChantError.__init__(err, str(data.get("message", code)), **(data.get("details") or {}))
+        ChantError.__init__(err, str(data.get("message", code)), **details)
         if klass is ChantError:
             err.code = code
+        for attr, key in klass.ATTRS.items():
+            setattr(err, attr, details.get(key))
         return err
 
 
@@ -167,6 +180,8 @@ def shown(text: str, limit: int = 80) -> str:
 
 
 class SpecNotFound(NotFound):
+    ATTRS = {"partial": "spec"}
+
     def __init__(self, partial: str) -> None:
         super().__init__(f"Spec not found: {shown(partial)}", spec=shown(partial))
         self.partial = partial
@@ -178,6 +193,7 @@ class NotInitialized(NotFound):
 
 class LockNotFound(NotFound):
     code = "not_locked"
+    ATTRS = {"spec_id": "spec"}
 
     def __init__(self, spec_id: str) -> None:
         super().__init__(f"Spec {spec_id} is not locked", spec=spec_id)
@@ -192,6 +208,7 @@ class Conflict(ChantError):
 
 class LockHeld(Conflict):
     code = "already_locked"
+    ATTRS = {"spec_id": "spec", "holder": "holder", "expires_at": "expires_at", "token": "token"}
 
     def __init__(self, spec_id: str, holder: str, expires_at: str | None = None, token: int | None = None) -> None:
         until = f" until {expires_at}" if expires_at else ""
@@ -274,6 +291,8 @@ for _klass in (
     SpecParseError, StorageError,
 ):
     _BY_CODE.setdefault(_klass.code, _klass)
+#: code -> subclasses that share it, told apart by their details (see ChantError.from_dict)
+_REFINED: dict[str, tuple] = {"not_found": (SpecNotFound,)}
 
 
 def status_for_code(code: str) -> int:

@@ -297,12 +297,13 @@ class LockTable:
                     current_token=current.token,
                 )
             return
+        # a renewal is never forced: only the holder extends a lease
+        ways = "its token or the same owner" if action == "renew" else "its token, the same owner, or force"
         if owner is None:
-            raise UsageError(f"{action} needs the lease's token, its owner, or force")
+            raise UsageError(f"{action} needs the lease's {ways.replace('its token', 'token')}")
         if owner != current.owner:
             raise NotHolder(
-                f"Spec {current.spec} is locked by {current.owner}, not {owner}; "
-                f"{action} needs its token, the same owner, or force",
+                f"Spec {current.spec} is locked by {current.owner}, not {owner}; {action} needs {ways}",
                 spec=current.spec,
                 holder=current.owner,
             )
@@ -650,7 +651,7 @@ class FileLockTable(LockTable):
             os.close(fd)
             raise Conflict(
                 f"the daemon of this repository owns its leases ({self.path}) while it runs: lease changes "
-                "go through it (from a script: chantlib.client.DaemonClient); if it does not answer, see "
+                "go through it (from a script: chantlib.connect(root)); if it does not answer, see "
                 "`chant daemon status`, or stop it with `chant daemon stop`; if no daemon runs, another "
                 f"process holds {self.journal_path} (`fuser -v` names it)",
                 path=self.path,

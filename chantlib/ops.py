@@ -306,21 +306,21 @@ _SPEC = Param(
     "spec", required=True, aliases=("id",), doc="spec ID (a unique part is enough)", pattern=_NOT_BLANK,
     hint="must not be blank",
 )
-_OWNER = Param("owner", doc="lease owner (default: CHANT_OWNER, else user@host)")
+_OWNER = Param("owner", doc="lease owner (default: CHANT_OWNER, else user@host)", metavar="O")
 _TTL = Param(
     "ttl", "float", doc="lease length in seconds (default: scale.locks.ttl, 3600)", minimum=0, exclusive=True,
-    maximum=MAX_TTL,
+    maximum=MAX_TTL, metavar="S",
 )
-_TOKEN = Param("token", "int", doc="the lease's fencing token")
+_TOKEN = Param("token", "int", doc="the lease's fencing token", metavar="N")
 _FORCE = Param("force", "bool", False, doc="act even if someone else holds the lease")
-_PROJECT = Param("project", doc="only specs of this project")
+_PROJECT = Param("project", doc="only specs of this project", metavar="P")
 _QUERY = Param(
     "q", required=True, aliases=("query",), doc="the query (docs/cli.md, Query language)", pattern=_NOT_BLANK,
     hint="must not be blank",
 )
-_LIMIT = Param("limit", "int", SEARCH_LIMIT, doc="at most this many specs", minimum=0)
+_LIMIT = Param("limit", "int", SEARCH_LIMIT, doc="at most this many specs", minimum=0, metavar="N")
 _LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any of these labels (repeatable)",
-                flag="label")
+                flag="label", metavar="L")
 
 #: the CLI's command groups (``chant lock ...``): their help
 GROUPS = {"lock": "leases on specs", "queue": "the queue of ready work", "index": "the search index"}
@@ -347,7 +347,7 @@ OPS: dict[str, Op] = {
                       hint="must be one line of text"),
                 Param("type", default=DEFAULT_TYPE, pattern=r"^[A-Za-z0-9_-]+$", hint="must be letters, digits, '_' or '-'",
                       doc="the spec's type"),
-                Param("labels", "list", aliases=("label",), doc="a label (repeatable)", flag="label"),
+                Param("labels", "list", aliases=("label",), doc="a label (repeatable)", flag="label", metavar="L"),
                 Param("depends_on", "list", pattern=_NOT_BLANK, doc="a dependency (repeatable; partial IDs resolve)",
                       hint="must not hold a blank ID", metavar="ID"),
                 Param("priority", pattern=r"^(low|normal|high|critical|-?[0-9]+)$",
@@ -358,7 +358,7 @@ OPS: dict[str, Op] = {
                       hint="must be letters, digits, '_' and '-'"),
                 Param("criteria", "list", doc="an acceptance criterion (repeatable)", flag="criterion",
                       metavar="TEXT"),
-                Param("description", doc="a paragraph under the title"),
+                Param("description", doc="a paragraph under the title", metavar="TEXT"),
             ),
             doc="create a spec",
             specs="write", slow=True,
@@ -371,9 +371,9 @@ OPS: dict[str, Op] = {
             (
                 Param("ready", "bool", False, doc="only ready specs (groups left out)"),
                 Param("status", doc="only this status: pending, ready, blocked, in_progress, completed, failed, ... "
-                      "(ready and blocked are computed)", choices=STATUS_FILTERS, fold=canon_status),
+                      "(ready and blocked are computed)", choices=STATUS_FILTERS, fold=canon_status, metavar="S"),
                 _LABELS,
-                Param("type", doc="only this type"),
+                Param("type", doc="only this type", metavar="T"),
                 _PROJECT,
                 Param("fields", "list", doc="only these keys of each spec (default: all of them)",
                       choices=SPEC_FIELDS),
@@ -439,7 +439,7 @@ OPS: dict[str, Op] = {
            doc="the queue's figures: ready, held back by lint, leased, by project",
            specs="read", leases="read",
            cli=Cli("queue stats", "the queue's figures"), http=Http("GET", "/api/queue/stats")),
-        Op("queue_list", "queue_list", (_PROJECT, _LABELS, Param("limit", "int", minimum=0, doc="show at most this many")),
+        Op("queue_list", "queue_list", (_PROJECT, _LABELS, Param("limit", "int", minimum=0, doc="show at most this many (default: all)", metavar="N")),
            doc="the queue, in order", **_READ, leases="read",
            cli=Cli("queue list", "the queue in order"), http=Http("GET", "/api/queue")),
         Op("index_status", "index_status", doc="the index and spec table", **_READ,

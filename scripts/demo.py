@@ -104,7 +104,15 @@ def daemon_tour(target: str) -> None:
         _shell(f"echo '{line}' | nc -U {os.path.relpath(sock, target)}", ["sh", "-c", f"echo '{line}' | nc -U {sock}"]
                if shutil.which("nc") else ["nc"], via_socket)
         url = f"http://127.0.0.1:{port}/api/queue/next"
-        _shell(f"curl {url}", ["curl", "-s", url], lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+        with open(os.path.join(target, ".chant", "daemon.token"), encoding="utf-8") as fh:
+            header = f"Authorization: Bearer {fh.read().strip()}"  # the API wants the token, loopback too
+
+        def via_urllib() -> str:
+            request = urllib.request.Request(url, headers={"Authorization": header.split(": ", 1)[1]})
+            return urllib.request.urlopen(request, timeout=10).read().decode()
+
+        _shell(f'curl -H "Authorization: Bearer $(cat .chant/daemon.token)" {url}', ["curl", "-s", "-H", header, url],
+               via_urllib)
         spec = os.path.join(target, ".chant", "specs", "2030-01-01-001-new.md")
         with open(spec, "w", encoding="utf-8") as fh:
             fh.write("---\ntype: code\nstatus: pending\npriority: 500\n---\n# Written while the daemon watches\n")

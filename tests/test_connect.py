@@ -308,3 +308,39 @@ def test_scale_daemon_enabled_starts_one_unless_autostart_is_off(cli_daemon):
     finally:
         stop = run_chant(["daemon", "stop"], repo.root)
     assert stop.code == 0
+
+
+@pytest.mark.slow
+def test_an_http_backend_idle_past_the_servers_keep_alive_calls_again_on_a_new_connection(eight, daemon_factory):
+    """The daemon closes a kept HTTP connection idle for HTTP_IDLE_SECONDS: the next call's
+    request never left, so it is sent again on a new connection, read or write alike."""
+    import time
+
+    from chantd.server import HTTP_IDLE_SECONDS
+
+    d = daemon_factory(eight.root, metrics=False)
+    with connect(d.api, token=d.token) as backend:
+        backend.call("lock_list")
+        time.sleep(HTTP_IDLE_SECONDS + 1.5)
+        assert backend.call("lock_list")["leases"] == []
+        time.sleep(HTTP_IDLE_SECONDS + 1.5)
+        lease = backend.call("lock_acquire", spec="002-aaa", owner="pod-7", ttl=600)
+    assert [(x["spec"], x["token"]) for x in d.call("lock_list")["leases"]] == [(IDS[1], lease["token"])]
+
+
+@pytest.mark.parametrize("mode", ["direct", "socket", "http"])
+def test_errors_are_the_same_classes_with_the_same_attributes_in_every_mode(mode, eight, daemon_factory):
+    from chantlib.errors import LockHeld, SpecNotFound
+
+    if mode != "direct":
+        d = daemon_factory(eight.root, metrics=False, api=mode == "http")
+    target = eight.root if mode != "http" else d.api
+    with connect(target, direct=mode == "direct", token=None if mode != "http" else d.token) as backend:
+        with pytest.raises(SpecNotFound) as missing:
+            backend.call("show", spec="nosuch")
+        assert missing.value.partial == "nosuch" and missing.value.code == "not_found"
+        backend.call("lock_acquire", spec="002-aaa", owner="agent-2", ttl=600)
+        with pytest.raises(LockHeld) as held:
+            backend.call("lock_acquire", spec="002-aaa", owner="agent-3", ttl=600)
+        assert (held.value.spec_id, held.value.holder) == (IDS[1], "agent-2")
+        assert held.value.expires_at and held.value.token is None or isinstance(held.value.token, int)

@@ -550,4 +550,4 @@ def test_queue_stats_counts_the_queue_the_leases_and_the_projects(repo, chant):
     assert ws.queue_stats(labels=["bug"])["depth"] == 0
     out = chant("queue", "stats")
     assert out.code == 0, out.err
-    assert out.out == "Ready:   1\nLeased:  1\nProjects: auth 1\n"
+    assert out.out == "Queued:  1\nLeased:  1\nProjects: auth 1\n"
