@@ -20,7 +20,7 @@ import time
 from chantd.testing import DaemonProcess, StartFailed, free_port
 from chantlib.client import daemon_alive
 
-from .settings import BIG, START_TIMEOUT, STOP_TIMEOUT
+from .settings import BIG, FAST_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT
 
 __all__ = ["Daemon", "Measure", "Run", "StartFailed", "memory_run", "percentile", "repeats", "rss_method", "run",
            "stop_stray"]
@@ -191,6 +191,25 @@ class Measure:
             "attempts": self.attempts, "median": self.median, "min": self.min, "ratios": self.ratios,
             "paired": self.paired,
         }
+
+
+class BareStart:
+    """A bare interpreter start (``python -c pass``), run between the measured commands of a
+    round: each run goes into the session's ``baseline`` and this size's ``local`` measure,
+    and ``last`` is the current round's time (``None`` when it failed), which the round's
+    commands are divided by."""
+
+    def __init__(self, python: str, root: str, env: dict | None, baseline: Measure, local: Measure) -> None:
+        self.python, self.root, self.env = python, root, env
+        self.baseline, self.local = baseline, local
+        self.last: float | None = None
+
+    def __call__(self) -> None:
+        r = run([self.python, "-c", "pass"], cwd=self.root, timeout=FAST_TIMEOUT, env=self.env)
+        self.last = r.wall if r.ok() else None
+        if r.ok():
+            self.baseline.add(r.wall)
+            self.local.add(r.wall)
 
 
 def repeats(n: int, k: int) -> tuple[int, int]:

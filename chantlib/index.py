@@ -419,22 +419,11 @@ class Index:
     def _locked_write(self, todo: list[str], gone: list[str], parsed: dict, *, recheck: bool, progress=None) -> int:
         if self.path is None:
             return self._write(todo, gone, parsed, progress)
-        from filelock import Timeout
-
-        lock = self._writer_lock()
-        try:
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                if not self.keep_writer and self._daemon_runs():
-                    # the daemon holds the writer and keeps the index in step with the files:
-                    # search it as it is (its documents are at least as new as our table)
-                    return 0
-                lock.acquire(timeout=60)
-        except Timeout:
-            raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
-        except OSError as exc:
-            raise StorageError.from_os_error(exc, "lock the index in", self.path) from None
+        lock = self._take_writer_lock()
+        if lock is None:
+            # the daemon holds the writer and keeps the index in step with the files: search
+            # it as it is (its documents are at least as new as our table)
+            return 0
         try:
             if recheck:
                 # another process may have done it while we waited
@@ -660,21 +649,31 @@ class Index:
 
         return start
 
+    def _take_writer_lock(self):
+        """The index's writer lock, taken (waiting up to a minute for another writer), or
+        ``None`` when a running daemon holds it (it keeps the index in step itself)."""
+        from filelock import Timeout
+
+        lock = self._writer_lock()
+        try:
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if not self.keep_writer and self._daemon_runs():
+                    return None
+                lock.acquire(timeout=60)
+        except Timeout:
+            raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, "lock the index in", self.path) from None
+        return lock
+
     def _stream_open(self, total: int, progress) -> _StreamState | None:
         lock = None
         if self.path is not None:
-            from filelock import Timeout
-
-            lock = self._writer_lock()
-            try:
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
-                    if not self.keep_writer and self._daemon_runs():
-                        return None  # the daemon's: the sync after the refresh searches what it keeps
-                    lock.acquire(timeout=60)
-            except Timeout:
-                raise ChantError(f"the index in {self.path} is busy (another process is writing it)") from None
+            lock = self._take_writer_lock()
+            if lock is None:
+                return None  # the daemon's: the sync after the refresh searches what it keeps
         try:
             self.close()  # the kept writer, if any: this write gets its own, with a bigger arena
             tantivy_index = self._open()

@@ -12,7 +12,7 @@ import time
 from chantlib.client import DaemonClient, DaemonGone, DaemonUnavailable
 from chantlib.errors import ChantError
 
-from ..runner import Daemon, Measure, StartFailed, memory_run, repeats, run, stop_stray
+from ..runner import BareStart, Daemon, Measure, StartFailed, memory_run, repeats, run, stop_stray
 from ..settings import BIG, FAST_TIMEOUT, FREE_QUERY
 from .profile import breakdown, cprofile, importtime
 from .renew import measure_renew
@@ -103,14 +103,8 @@ def bench(res: dict, args, chant: str, python: str, env: dict, baseline, log) ->
     index_dir = os.path.join(root, ".chant", ".index")
     local_bare = Measure("bare")
     d["bare_local"] = local_bare
-    this_round = {"bare": None}  # the bare interpreter's time in the current round
 
-    def bare():
-        r = run([python, "-c", "pass"], cwd=root, timeout=FAST_TIMEOUT, env=env)
-        this_round["bare"] = r.wall if r.ok() else None
-        if r.ok():
-            baseline.add(r.wall)
-            local_bare.add(r.wall)
+    bare = BareStart(python, root, env, baseline, local_bare)
 
     stop_stray(chant, root, env, log)
     restore_leftovers(root, log)
@@ -174,7 +168,7 @@ def bench(res: dict, args, chant: str, python: str, env: dict, baseline, log) ->
             m[key].attempts += 1
             r = run([chant, *argv], cwd=root, timeout=FAST_TIMEOUT, env=env)
             if r.ok(codes):
-                m[key].add(r.wall, this_round["bare"])
+                m[key].add(r.wall, bare.last)
             else:
                 m[key].failures.append(r.why())
             return r
@@ -189,7 +183,7 @@ def bench(res: dict, args, chant: str, python: str, env: dict, baseline, log) ->
                 a = run([chant, "lock", "acquire", lock_id], cwd=root, timeout=FAST_TIMEOUT, env=env)
                 b = run([chant, "lock", "release", lock_id], cwd=root, timeout=FAST_TIMEOUT, env=env)
                 if a.ok() and b.ok():
-                    m["lock"].add(a.wall + b.wall, this_round["bare"])
+                    m["lock"].add(a.wall + b.wall, bare.last)
                 else:
                     m["lock"].failures.append(f"acquire {a.why()}" if not a.ok() else f"release {b.why()}")
                     run([chant, "lock", "release", lock_id, "--force"], cwd=root, timeout=FAST_TIMEOUT, env=env)

@@ -10,7 +10,7 @@ import shlex
 import shutil
 
 from ..repos import ensure_repo, folder_bytes
-from ..runner import Measure, Run, memory_run, repeats, run, stop_stray
+from ..runner import BareStart, Measure, Run, memory_run, repeats, run, stop_stray
 from ..settings import DIRECT, FAST_TIMEOUT, FREE_QUERY, SLOW_TIMEOUT, STRUCT_QUERY
 from .watch import restore_leftovers
 
@@ -55,14 +55,8 @@ def bench_size(n: int, args, chant: str, python: str, baseline: Measure, log) ->
     restore_leftovers(root, log)
     fast, slow = repeats(n, args.repeat)
     res["repeats"] = {"fast": fast, "slow": slow}
-    this_round = {"bare": None}  # the bare interpreter's time in the current round
 
-    def bare():
-        r = run([python, "-c", "pass"], cwd=root, timeout=FAST_TIMEOUT, env=env)
-        this_round["bare"] = r.wall if r.ok() else None
-        if r.ok():
-            baseline.add(r.wall)
-            local_bare.add(r.wall)
+    bare = BareStart(python, root, env, baseline, local_bare)
 
     def chant_run(argv, timeout=FAST_TIMEOUT, direct=True) -> Run:
         return run([chant, *DIRECT, *argv] if direct else [chant, *argv], cwd=root, timeout=timeout, env=env)
@@ -72,7 +66,7 @@ def bench_size(n: int, args, chant: str, python: str, baseline: Measure, log) ->
         meas.attempts += 1
         r = chant_run(argv, timeout, direct)
         if r.ok(codes):
-            meas.add(r.wall, this_round["bare"])
+            meas.add(r.wall, bare.last)
         else:
             meas.failures.append(r.why())
         return r
@@ -139,7 +133,7 @@ def bench_size(n: int, args, chant: str, python: str, baseline: Measure, log) ->
             a = chant_run(["lock", "acquire", lock_id])
             b = chant_run(["lock", "release", lock_id])
             if a.ok() and b.ok():
-                meas.add(a.wall + b.wall, this_round["bare"])
+                meas.add(a.wall + b.wall, bare.last)
             else:
                 meas.failures.append(f"acquire {a.why()}" if not a.ok() else f"release {b.why()}")
                 chant_run(["lock", "release", lock_id, "--force"])

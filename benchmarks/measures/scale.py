@@ -12,8 +12,8 @@ import time
 from chantlib.client import DaemonClient, DaemonGone, DaemonUnavailable
 from chantlib.errors import ChantError
 
-from ..runner import Daemon, Measure, StartFailed, repeats, run, stop_stray
-from ..settings import FAST_TIMEOUT, SLOW_TIMEOUT
+from ..runner import BareStart, Daemon, Measure, StartFailed, repeats, run, stop_stray
+from ..settings import SLOW_TIMEOUT
 from .watch import cli_request, record_series, restore_leftovers, watch_latency
 
 SCALE_TARGET_P50 = 0.060  # seconds, write -> visible in `list --ready`, at every size
@@ -80,16 +80,10 @@ def scale_bench(res: dict, args, chant: str, python: str, env: dict, baseline, l
     sc["cli"] = cli
     local_bare = Measure("bare")
     sc["bare_local"] = local_bare
-    this_round = {"bare": None}
     stop_stray(chant, root, env, log)
     restore_leftovers(root, log)
 
-    def bare():
-        r = run([python, "-c", "pass"], cwd=root, timeout=FAST_TIMEOUT, env=env)
-        this_round["bare"] = r.wall if r.ok() else None
-        if r.ok():
-            baseline.add(r.wall)
-            local_bare.add(r.wall)
+    bare = BareStart(python, root, env, baseline, local_bare)
 
     # 1. a cold start: the table and the index built from the files; its VmHWM is the build's peak
     log(f"[{n}] scale: cold start")
@@ -132,7 +126,7 @@ def scale_bench(res: dict, args, chant: str, python: str, env: dict, baseline, l
                 cli[key].attempts += 1
                 r = run([chant, *argv], cwd=root, timeout=SLOW_TIMEOUT, env=env)
                 if r.ok((0, 5)):
-                    cli[key].add(r.wall, this_round["bare"])
+                    cli[key].add(r.wall, bare.last)
                 else:
                     cli[key].failures.append(r.why())
         bare()
