@@ -147,6 +147,17 @@ _DAEMON_ACTIONS = {
 }
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds for argparse: zero or more."""
+    value = float(text)  # argparse names a ValueError as an invalid value
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text!r}")
+    return value
+
+
+_seconds.__name__ = "seconds"  # argparse names it in "invalid seconds value: 'x'"
+
+
 def _add_daemon(sub, action=None):
     text = "the daemon: a hot index, lock table and queue for this repository"
     p = sub.add_parser("daemon", help=text)
@@ -159,7 +170,7 @@ def _add_daemon(sub, action=None):
             q.add_argument("--background", action="store_true", help="detach; return once the socket answers")
             _add_start_options(q)
         elif name == "stop":
-            q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+            q.add_argument("--timeout", type=_seconds, default=30.0, metavar="S", help="seconds to wait (default: 30)")
         elif name == "request":
             q.add_argument("json_request", metavar="JSON", help='a request object, e.g. \'{"cmd":"hello"}\'')
             q.add_argument("--in-process", action="store_true", help="answer here, as the daemon would")

@@ -214,10 +214,13 @@ def _write_plain(path: str, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chantlib.generate", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="folder to create the repository in")
-    parser.add_argument("--specs", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--archive-fraction", type=float, default=0.6)
+    parser.add_argument("--specs", type=int, default=300, metavar="N", help="how many spec files (default: 300)")
+    parser.add_argument("--seed", type=int, default=7, help="the random seed: one seed, one repository (default: 7)")
+    parser.add_argument("--archive-fraction", type=float, default=0.6, metavar="F",
+                        help="the share of specs written to the archive, 0 to 1 (default: 0.6)")
     args = parser.parse_args(argv)
+    if args.specs < 0 or not 0 <= args.archive_fraction <= 1:
+        parser.error("--specs must be zero or more and --archive-fraction between 0 and 1")
     counts = generate(args.root, args.specs, seed=args.seed, archive_fraction=args.archive_fraction)
     print(
         f"wrote {counts['specs']} specs to {os.path.join(args.root, '.chant')} "

@@ -477,3 +477,13 @@ def test_a_query_may_start_with_a_dash_and_span_several_words(filled, chant):
     bare = chant("search")
     assert bare.code == 2 and "query" in bare.err
     assert chant("search", "--limit").code == 2
+
+
+def test_daemon_stop_refuses_a_negative_timeout_and_generate_checks_its_numbers(repo, chant, tmp_path):
+    bad = chant("daemon", "stop", "--timeout", "-1")
+    assert bad.code == 2 and bad.err.startswith("error: argument --timeout: must be zero or more seconds")
+    from chantlib.generate import main as generate_main
+
+    with pytest.raises(SystemExit) as exited:
+        generate_main([str(tmp_path / "g"), "--archive-fraction", "2"])
+    assert exited.value.code == 2 and not (tmp_path / "g").exists()
