@@ -34,11 +34,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["GitWatcher", "GitEvent", "KINDS", "find_git_dirs"]
 
 
-def _log(level: str, message: str, *args) -> None:
+def _log(level: str, message: str, *args: object) -> None:
     """Log on the ``chantlib.gitwatch`` logger; :mod:`logging` is loaded on the first line
     (a script that never meets one does not pay for it; a daemon has it loaded anyway)."""
     import logging
@@ -137,7 +141,7 @@ def _is_zero(oid: str) -> bool:
     return not oid.strip("0")
 
 
-def find_git_dirs(root: str | os.PathLike) -> tuple[str, str, str | None] | str:
+def find_git_dirs(root: str | os.PathLike[str]) -> tuple[str, str, str | None] | str:
     """``(git_dir, common_dir, main_worktree)`` of the repository holding ``root``, or the
     reason there is none (a string). Like git, looks in ``root`` and then in its parents;
     a ``.git`` file (``gitdir: <path>``) is followed, and a ``commondir`` file in the git
@@ -229,12 +233,12 @@ class _Log:
     recent: tuple[str, ...] = ()  # fingerprints of the last lines read, newest last
     stat: tuple[int, int, int] | None = None  # (inode, size, mtime) when last read
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"offset": self.offset, "tail": self.tail, "tail_len": self.tail_len, "time": self.time,
                 "recent": list(self.recent)}
 
     @classmethod
-    def from_json(cls, data: dict) -> _Log:
+    def from_json(cls, data: dict[str, Any]) -> _Log:
         return cls(int(data["offset"]), str(data["tail"]), int(data["tail_len"]), int(data["time"]),
                    tuple(str(x) for x in data.get("recent", ())))
 
@@ -275,8 +279,9 @@ class GitWatcher:
     ``reason`` says why (also logged once), ``poll()`` returns ``[]``.
     """
 
-    def __init__(self, root: str | os.PathLike = ".", *, state_path: str | os.PathLike | None = None,
-                 resume: bool = True, autosave: bool = True, clock=time.monotonic) -> None:
+    def __init__(self, root: str | os.PathLike[str] = ".", *, state_path: str | os.PathLike[str] | None = None,
+                 resume: bool = True, autosave: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         # clock: monotonic seconds, only for how long a HEAD line may wait (PENDING_SECONDS)
         self.root = os.path.abspath(os.fspath(root))
         self.state_path = os.fspath(state_path) if state_path is not None else None
@@ -317,7 +322,7 @@ class GitWatcher:
     def __enter__(self) -> GitWatcher:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- the API a daemon uses ------------------------------------------------------------
@@ -683,7 +688,7 @@ class GitWatcher:
         action, sep, rest = ln.message.partition(": ")
         if not sep:
             action, rest = ln.message, ""
-        fields: dict = {}
+        fields: dict[str, Any] = {}
         if ref is not None and ref.startswith("refs/remotes/"):
             kind = "push" if action == "update by push" else "fetch"
             if kind == "fetch":
