@@ -4,6 +4,7 @@ The public surface, and nothing else by accident::
 
     from chantlib import Workspace, Spec, Index, LockTable, Lease, Queue, Config, ChantError
     from chantlib import connect          # one client: direct, the daemon's socket, or HTTP
+    from chantlib import GitWatcher, GitEvent  # git events from the reflogs
 
 ``__all__`` is that surface: the objects above and their helpers, every public error (the
 whole tree of :mod:`chantlib.errors`, and the clients' own), and the clients
@@ -42,6 +43,8 @@ _EXPORTS = {
     "generate_id": "ids",
     "resolve_partial": "ids",
     "parse_query": "query",
+    "GitWatcher": "gitwatch",
+    "GitEvent": "gitwatch",
     "dispatch": "ops",
     "OPS": "ops",
     # the clients

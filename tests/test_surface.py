@@ -16,6 +16,7 @@ EXPECTED_EXPORTS = {
     "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
     "SpecNotFound", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "StorageError", "UsageError",
     "Workspace", "__version__", "Applied", "Event", "Statistics", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
+    "GitWatcher", "GitEvent",
     # every public error of chantlib/errors.py
     "BadRequest", "MethodNotAllowed", "Unavailable", "Loading", "Unauthorized",
     # the clients
