@@ -565,11 +565,12 @@ class GitWatcher:
             entry = self._logs[key] = _Log()
             self._dirty = True
         try:
+            st = os.stat(path)  # all an unchanged reflog costs
+            if (st.st_ino, st.st_size, st.st_mtime_ns) == entry.stat:
+                return []
             with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
+                st = os.fstat(fh.fileno())  # the file read (it may have been replaced since)
                 stat = (st.st_ino, st.st_size, st.st_mtime_ns)
-                if stat == entry.stat:
-                    return []
                 tell: list[bytes] | None = None
                 start = entry.offset - entry.tail_len
                 if st.st_size >= entry.offset:
