@@ -291,10 +291,10 @@ class Service:
                 result = self._answer_always(cmd, params)
             else:
                 await self._wait_loaded(cmd)  # never an answer about specs before they are loaded
-                if op.specs == "write":
-                    self._forget()  # nothing cached survives a change to the specs
                 if not op.slow:
                     async with self.lock:
+                        if op.specs == "write":
+                            self._forget()  # nothing cached survives a change to the specs
                         result = dispatch(self.ws, cmd, params)
                         self.log_warnings()
                         self._after(cmd, result)

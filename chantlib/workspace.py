@@ -20,6 +20,7 @@ import time
 from ._version import PROTOCOL_VERSION, VERSION
 from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
+from .ops import for_method
 from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable
 from .values import BLANK, DEFAULT_TYPE, SEARCH_LIMIT, SPEC_FIELDS
@@ -83,8 +84,6 @@ def _operation(*, specs: bool = True, skipped: bool = True, op: str | None = Non
 
         @functools.wraps(method)
         def operation(self, *args, **kwargs):
-            from .ops import for_method
-
             entry = for_method(served)
             if entry is not None:
                 if args and len(args) <= len(names):  # too many: the call itself says so
