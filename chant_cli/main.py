@@ -94,6 +94,8 @@ def _add_flags(q, ops: list) -> None:
                 text = _param_help(p)
                 if nargs:
                     text = f"{text}; several words are joined with spaces, and a word may start with '-' (NOT)"
+                elif not p.required:
+                    nargs = "?"  # a positional with a default may be left out
                 q.add_argument(p.name, metavar=metavar, nargs=nargs, help=text)
             elif p.name in cli.consts:
                 flag, value, text = cli.consts[p.name]

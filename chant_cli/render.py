@@ -395,6 +395,21 @@ def render_complete(out: Out, result: dict, args) -> int:
     return 0
 
 
+def render_record_commit(out: Out, result: dict, args) -> int:
+    if args.json:
+        out.json(json_result(result))
+        return 0
+    commit = result["commit"]
+    if result["ref"] is None:
+        out.note(f"{commit}: its subject names no spec (chant(<id>): ...); nothing recorded")
+    elif result["recorded"]:
+        replaced = f" (in place of {result['replaced']})" if result["replaced"] else ""
+        out.line(f"Recorded {commit} in {result['spec']['id']}{replaced}")
+    else:
+        out.line(f"{commit} is already recorded in {result['spec']['id']}")
+    return 0
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -448,6 +463,7 @@ RENDERERS = {
     "queue_stats": render_queue_stats,
     "index_status": render_index,
     "index_rebuild": render_index,
+    "record_commit": render_record_commit,
 }
 #: operation -> ``shape(params, args)``: parameters the command sets from how it renders
 SHAPES = {"list": _list_fields}

@@ -72,6 +72,7 @@ _EXPORTS = {
     "InvalidValue": "errors",
     "NotFound": "errors",
     "SpecNotFound": "errors",
+    "UnknownSpecRef": "errors",
     "NotInitialized": "errors",
     "LockNotFound": "errors",
     "Conflict": "errors",

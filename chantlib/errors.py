@@ -47,6 +47,7 @@ __all__ = [
     "InvalidValue",
     "NotFound",
     "SpecNotFound",
+    "UnknownSpecRef",
     "NotInitialized",
     "LockNotFound",
     "Conflict",
@@ -187,6 +188,18 @@ class SpecNotFound(NotFound):
         self.partial = partial
 
 
+class UnknownSpecRef(SpecNotFound):
+    """A commit whose subject names (``chant(<id>): ...``) a spec that does not exist."""
+
+    ATTRS = {"partial": "spec", "commit": "commit"}
+
+    def __init__(self, partial: str, commit: str) -> None:
+        NotFound.__init__(self, f"commit {commit} names chant({shown(partial)}), but no spec has that ID",
+                          spec=shown(partial), commit=commit)
+        self.partial = partial
+        self.commit = commit
+
+
 class NotInitialized(NotFound):
     code = "not_initialized"
 
@@ -292,7 +305,7 @@ for _klass in (
 ):
     _BY_CODE.setdefault(_klass.code, _klass)
 #: code -> subclasses that share it, told apart by their details (see ChantError.from_dict)
-_REFINED: dict[str, tuple] = {"not_found": (SpecNotFound,)}
+_REFINED: dict[str, tuple] = {"not_found": (UnknownSpecRef, SpecNotFound)}
 
 
 def status_for_code(code: str) -> int:

@@ -323,7 +323,8 @@ _LABELS = Param("labels", "list", aliases=("label",), doc="only specs with any o
                 flag="label", metavar="L")
 
 #: the CLI's command groups (``chant lock ...``): their help
-GROUPS = {"lock": "leases on specs", "queue": "the queue of ready work", "index": "the search index"}
+GROUPS = {"lock": "leases on specs", "queue": "the queue of ready work", "index": "the search index",
+          "git": "git integration: commits recorded in specs"}
 
 _READ = {"specs": "read", "slow": True}  # the usual effects of a read of specs
 _LEASE = {"specs": "read", "leases": "write"}  # and of a lease change (on the loop)
@@ -408,6 +409,22 @@ OPS: dict[str, Op] = {
             cli=Cli("complete", "mark a spec completed (and release its lease)", positional=("spec",),
                     consts={"outcome": ("failed", "failure", "the work failed: set status failed instead")}),
             http=Http("POST", "/api/specs/{spec}/complete"),
+        ),
+        Op(
+            "record_commit",
+            "record_commit",
+            (
+                Param("commit", default="HEAD", doc="the commit: a hash, or any revision git knows (default HEAD)",
+                      pattern=_NOT_BLANK, hint="must not be blank", metavar="REV"),
+                Param("subject", doc="its subject (default: asked of git); chant(<id>): ... names the spec",
+                      metavar="TEXT"),
+                Param("replaces", doc="the hash of the commit it rewrote (amend, rebase): replaced, not kept",
+                      pattern=r"^[0-9a-fA-F]{4,64}$", hint="must be a commit hash", metavar="HASH"),
+            ),
+            doc="record a commit's short hash in the commits: of the spec its subject names (chant(<id>): ...)",
+            specs="write", slow=True,
+            cli=Cli("git record", "record a commit in the spec its subject names", positional=("commit",)),
+            http=Http("POST", "/api/git/commits"),
         ),
         Op("lock_acquire", "lock_acquire", (_SPEC, _OWNER, _TTL, _FORCE), doc="take a lease", **_LEASE,
            cli=Cli("lock acquire", "take the lease on a spec", positional=("spec",)),

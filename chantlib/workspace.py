@@ -18,7 +18,7 @@ import threading
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
-from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError, UnknownSpecRef
 from .ids import sort_key
 from .ops import for_method
 from .store import SpecStore
@@ -762,6 +762,59 @@ class Workspace:
             released = locks.release(row.id, force=True).to_dict() if lease is not None else None
         self._done()
         return {"spec": self.summary(self.table.active[row.id]), "released": released, "outcome": outcome}
+
+    @_operation()
+    def record_commit(self, commit: str = "HEAD", subject=None, replaces=None) -> dict:
+        """Record a commit's short hash in the ``commits:`` of the spec its subject names
+        (``chant(<id>): ...``; a partial ID as the CLI takes it). ``subject`` not given: git
+        is asked for it (``commit`` may then be any revision, ``HEAD`` too). ``replaces``: the
+        commit this one rewrote (``git commit --amend``, a rebase), whose hash it takes the
+        place of. Idempotent: a hash already there is not written again, so a daemon and a
+        hook seeing one commit record it once. The edit is a compare-and-swap on the file
+        (:meth:`SpecStore.edit_text`): the rest of the file is left as it is.
+
+        A subject naming no spec records nothing (``ref`` is ``None``); one naming a spec
+        that does not exist is :class:`SpecNotFound`."""
+        from .git import HASH_RE, commit_subject, same_commit, short, spec_ref
+
+        if subject is None or not HASH_RE.fullmatch(commit):
+            commit, found = commit_subject(self.root, commit)
+            subject = found if subject is None else subject
+        if replaces is not None and not HASH_RE.fullmatch(replaces):
+            raise InvalidValue(f"replaces must be a commit hash, got {replaces!r}")
+        out: dict = {"commit": short(commit), "ref": spec_ref(subject), "spec": None, "recorded": False,
+                     "replaced": None, "commits": []}
+        if out["ref"] is None:
+            return out
+        self._fresh()
+        try:
+            row = self._resolve(out["ref"])
+        except SpecNotFound:
+            raise UnknownSpecRef(out["ref"], out["commit"]) from None
+        if row.error is not None:
+            raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
+        before = [str(c) for c in row.full().commits]
+        after = list(before)
+        if not any(same_commit(c, commit) for c in after):
+            at = next((i for i, c in enumerate(after) if replaces and same_commit(c, replaces)), None)
+            if at is None:
+                after.append(short(commit))
+            else:
+                after[at] = short(commit)
+                out["replaced"] = before[at]
+        if replaces is not None:  # the rewritten commit goes, wherever it stood
+            kept = [c for c in after if not same_commit(c, replaces) or same_commit(c, commit)]
+            if len(kept) != len(after) and out["replaced"] is None:
+                out["replaced"] = next(c for c in after if c not in kept)
+            after = kept
+        if after != before:
+            self._write_spec(row, {"commits": after})
+            out["recorded"] = True
+            row = self._resolve(row.id)
+        out["spec"] = self.summary(row)
+        out["commits"] = after
+        self._done()
+        return out
 
     # operations: leases and the queue
 

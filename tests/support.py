@@ -14,8 +14,8 @@ import pytest
 
 from chantd.testing import DaemonProcess, free_port
 
-__all__ = ["CORPUS", "ROOT", "WAIT_FOR_GO", "DaemonProc", "Repo", "Result", "copy_corpus", "free_port",
-           "run_chant", "run_racers"]
+__all__ = ["CORPUS", "ROOT", "WAIT_FOR_GO", "DaemonProc", "Git", "Repo", "Result", "copy_corpus", "free_port",
+           "isolated_git_env", "run_chant", "run_racers"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,6 +58,62 @@ class Repo:
         from chantlib.workspace import Workspace
 
         return Workspace(self.root, **kwargs)
+
+
+class Git:
+    """A git repository in a temp folder, isolated from the user's configuration (``env``:
+    :func:`isolated_git_env`); ``git(*args)`` runs git in it and returns its output."""
+
+    def __init__(self, path, env):
+        self.path = str(path)
+        self.env = env
+
+    def __call__(self, *args, cwd=None, check=True) -> str:
+        proc = subprocess.run(["git", *args], cwd=cwd or self.path, env=self.env, capture_output=True,
+                              text=True, timeout=60)
+        if check and proc.returncode:
+            raise AssertionError(f"git {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
+        return proc.stdout.strip()
+
+    def configure(self, cwd=None):
+        for key, value in (("user.name", "Test"), ("user.email", "test@example.com"), ("gc.auto", "0"),
+                           ("maintenance.auto", "false"), ("commit.gpgsign", "false")):
+            self("config", key, value, cwd=cwd)
+
+    def commit(self, message, cwd=None, name="f") -> str:
+        folder = cwd or self.path
+        with open(os.path.join(folder, name), "a", encoding="utf-8") as fh:
+            fh.write(message + "\n")
+        self("add", name, cwd=folder)
+        self("commit", "-q", "-m", message, cwd=folder)
+        return self("rev-parse", "HEAD", cwd=folder)
+
+    def head(self, cwd=None) -> str:
+        return self("rev-parse", "HEAD", cwd=cwd)
+
+    def log_path(self, rel) -> str:
+        return os.path.join(self.path, ".git", rel)
+
+
+    @classmethod
+    def init(cls, path, env, *, first: str | None = "first") -> Git:
+        """``git init`` at ``path`` (an existing folder is fine), configured; with a first
+        commit of a file ``f`` unless ``first`` is ``None``."""
+        g = cls(path, env)
+        os.makedirs(g.path, exist_ok=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", g.path], env=env, check=True, capture_output=True)
+        g.configure()
+        if first is not None:
+            g.commit(first)
+        return g
+
+
+def isolated_git_env(home) -> dict:
+    """The environment for git in a test: no global or system config, no GIT_* inherited."""
+    os.makedirs(home, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(HOME=str(home), GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
+    return env
 
 
 class Result:

@@ -13,50 +13,14 @@ import pytest
 import chantlib
 from chantlib.gitwatch import KINDS, GitEvent, GitWatcher, find_git_dirs
 
+from .support import Git, isolated_git_env
+
 ZERO = "0" * 40
-
-
-class Git:
-    """A git repository in a temp folder, isolated from the user's configuration."""
-
-    def __init__(self, path, env):
-        self.path = str(path)
-        self.env = env
-
-    def __call__(self, *args, cwd=None, check=True) -> str:
-        proc = subprocess.run(["git", *args], cwd=cwd or self.path, env=self.env, capture_output=True,
-                              text=True, timeout=60)
-        if check and proc.returncode:
-            raise AssertionError(f"git {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
-        return proc.stdout.strip()
-
-    def configure(self, cwd=None):
-        for key, value in (("user.name", "Test"), ("user.email", "test@example.com"), ("gc.auto", "0"),
-                           ("maintenance.auto", "false"), ("commit.gpgsign", "false")):
-            self("config", key, value, cwd=cwd)
-
-    def commit(self, message, cwd=None, name="f") -> str:
-        folder = cwd or self.path
-        with open(os.path.join(folder, name), "a", encoding="utf-8") as fh:
-            fh.write(message + "\n")
-        self("add", name, cwd=folder)
-        self("commit", "-q", "-m", message, cwd=folder)
-        return self("rev-parse", "HEAD", cwd=folder)
-
-    def head(self, cwd=None) -> str:
-        return self("rev-parse", "HEAD", cwd=cwd)
-
-    def log_path(self, rel) -> str:
-        return os.path.join(self.path, ".git", rel)
 
 
 @pytest.fixture
 def git_env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(HOME=str(home), GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
-    return env
+    return isolated_git_env(tmp_path / "home")
 
 
 @pytest.fixture
