@@ -60,6 +60,13 @@ class Metrics:
             "chant_index_updates", "Documents written to or deleted from the index.", registry=r
         )
         self.index_queries = Counter("chant_index_queries", "Queries run against the index.", registry=r)
+        self.git_events = Counter("chant_git_events", "Git events seen in the reflogs, by kind.", ["kind"], registry=r)
+        self.git_recorded = Counter(
+            "chant_git_commits_recorded", "Commits recorded in a spec's commits: by the git watcher.", registry=r
+        )
+        self.git_unknown_refs = Counter(
+            "chant_git_unknown_refs", "Commits whose chant(<id>) subject names no spec.", registry=r
+        )
         for result in ("success", "failure"):
             self.completions.labels(result=result)
         self.collector: WorkspaceCollector | None = None

@@ -19,11 +19,16 @@ import asyncio
 import contextlib
 import os
 import time
+from typing import TYPE_CHECKING
 
 from chantlib.workspace import LOCKS_DIR, Workspace
 
 from .options import Settings
 from .service import Service
+
+if TYPE_CHECKING:
+    from .git import GitFollower
+    from .validation import Validator
 
 __all__ = ["Parts", "build"]
 
@@ -38,13 +43,18 @@ class Parts:
     lease table let go)."""
 
     def __init__(self, *, root: str, workspace: Workspace, service: Service, settings: Settings | None = None,
-                 metrics=None, watcher=None) -> None:
+                 metrics=None, watcher=None, git_settings=None) -> None:
         self.root = root
         self.workspace = workspace
         self.service = service
         self.settings = settings
         self.metrics = metrics
         self.watcher = watcher
+        self.git_settings = git_settings
+        #: made by :meth:`follow`: the git watcher's follower and the validator of saves
+        self.git: GitFollower | None = None
+        self.validator: Validator | None = None
+        self.notify = None  # notify(kind, message, **details), or None: the log alone
         self.stack = contextlib.AsyncExitStack()
         self.stack.callback(service.close)
 
@@ -78,6 +88,28 @@ class Parts:
         self.stack.callback(watcher.stop)  # run before the task is cancelled: the watches end cleanly
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watcher.armed.wait(), timeout)
+
+    async def follow(self) -> None:
+        """After :meth:`load`: lint each spec as it is saved (``validate_on_save``; the
+        verdict on every spec taken in first) and follow git's reflogs (``git_watch``):
+        commits made while the daemon was down are handled by the follower's first poll."""
+        from .git import GitFollower, GitSettings
+        from .validation import Validator
+
+        settings = self.git_settings or GitSettings()
+        service = self.service
+        if settings.enabled and settings.validate_on_save:
+            validator = Validator(service, notify=self.notify)
+            self.stack.callback(validator.close)
+            self.task(validator.run())
+            await validator.seed()
+            self.validator = validator
+            service.sections["validation"] = validator.status
+        poll = self.settings.poll if self.settings is not None else False
+        follower = GitFollower(service, settings, poll=poll, notify=self.notify, metrics=self.metrics)
+        self.git = follower
+        service.sections["git"] = follower.status
+        self.task(follower.run())
 
     async def load(self) -> None:
         """Bring the workspace in step with the files, then let requests in. The daemon's
@@ -118,6 +150,7 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
     from chantlib.locks import MemoryLockTable
     from chantlib.store import CHANT_DIR, find_root
 
+    from .git import GitSettings
     from .metrics import Metrics  # prometheus_client and watchfiles: only for a serving daemon
     from .watch import Watcher
 
@@ -136,7 +169,8 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
         service = Service(workspace, metrics, clock=clock)
         metrics.bind(service)
         watcher = Watcher(service, poll=settings.poll, poll_delay_ms=settings.poll_delay_ms)
+        git_settings = GitSettings.from_config(workspace.config)
         parts = Parts(root=workspace.root, workspace=workspace, service=service, settings=settings,
-                      metrics=metrics, watcher=watcher)
+                      metrics=metrics, watcher=watcher, git_settings=git_settings)
         undo.pop_all()  # from here on the parts' stack closes them
     return parts

@@ -613,11 +613,14 @@ class Workspace:
         return out
 
     @_operation(skipped=False)
-    def lint(self, archive: bool = False) -> dict:
+    def lint(self, archive: bool = False, specs=None) -> dict:
+        """The lint report of every active spec (with ``archive``, archived ones too), or of
+        ``specs`` alone (partial IDs; the rules that look at other specs still see them)."""
         self._fresh()
         from .lint import lint_rows
 
-        report = lint_rows(self.table, self.config, include_archive=archive)
+        ids = None if specs is None else list(dict.fromkeys(self._resolve(s).id for s in specs))
+        report = lint_rows(self.table, self.config, include_archive=archive or ids is not None, ids=ids)
         self._done()
         return report
 
