@@ -275,7 +275,7 @@ class Notifier:
 
     # the caller's side: never waits for a receiver
 
-    def notify(self, kind: str, message: str, **details: Any) -> bool:
+    def notify(self, kind: str, message: str, /, **details: Any) -> bool:
         """Queue a notification of ``kind`` (``invalid_spec``, ``unknown_ref``, or any other
         word, e.g. ``checkout``) and return at once: True if it was queued, False if the
         channel is ``none``, its ``on_*`` switch is off, or the notifier is closed.
@@ -288,18 +288,19 @@ class Notifier:
         if self._thread is None or (switch is not None and not getattr(settings, switch)):
             return False
         note = _Note(os.urandom(16).hex(), kind, str(message), self.clock(), details)
+        overflow = False
         with self._cond:
             if self._closed:
                 return False
             if len(self._queue) >= settings.queue_size:
                 self._queue.popleft()
                 self._counts["dropped"] += 1
-                if not self._overflowing:
-                    self._overflowing = True
-                    log.warning("the notification queue is full (%d waiting for %s): dropping the oldest "
-                                "(is the receiver slow or down?)", settings.queue_size, settings.target)
+                overflow, self._overflowing = not self._overflowing, True
             self._queue.append(note)
             self._cond.notify_all()
+        if overflow:
+            log.warning("the notification queue is full (%d waiting for %s): dropping the oldest "
+                        "(is the receiver slow or down?)", settings.queue_size, settings.target)
         return True
 
     def stats(self) -> NotifyStats:

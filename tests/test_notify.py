@@ -185,15 +185,16 @@ def test_webhook_event_and_headers_are_as_documented(receiver, make, logs):
     assert not warnings_of(logs)
 
 
-def test_webhook_time_is_utc_now_and_odd_details_are_strings(receiver, make):
+def test_webhook_time_is_utc_now_and_details_are_any_names_and_values(receiver, make):
     notifier = make("webhook", receiver.url())
     before = time.time()
-    notifier.notify("checkout", "HEAD moved", path=ROOT.encode(), when=object)
+    notifier.notify("checkout", "HEAD moved", path=ROOT.encode(), when=object, kind="branch")
     assert notifier.wait_idle(10)
     [event] = receiver.bodies()
+    assert event["kind"] == "checkout"
     sent = calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ"))
     assert before - 2 <= sent <= time.time() + 2
-    assert event["details"] == {"path": str(ROOT.encode()), "when": str(object)}
+    assert event["details"] == {"path": str(ROOT.encode()), "when": str(object), "kind": "branch"}
 
 
 def test_slack_body_is_text_with_markup_escaped(receiver, make):
