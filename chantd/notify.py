@@ -327,6 +327,7 @@ class Notifier:
         then stop: what is still queued is dropped (counted, one WARNING line), an attempt
         in flight is the last (its thread, a daemon thread, ends within the settings'
         timeout, and nobody waits for it). Closing again does nothing."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             if self._closed:
                 return
@@ -341,7 +342,7 @@ class Notifier:
         if left:
             log.warning("%d notifications for %s were not sent: the daemon is stopping", left, self.settings.target)
         if self._thread is not None:
-            self._thread.join(0.05)  # it ends at once unless an attempt is in flight
+            self._thread.join(max(0.0, deadline - time.monotonic()))  # at once, unless an attempt is in flight
 
     # the thread's side
 
@@ -415,7 +416,11 @@ class Notifier:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(note.time)),
             "details": note.details,
         }
-        return json.dumps(event, default=str, allow_nan=False, separators=(",", ":")).encode()
+        try:
+            return json.dumps(event, default=str, allow_nan=False, separators=(",", ":")).encode()
+        except ValueError:  # a NaN, a cycle: the details as text, rather than no notification
+            event["details"] = {key: str(value) for key, value in note.details.items()}
+            return json.dumps(event, separators=(",", ":")).encode()
 
     def _post(self, note: _Note, body: bytes) -> str:
         import urllib.request

@@ -189,9 +189,11 @@ def test_webhook_time_is_utc_now_and_details_are_any_names_and_values(receiver, 
     notifier = make("webhook", receiver.url())
     before = time.time()
     notifier.notify("checkout", "HEAD moved", path=ROOT.encode(), when=object, kind="branch")
+    notifier.notify("checkout", "not a number", ratio=float("nan"))
     assert notifier.wait_idle(10)
-    [event] = receiver.bodies()
+    event, odd = receiver.bodies()
     assert event["kind"] == "checkout"
+    assert odd["details"] == {"ratio": "nan"}
     sent = calendar.timegm(time.strptime(event["time"], "%Y-%m-%dT%H:%M:%SZ"))
     assert before - 2 <= sent <= time.time() + 2
     assert event["details"] == {"path": str(ROOT.encode()), "when": str(object), "kind": "branch"}
