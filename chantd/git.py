@@ -14,7 +14,8 @@ the daemon was down is handled at its start); and what each event does, as the
 - a merge or pull (``on_merge``), a checkout, reset or rebase (``on_checkout``) in this
   working tree: the spec files the move changed (``git diff --name-only``) are applied to the
   table, queue and index, as the file watcher would (whichever comes first, the other is a
-  no-op); a checkout of ``chant/<id>`` logs and reports that spec's status.
+  no-op); a checkout of ``chant/<id>`` (or the branch made, as ``git worktree add -b`` does)
+  logs and reports that spec's status.
 
 Must not: block the event loop (git runs on a thread), stop on one bad event (logged, then
 the next), or write anything but through an operation.
@@ -120,20 +121,26 @@ class GitFollower:
 
     # -- the task -----------------------------------------------------------------------
 
-    async def run(self) -> None:
-        if not self.settings.enabled:
-            self.caught_up.set()
+    async def open(self) -> None:
+        """Take the position: the one kept (what happened since is handled first), else now.
+        A commit made after this returns is seen, whenever :meth:`run` gets to it."""
+        if not self.settings.enabled or self.watcher is not None:
             return
         from chantlib.gitwatch import GitWatcher
 
         state = os.path.join(self.chant_dir, ".index", STATE_FILE)
-        watcher = await asyncio.to_thread(GitWatcher, self.root, state_path=state, autosave=False)
-        self.watcher = watcher
-        if not watcher.enabled:
-            self.state = f"off: {watcher.reason}"
+        self.watcher = await asyncio.to_thread(GitWatcher, self.root, state_path=state, autosave=False)
+        if not self.watcher.enabled:
+            self.state = f"off: {self.watcher.reason}"
+        else:
+            self.state = "replaying" if self.watcher.resumed else "watching"
+
+    async def run(self) -> None:
+        await self.open()
+        watcher = self.watcher
+        if watcher is None or not watcher.enabled:
             self.caught_up.set()
             return
-        self.state = "replaying" if watcher.resumed else "watching"
         watch = None if self.poll else asyncio.create_task(self._watch_files())
         try:
             while True:
@@ -211,8 +218,9 @@ class GitFollower:
             await self._rebased(event)
         if kind in ("merge", "pull") and s.on_merge or kind in ("checkout", "reset", "rebase") and s.on_checkout:
             await self._follow_tree(event)
-        if kind == "checkout" and s.on_checkout:
-            await self._report_branch(event)
+        if s.on_checkout and (kind == "checkout" or kind == "branch" and set(event.old) == {"0"}):
+            # a checkout, or a branch made (`git worktree add -b chant/<id>` tells only that)
+            await self._report_branch(event, event.target if kind == "checkout" else event.branch)
 
     async def _call(self, cmd: str, params: dict) -> dict:
         return await self.service.call(cmd, params, "git")
@@ -328,22 +336,22 @@ class GitFollower:
         log.info("git %s in %s: %d spec file(s) followed in %.0f ms", event.kind, self.root, len(relpaths),
                  (time.perf_counter() - started) * 1000)
 
-    async def _report_branch(self, event) -> None:
-        target = event.target or ""
+    async def _report_branch(self, event, target: str | None) -> None:
+        target = target or ""
         prefix = self.settings.branch_prefix
         if not prefix or not target.startswith(prefix) or len(target) == len(prefix):
             return
         spec = target[len(prefix):]
         answer = await self._call("show", {"spec": spec})
-        where = event.worktree or self.root
+        where = event.worktree or f"branch {target}"
         if answer["ok"]:
             result = answer["result"]
             status = result.get("display_status") or result["status"]
             self.checkout = {"branch": target, "spec": result["id"], "status": status, "worktree": where}
-            log.info("checked out %s in %s: spec %s is %s", target, where, result["id"], status)
+            log.info("%s in %s: spec %s is %s", event.kind, where, result["id"], status)
         else:
             self.checkout = {"branch": target, "spec": None, "status": None, "worktree": where}
-            log.warning("checked out %s in %s: %s", target, where, answer["error"]["message"])
+            log.warning("%s in %s names no spec: %s", event.kind, where, answer["error"]["message"])
 
     # -- status -------------------------------------------------------------------------
 

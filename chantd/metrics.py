@@ -72,6 +72,10 @@ class Metrics:
         self.collector: WorkspaceCollector | None = None
         self._children: dict = {}
 
+    def watch_notifier(self, notifier) -> None:
+        """Export what ``notifier`` did: ``chant_notifications_total{channel,result}``."""
+        self.registry.register(_NotifierCollector(notifier))
+
     def bind(self, service) -> None:
         """Start reporting the state of ``service``'s workspace."""
         self.collector = WorkspaceCollector(service)
@@ -145,3 +149,25 @@ class WorkspaceCollector:
         info = GaugeMetricFamily("chant_build_info", "The running chant version (always 1).", labels=["version"])
         info.add_metric([VERSION], 1)
         yield info
+
+
+class _NotifierCollector:
+    """Notifications by channel and result, read off the notifier's counters at scrape time."""
+
+    RESULTS = ("sent", "logged", "failed", "dropped", "retried")
+
+    def __init__(self, notifier) -> None:
+        self.notifier = notifier
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        stats = self.notifier.stats()
+        family = CounterMetricFamily(
+            "chant_notifications", "Notifications: sent, written to the log instead, given up, dropped, retries.",
+            labels=["channel", "result"],
+        )
+        for result in self.RESULTS:
+            family.add_metric([stats.channel, result], getattr(stats, result))
+        yield family

@@ -27,10 +27,17 @@ from .options import Settings
 from .service import Service
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .git import GitFollower
+    from .notify import Notifier
     from .validation import Validator
 
 __all__ = ["Parts", "build"]
+
+#: how long a start waits for the git events of while it was down to be handled (they go on
+#: being handled after, should there be more)
+REPLAY_WAIT = 30.0
 
 
 class Parts:
@@ -54,7 +61,8 @@ class Parts:
         #: made by :meth:`follow`: the git watcher's follower and the validator of saves
         self.git: GitFollower | None = None
         self.validator: Validator | None = None
-        self.notify = None  # notify(kind, message, **details), or None: the log alone
+        self.notify: Callable[..., bool] | None = None  # notify(kind, message, **details); None: the log alone
+        self.notifier: Notifier | None = None  # the :class:`~chantd.notify.Notifier` behind it (a serving daemon's)
         self.stack = contextlib.AsyncExitStack()
         self.stack.callback(service.close)
 
@@ -109,7 +117,10 @@ class Parts:
         follower = GitFollower(service, settings, poll=poll, notify=self.notify, metrics=self.metrics)
         self.git = follower
         service.sections["git"] = follower.status
+        await follower.open()  # the position taken: a commit from here on is seen
         self.task(follower.run())
+        with contextlib.suppress(TimeoutError):  # what happened while down, handled before "started"
+            await asyncio.wait_for(follower.caught_up.wait(), REPLAY_WAIT)
 
     async def load(self) -> None:
         """Bring the workspace in step with the files, then let requests in. The daemon's
@@ -151,7 +162,8 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
     from chantlib.store import CHANT_DIR, find_root
 
     from .git import GitSettings
-    from .metrics import Metrics  # prometheus_client and watchfiles: only for a serving daemon
+    from .metrics import Metrics
+    from .notify import Notifier, NotifySettings  # prometheus_client and watchfiles: only for a serving daemon
     from .watch import Watcher
 
     root = find_root(root)
@@ -170,7 +182,13 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
         metrics.bind(service)
         watcher = Watcher(service, poll=settings.poll, poll_delay_ms=settings.poll_delay_ms)
         git_settings = GitSettings.from_config(workspace.config)
+        notifier = Notifier(NotifySettings.from_config(workspace.config), workspace.root)
+        undo.callback(notifier.close)
+        metrics.watch_notifier(notifier)
         parts = Parts(root=workspace.root, workspace=workspace, service=service, settings=settings,
                       metrics=metrics, watcher=watcher, git_settings=git_settings)
+        parts.notify = notifier.notify
+        parts.notifier = notifier
         undo.pop_all()  # from here on the parts' stack closes them
+        parts.stack.push_async_callback(asyncio.to_thread, notifier.close)  # before the service closes
     return parts

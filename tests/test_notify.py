@@ -15,9 +15,7 @@ import os
 import re
 import socket
 import stat
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -26,73 +24,10 @@ from chantlib._version import VERSION
 from chantlib.config import Config
 from chantlib.errors import InvalidValue
 
+from .support import Receiver
+
 PREFIX = "scale.daemon.git_watch.notify"
 ROOT = "/srv/repos/demo"
-
-
-# the receiver
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # a client that timed out and left: the late answer has nowhere to go
-
-
-class Receiver:
-    """What the test's HTTP server was sent, and how it answers."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests: list[dict] = []
-        #: (status, headers) answered in turn; 200 once they are used up
-        self.answers: list[tuple[int, dict]] = []
-        self.hold = False  # hold each request until `release` is set
-        self.release = threading.Event()
-        self.arrived = threading.Event()
-        self.server = _Server(("127.0.0.1", 0), _Handler)
-        self.server.receiver = self  # type: ignore[attr-defined]
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="test-receiver", daemon=True)
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def bodies(self) -> list:
-        with self.lock:
-            return [json.loads(r["body"]) for r in self.requests]
-
-    def stop(self) -> None:
-        self.release.set()  # a held request answers (to a client long gone)
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        rec: Receiver = self.server.receiver  # type: ignore[attr-defined]
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with rec.lock:
-            rec.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                 "body": body})
-            status, headers = rec.answers.pop(0) if rec.answers else (200, {})
-        rec.arrived.set()
-        if rec.hold:
-            rec.release.wait(10)
-        payload = b"ok" if status < 300 else b"no_service\nmore"
-        self.send_response(status)
-        for name, value in {"Content-Length": str(len(payload)), **headers}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
-        pass
 
 
 @pytest.fixture
