@@ -266,7 +266,7 @@ class Notifier:
         if settings.channel == "none":
             return
         if settings.channel == "desktop" and self._notify_send is None:
-            log.info("notify-send is not on PATH: desktop notifications go to this log")
+            log.debug("notify-send is not on PATH: desktop notifications go to this log")
         self._thread = threading.Thread(target=self._run, name="chantd-notify", daemon=True)
         self._thread.start()
 
