@@ -292,12 +292,17 @@ class GitFollower:
             ref = spec_ref(subject)
             if ref is not None:
                 before.setdefault(ref, []).append(commit)
+        last: dict[str, tuple[str, str]] = {}
         for commit, subject in made:
             ref = spec_ref(subject)
             if ref is None:
                 continue
             olds = before.get(ref)
             await self._record(commit, subject, olds.pop(0) if olds else None, event)
+            last[ref] = (commit, subject)
+        for ref, olds in before.items():  # squashed away: gone, in favour of what replaced them
+            for old in olds if ref in last else ():
+                await self._record(*last[ref], old, event)
 
     def _chant_prefix(self) -> str:
         """``.chant/``'s path from the top of the working tree, with a slash: ``.chant/``, or

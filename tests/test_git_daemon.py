@@ -287,3 +287,21 @@ def test_200_commits_in_a_loop_are_each_recorded_exactly_once(git, repo, genv, d
     for spec_id, hashes in made.items():
         wait_for(lambda s=spec_id, h=hashes: commits_of(repo, s) == h, f"every commit of {spec_id} once, in order",
                  timeout=60)
+
+
+def test_a_squashing_rebase_leaves_one_hash_for_the_squashed_commits(git, repo, genv, daemon_factory):
+    start(daemon_factory, repo, genv)
+    git("checkout", "-q", "-b", "topic")
+    one = git.commit("chant(aaa): one", name="topic.txt")
+    two = git.commit("chant(aaa): two", name="topic.txt")
+    wait_for(lambda: commits_of(repo, A) == [short(one), short(two)], "both commits recorded")
+    git("add", ".chant/specs")
+    git("commit", "-q", "-m", "record the commits")
+    base = git("rev-parse", "HEAD~3")
+    # squash "two" into "one" without an editor: the sequence editor rewrites the todo list
+    editor = "sed -i -e '2s/^pick/fixup/'"
+    git("-c", f"sequence.editor={editor}", "rebase", "-q", "-i", base)
+    log = git("log", "--format=%H %s", f"{base}..HEAD").splitlines()
+    squashed = [line.split(" ", 1)[0] for line in log if line.split(" ", 1)[1].startswith("chant(aaa)")]
+    assert len(squashed) == 1
+    wait_for(lambda: commits_of(repo, A) == [short(squashed[0])], "one hash for the squashed pair")
