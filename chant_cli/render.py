@@ -390,6 +390,10 @@ def render_complete(out: Out, result: dict, args) -> int:
         out.json(json_result(result))
         return 0
     out.line(spec_line(out, result["spec"]))
+    if result.get("attempts") is not None:
+        attempts, retries = result["attempts"], result.get("max_retries")
+        then = "needs attention" if result["spec"].get("status") == "needs_attention" else "ready to retry"
+        out.note(f"Failure {attempts} (watch.failure.max_retries: {retries}): {then}")
     if result.get("released"):
         out.note(f"Released lease (token {result['released']['token']})")
     return 0

@@ -12,6 +12,7 @@ or ``{"ok": false, "error": {...}}``); the HTTP status comes from the error's cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import Any
 
@@ -106,6 +107,30 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
+async def _call(service, request: Request, cmd, params: dict, owner: str) -> dict:
+    """``service.call``; a long poll (``Op.waits``) also learns when its client has left, so
+    a claim won for nobody is given back instead of held for a whole TTL."""
+    op = OPS.get(cmd) if isinstance(cmd, str) else None
+    if op is None or op.waits is None or not params.get(op.waits):
+        return await service.call(cmd, params, "http", owner)
+    left: list[bool] = []
+
+    async def watch() -> None:
+        while True:  # after the body, the next message is the client's departure
+            message = await request.receive()
+            if message.get("type") == "http.disconnect":
+                left.append(True)
+                return
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await service.call(cmd, params, "http", owner, gone=lambda: bool(left))
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+
+
 def _query_params(request: Request, op_name: str) -> dict:
     lists = {p.name for p in OPS[op_name].params if p.kind == "list"}
     lists |= {a for p in OPS[op_name].params if p.kind == "list" for a in p.aliases}
@@ -150,7 +175,7 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
                 params.update(request.path_params)
             except ChantError as exc:
                 return _error(exc)
-            return _answer(await service.call(op_name, params, "http", owner_of(request)))
+            return _answer(await _call(service, request, op_name, params, owner_of(request)))
 
         endpoint.__name__ = f"api_{op_name}"
         return endpoint
@@ -164,7 +189,7 @@ def build_app(service, *, token: str | None = None, metrics=None) -> Starlette:
             return _error(exc)
         request_id = body.pop("id", None)
         cmd = body.pop("cmd", None)
-        envelope = await service.call(cmd, body, "http", owner_of(request))
+        envelope = await _call(service, request, cmd, body, owner_of(request))
         if request_id is not None:
             envelope["id"] = request_id
         return _answer(envelope)

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
-from chantlib.errors import BadRequest, ChantError, Loading, error_envelope
+from chantlib.errors import BadRequest, ChantError, Loading, NothingReady, error_envelope
 from chantlib.ops import OPS, dispatch, dispatch_json, lookup, prepare
 
 log = logging.getLogger("chantd")
@@ -29,6 +29,9 @@ log = logging.getLogger("chantd")
 #: how long a request about specs waits for the load before it is refused with ``loading``
 #: (the CLI waits on ``hello`` instead, as long as the load makes progress)
 LOAD_WAIT = 5.0
+#: a waiting claim looks again at least this often, whatever it is told (a safety net: the
+#: workspace's events and the next lease expiry wake it first)
+WAIT_RECHECK = 5.0
 CACHE_BYTES = 64 << 20  # cached answers: at most this much of them
 
 
@@ -136,6 +139,13 @@ class Service:
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
+        #: long polls (``Op.waits``): how many wait now, what wakes them (set and replaced on
+        #: every change that could end a wait), and the subscription that tells of those
+        #: changes, leases included, held only while someone waits
+        self._waiters = 0
+        self._changed: asyncio.Event | None = None
+        self._unwatch = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         workspace.service = self.status
         workspace.progress = self._on_progress
         workspace.subscribe(self._on_event, leases=False)  # readiness only: leases cost nothing extra
@@ -227,7 +237,8 @@ class Service:
         except (TypeError, ValueError):
             return None
 
-    async def call_encoded(self, cmd, params: dict, transport: str, peer_owner: str | None, request_id) -> bytes:
+    async def call_encoded(self, cmd, params: dict, transport: str, peer_owner: str | None, request_id,
+                           gone=None) -> bytes:
         """The answer line, encoded: from the cache when the same read was answered before."""
         started = time.perf_counter()
         key = self._cache_key(cmd, params)
@@ -239,7 +250,7 @@ class Service:
                     self.metrics.index_queries.inc()  # answered, if from the cache
         else:
             epoch = self._cache_epoch
-            envelope = await self.call(cmd, params, transport, peer_owner, encoded=True)
+            envelope = await self.call(cmd, params, transport, peer_owner, encoded=True, gone=gone)
             if not envelope.get("ok"):
                 return encode_answer(envelope, request_id)
             result = envelope["result"]
@@ -265,11 +276,13 @@ class Service:
         self._cache_bytes += len(raw)
 
     async def call(self, cmd, params: dict, transport: str, peer_owner: str | None = None, *,
-                   encoded: bool = False) -> dict:
+                   encoded: bool = False, gone=None) -> dict:
         """Run one request; always returns an envelope, never raises (but CancelledError).
 
         ``encoded``: the result of a pure read comes as its JSON bytes (an ``_Encoded``),
         made on the worker thread with the operation, not on the event loop afterwards.
+        ``gone``: a callable telling whether the client has left (a long poll that wins work
+        for a client gone gives it back, see :meth:`_wait_for`).
 
         Scheduling follows the operation's declared effects (:class:`chantlib.ops.Op`):
         ``anytime`` ones are answered at once; the others wait for the load. A fast one
@@ -293,7 +306,10 @@ class Service:
                 result = self._answer_always(cmd, params)
             else:
                 await self._wait_loaded(cmd)  # never an answer about specs before they are loaded
-                if not op.slow:
+                wait = op.bind(params)[op.waits] if op.waits is not None else None
+                if wait:
+                    result = await self._wait_for(op, dict(params, **{op.waits: 0}), wait, gone)
+                elif not op.slow:
                     async with self.lock:
                         if op.specs == "write":
                             self._forget()  # nothing cached survives a change to the specs
@@ -313,6 +329,87 @@ class Service:
         if self.metrics is not None:
             self.metrics.observe_request(transport, name, time.perf_counter() - started)
         return envelope
+
+    async def _wait_for(self, op, params: dict, wait: float, gone):
+        """A long poll (``Op.waits``; ``params`` carry no wait): the operation is run on the
+        loop under the table lock like any fast one, and while it finds nothing ready, the
+        next change that could let it succeed is awaited with no lock held, up to ``wait``
+        seconds in all, so no other request and no lease renewal waits behind it. Then
+        :class:`NothingReady`, as without a wait. What wakes it: the workspace's events (a
+        spec ready, added or changed, a lease released or expired), and the next expiry of a
+        live lease (an expired lease is freed only when someone takes it or the sweep runs)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        cmd = op.name
+        self._watch(loop)
+        try:
+            while True:
+                assert self._changed is not None  # made by _watch
+                if gone is not None and gone():
+                    raise NothingReady("the client left while its claim waited")
+                changed = self._changed  # taken before the attempt: a change during it wakes the wait
+                async with self.lock:
+                    try:
+                        result = dispatch(self.ws, cmd, params)
+                    except NothingReady:
+                        result = None
+                        if loop.time() >= deadline or (gone is not None and gone()):
+                            raise
+                    finally:
+                        self.log_warnings()
+                    if result is not None:
+                        if gone is not None and gone():
+                            self._give_back(result)
+                            raise NothingReady("the client left before its claim was answered")
+                        self._after(cmd, result)
+                        return result
+                timeout = min(deadline - loop.time(), self._next_expiry(), WAIT_RECHECK)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), max(0.0, timeout))
+        finally:
+            self._unwait()
+
+    def _give_back(self, result: dict) -> None:
+        """A claim won for a client that has gone: its lease is released at once (by its
+        token), so the spec is not held for a whole TTL by nobody."""
+        lease = result.get("lease") or {}
+        if lease.get("spec") and lease.get("token") is not None:
+            with contextlib.suppress(ChantError):
+                dispatch(self.ws, "lock_release", {"spec": lease["spec"], "token": lease["token"]})
+
+    def _next_expiry(self) -> float:
+        """Seconds until the soonest live lease expires (a little after), or a long time."""
+        leases = self.ws.locks.leases()
+        if not leases:
+            return WAIT_RECHECK
+        return max(0.05, min(lease.expires_at for lease in leases) - self.ws.locks.clock() + 0.05)
+
+    def _watch(self, loop) -> None:
+        self._waiters += 1
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        if self._unwatch is None:
+            self._loop = loop
+            self._unwatch = self.ws.subscribe(self._on_change)  # leases too: a release frees work
+
+    def _unwait(self) -> None:
+        self._waiters -= 1
+        if self._waiters == 0 and self._unwatch is not None:
+            unwatch, self._unwatch = self._unwatch, None
+            unwatch()  # nobody waits: lease operations cost what they did
+
+    def _on_change(self, event) -> None:
+        """From any thread (the worker thread's file batches, the loop's lease changes)."""
+        if event.ready or event.added or event.modified or event.released or event.expired:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = asyncio.Event()
+            changed.set()  # every wait taken before now looks again
 
     async def _on_worker(self, op, params: dict, encoded: bool):
         """A slow operation, in its turn on the worker thread (see :meth:`call`)."""

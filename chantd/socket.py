@@ -246,7 +246,10 @@ class SocketServer:
                     request_id, cmd, params = _decode(line)
                     if first:
                         persistent = cmd == "hello"
-                    data = await self.service.call_encoded(cmd, params, "socket", owner, request_id)
+                    # reader.at_eof: the client closed its end (a long poll then ends, and gives
+                    # back what it won meanwhile)
+                    data = await self.service.call_encoded(cmd, params, "socket", owner, request_id,
+                                                           gone=reader.at_eof)
                 except _WithId as exc:
                     data = encode_answer({"ok": False, "error": exc.error.to_dict()}, exc.request_id)
                 except BadRequest as exc:

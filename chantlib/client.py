@@ -213,6 +213,16 @@ def _same_root(a: str, b: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _waits(params: dict | None) -> float:
+    """How long a request may wait on the daemon's side (its ``wait`` parameter: a long poll,
+    see ``Op.waits``); 0 for any other request."""
+    value = (params or {}).get("wait")
+    try:
+        return max(0.0, float(value)) if value is not None and not isinstance(value, bool) else 0.0
+    except (TypeError, ValueError):
+        return 0.0  # refused by the daemon anyway
+
+
 class DaemonClient:
     """A persistent connection to the daemon of one repository.
 
@@ -356,11 +366,21 @@ class DaemonClient:
         for key, value in (params or {}).items():
             if value is not None:
                 request[key] = value
-        self._send(request)
+        waits = _waits(params)
+        if waits:
+            self.sock.settimeout(self.timeout + waits)  # a long poll: its answer may take that long
         try:
-            answer = json.loads(self._read_line())
-        except ValueError as exc:
-            raise DaemonGone(f"the daemon sent a line that is not JSON: {exc}") from None
+            self._send(request)
+            try:
+                answer = json.loads(self._read_line())
+            except ValueError as exc:
+                raise DaemonGone(f"the daemon sent a line that is not JSON: {exc}") from None
+        finally:
+            if waits:
+                try:
+                    self.sock.settimeout(self.timeout)
+                except OSError:
+                    pass
         if not isinstance(answer, dict):
             raise DaemonGone("the daemon sent an answer that is not an object")
         if answer.get("id", request_id) != request_id:  # out of step: nothing read here can be trusted
@@ -473,6 +493,14 @@ class HttpClient:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         conn = self._connection()
+        # a long poll: the read timeout must outlast the wait (http.client applies the
+        # connection's timeout to a socket it opens, and the socket's own to one it has)
+        conn.timeout = self.timeout + _waits(params)
+        if conn.sock is not None:
+            try:
+                conn.sock.settimeout(conn.timeout)
+            except OSError:
+                pass
         try:
             conn.request("POST", f"{self.prefix}/api/rpc", body=json.dumps(body), headers=headers)
         except OSError as exc:  # not (wholly) sent: a server acts on no request without its body

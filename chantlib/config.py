@@ -66,6 +66,8 @@ DEFAULTS: dict = {
         "limits": {"max_agents": None, "max_per_project": None, "spec_timeout": None, "per_project": {}},
         "locks": {"ttl": 3600},
     },
+    # upstream's `chant watch` section; `complete --failed` counts against max_retries
+    "watch": {"failure": {"max_retries": 3}},
 }
 
 
@@ -198,6 +200,16 @@ class Config:
         if ttl is None or ttl <= 0:
             raise InvalidValue(f"config scale.locks.ttl must be a positive number of seconds, got {ttl!r}")
         return ttl
+
+    @property
+    def max_retries(self) -> int:
+        """``watch.failure.max_retries``: how many times a failed spec is tried again (it stays
+        ``failed``, which is ready) before a further failure makes it ``needs_attention``; 0:
+        the first failure does."""
+        value = self._typed("watch.failure.max_retries", int)
+        if value is None or value < 0:
+            raise InvalidValue(f"config watch.failure.max_retries must be a whole number, 0 or more, got {value!r}")
+        return value
 
     def lint_threshold(self, name: str) -> int:
         value = self._typed(f"lint.thresholds.{name}", int)

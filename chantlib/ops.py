@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._version import PROTOCOL_VERSION
 from .errors import UsageError
-from .values import DEFAULT_TYPE, MAX_TTL, SEARCH_LIMIT, SPEC_FIELDS, STATUS_FILTERS, canon_status
+from .values import DEFAULT_TYPE, MAX_CLAIM_WAIT, MAX_TTL, SEARCH_LIMIT, SPEC_FIELDS, STATUS_FILTERS, canon_status
 
 __all__ = ["Param", "Op", "Cli", "Http", "OPS", "GROUPS", "lookup", "dispatch", "prepare", "dispatch_json", "PROTOCOL_VERSION"]
 
@@ -228,6 +228,13 @@ class Op:
       operation without changing anything another operation reads (a rebuild reads every
       file into a new table); the method then takes its result and makes the short change.
 
+    - ``waits``: the name of a parameter (seconds) for which it may wait for work when there
+      is none yet (a long poll: ``queue_claim``'s ``wait``). The daemon never waits inside
+      the operation: it runs it without waiting, and again whenever the workspace tells of a
+      change that could let it succeed (a spec ready or changed, a lease let go or expired),
+      until it succeeds or the time is up, holding no lock in between; in process the
+      method waits itself (it polls the files).
+
     ``encoded``: the name of a Workspace method that returns the result's JSON text
     directly (the same bytes as encoding ``method``'s result), for an answer big enough that
     a long-lived workspace gains by encoding it piecewise (see :func:`dispatch_json`).
@@ -235,10 +242,10 @@ class Op:
     """
 
     __slots__ = ("name", "method", "params", "doc", "specs", "leases", "slow", "pure", "anytime", "prepare",
-                 "encoded", "cli", "http", "_by_name")
+                 "waits", "encoded", "cli", "http", "_by_name")
 
     def __init__(self, name, method, params=(), doc="", *, specs=None, leases=None, slow=False, pure=False,
-                 anytime=False, prepare=None, encoded=None, cli=None, http=None):
+                 anytime=False, prepare=None, waits=None, encoded=None, cli=None, http=None):
         self.name = name
         self.method = method
         self.params = tuple(params)
@@ -251,6 +258,7 @@ class Op:
         self.pure = pure
         self.anytime = anytime
         self.prepare = prepare
+        self.waits = waits
         self.encoded = encoded
         self.cli = cli
         self.http = http
@@ -259,6 +267,8 @@ class Op:
             self._by_name[p.name] = p
             for alias in p.aliases:
                 self._by_name[alias] = p
+        if waits is not None and (waits not in self._by_name or slow):
+            raise ValueError(f"{name}: waits names one of its parameters, and a waiting operation is not slow")
 
     @property
     def writes(self) -> bool:
@@ -449,9 +459,11 @@ OPS: dict[str, Op] = {
         Op(
             "queue_claim",
             "queue_claim",
-            (_OWNER, _TTL, _PROJECT, _LABELS),
-            doc="take the next spec with a lease",
-            **_LEASE,
+            (_OWNER, _TTL, _PROJECT, _LABELS,
+             Param("wait", "float", 0.0, doc=f"when nothing is ready, wait up to this many seconds for work (at most "
+                   f"{MAX_CLAIM_WAIT:g}); then nothing_ready", minimum=0, maximum=MAX_CLAIM_WAIT, metavar="S")),
+            doc="take the next spec with a lease (waiting for one up to wait seconds)",
+            **_LEASE, waits="wait",
             cli=Cli("queue next", "take it with a lease", switch="claim"),
             http=Http("GET POST", "/api/queue/claim"),
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "KNOWN_STATUSES", "STATUS_FILTERS", "canon_status", "KNOWN_TYPES", "PRIORITY_NAMES", "DEFAULT_PRIORITY", "MAX_TTL",
-    "BLANK", "SPEC_FIELDS",
+    "BLANK", "SPEC_FIELDS", "MAX_CLAIM_WAIT",
 ]
 
 KNOWN_STATUSES = (
@@ -29,6 +29,9 @@ PRIORITY_NAMES = {"low": 0, "normal": 50, "high": 100, "critical": 200}
 DEFAULT_PRIORITY = 50
 #: The longest lease: ten years. Longer is a mistake, and times past year 9999 cannot be written.
 MAX_TTL = 10 * 365 * 86400
+#: the longest a claim may wait for work (``queue_claim``'s ``wait``): a long poll, bounded so
+#: that a client's read timeout can always be made to fit it
+MAX_CLAIM_WAIT = 300.0
 #: the defaults of the operations (chantlib.ops) that the library's methods share
 SEARCH_LIMIT = 100
 DEFAULT_TYPE = KNOWN_TYPES[0]  # "code"

@@ -27,12 +27,15 @@ from .values import BLANK, DEFAULT_TYPE, SEARCH_LIMIT, SPEC_FIELDS
 
 TYPE_CHECKING = False  # no typing import at run time; mypy reads the block
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .config import Config
     from .events import Publisher
     from .index import Index
     from .lint import Gate
     from .locks import LockTable
     from .queue import Queue
+    from .spec import Spec
     from .statistics import SpecFigures
 
 __all__ = ["Workspace", "VERSION"]
@@ -710,15 +713,18 @@ class Workspace:
             return {"id": spec_id, "path": f".chant/{relpath}", "title": title}
         raise ChantError("could not find a free spec ID after 5 tries")
 
-    def _write_spec(self, row, values: dict) -> None:
+    def _write_spec(self, row, values, keys=None) -> None:
         """Set frontmatter ``values`` in a spec file: a compare-and-swap on the file's text
-        (:meth:`SpecStore.edit_text`), so an editor's save is never lost or half-read."""
+        (:meth:`SpecStore.edit_text`), so an editor's save is never lost or half-read.
+        ``values`` may be a callable ``values(spec) -> dict``, worked out from the text being
+        edited (so a count is never based on a stale read), with the ``keys`` it sets."""
         from .spec import Spec
 
         def change(text: str) -> str:
-            return Spec.parse(row.id, text).with_values(values).render()
+            spec = Spec.parse(row.id, text)
+            return spec.with_values(values(spec) if callable(values) else values).render()
 
-        self.store.edit_text(row.path, change, keys=tuple(values))
+        self.store.edit_text(row.path, change, keys=tuple(values) if keys is None else tuple(keys))
         self._wrote([row.path])
 
     def _wrote(self, relpaths) -> None:
@@ -743,7 +749,20 @@ class Workspace:
             raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
         if row.archived:
             raise InvalidValue(f"{row.id} is archived")
-        values = {"status": "completed", "completed_at": _now_utc()} if outcome == "success" else {"status": "failed"}
+        values: dict | Callable[[Spec], dict]
+        keys = None
+        wrote: dict = {}
+        if outcome == "success":
+            values = {"status": "completed", "completed_at": _now_utc()}
+        else:
+            max_retries = self.config.max_retries
+            now = _now_utc()
+
+            def failure(spec) -> dict:  # from the text being written: the count is never stale
+                wrote.update(_failure(spec, max_retries, now))
+                return wrote
+
+            values, keys = failure, ("status", "retry_state")
         locks = self.locks
         with locks.critical():
             locks.check_writable()  # the spec is written only if its lease can be released after
@@ -758,13 +777,18 @@ class Workspace:
                         spec=row.id,
                         holder=lease.owner,
                     )
-            self._write_spec(row, values)
+            self._write_spec(row, values, keys)
             # authorised above, in this same critical section: nobody can have taken it since,
             # and a lease that expired in these few milliseconds must not leave the spec
             # completed with its lease still standing
             released = locks.release(row.id, force=True).to_dict() if lease is not None else None
         self._done()
-        return {"spec": self.summary(self.table.active[row.id]), "released": released, "outcome": outcome}
+        current = self.table.active[row.id]
+        out = {"spec": self.summary(current), "released": released, "outcome": outcome}
+        if outcome == "failure":  # what was written: the attempt counted, and the status it led to
+            out["attempts"] = wrote["retry_state"]["attempts"]
+            out["max_retries"] = self.config.max_retries
+        return out
 
     @_operation()
     def record_commit(self, commit: str = "HEAD", subject=None, replaces=None) -> dict:
@@ -906,8 +930,14 @@ class Workspace:
                 "by_project": dict(sorted(by_project.items()))}
 
     @_operation()
-    def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
-        row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
+    def queue_claim(self, owner=None, ttl=None, project=None, labels=None, wait=0.0) -> dict:
+        """Take the next spec with a lease; with ``wait``, poll the files for work up to that
+        many seconds first (the daemon never calls it with a wait: it waits on the
+        workspace's events instead, see ``Op.waits``)."""
+        if wait:
+            row, lease = self.queue.claim(self._owner(owner), ttl, project, labels, wait=wait)
+        else:
+            row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
         self._done()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
 
@@ -978,6 +1008,23 @@ class Workspace:
         self.table.save()
         return {"documents": prepared.documents, "specs": len(self.table.rows),
                 "seconds": round(time.perf_counter() - prepared.started, 3)}
+
+
+def _attempts(retry_state) -> int:
+    """The failures ``retry_state`` records (``attempts``; anything unreadable counts 0)."""
+    value = retry_state.get("attempts") if isinstance(retry_state, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _failure(spec, max_retries: int, now: str) -> dict:
+    """The frontmatter a failure writes: one more attempt in ``retry_state`` (upstream's key:
+    ``attempts``, ``last_retry_time``; other keys there are kept), and ``failed``, which is
+    ready, while the failures stay within ``max_retries`` retries, else ``needs_attention``."""
+    state = spec.frontmatter.get("retry_state")
+    attempts = _attempts(state) + 1
+    kept = dict(state) if isinstance(state, dict) else {}
+    kept.update(attempts=attempts, last_retry_time=now)
+    return {"status": "failed" if attempts <= max_retries else "needs_attention", "retry_state": kept}
 
 
 class _Rebuilt:
