@@ -1,6 +1,6 @@
 """The ``chant`` command: parse arguments, run the operation, render the result.
 
-Every command except ``init`` and ``daemon`` is one operation of :mod:`chantlib.ops`. It goes
+Every command except ``init``, ``daemon`` and ``agent`` is one operation of :mod:`chantlib.ops`. It goes
 to the repository's daemon when one answers (``CHANT_DAEMON`` names a remote one), else it
 runs in direct mode, in process on the files (see :mod:`chant_cli.backends`); ``--direct``,
 before or after the subcommand, forces direct mode. Exit codes are mapped in one place,
@@ -179,13 +179,58 @@ def _add_daemon(sub, action=None):
         _common(q, json_flag=name == "status")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
+    return value
+
+
+_positive_int.__name__ = "count"
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+_positive_seconds.__name__ = "seconds"
+
+
+def _add_agent(sub, action=None):
+    p = sub.add_parser("agent", help="agents: a worker that claims specs and runs an agent command on each")
+    group = p.add_subparsers(dest="agent_action", metavar="<action>", parser_class=_Parser, required=True)
+    q = group.add_parser("worker", help="claim ready specs, run the agent command on each, report the result")
+    q.add_argument("--project", metavar="P", help="only specs of this project")
+    q.add_argument("--label", action="append", metavar="L", help="only specs with any of these labels (repeatable)")
+    q.add_argument("--once", action="store_true", help="run one spec, then exit (5 if none is ready within --wait)")
+    q.add_argument("--concurrency", type=_positive_int, default=1, metavar="N",
+                   help="specs run at once, one per slot (default: 1)")
+    q.add_argument("--exec", dest="exec_command", metavar="CMD",
+                   help="the shell command to run per spec ({id}, {path}; default: parallel.agents[0].command)")
+    q.add_argument("--ttl", type=_positive_seconds, metavar="S",
+                   help="lease length in seconds, renewed every ttl/3 (default: scale.locks.ttl, 3600)")
+    q.add_argument("--owner", metavar="O", help="lease owner (default: CHANT_OWNER, else user@host, + /worker-<pid>)")
+    q.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
+                   help="on SIGTERM, seconds a running command gets before it is stopped (default: 10)")
+    q.add_argument("--wait", type=_seconds, metavar="S",
+                   help="seconds one claim waits for work (default: 60; with --once: 0)")
+    _common(q, json_flag=False)
+
+
+_AGENT_ACTIONS = ("worker",)
+
+
 def commands() -> dict[str, tuple[str, ...]]:
-    """Every command word -> its actions (empty for a command without any): ``init`` and
-    ``daemon``, and the faces of the operations."""
+    """Every command word -> its actions (empty for a command without any): ``init``,
+    ``daemon`` and ``agent``, and the faces of the operations."""
     out: dict[str, tuple[str, ...]] = {"init": ()}
     for path in _faces():
         out[path[0]] = out.get(path[0], ()) + path[1:]
     out["daemon"] = tuple(_DAEMON_ACTIONS)
+    out["agent"] = _AGENT_ACTIONS
     return out
 
 
@@ -239,10 +284,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     command, action = _selected(argv) if argv is not None else (None, None)
     if command in (None, "init"):
         _add_init(sub)
-    if command not in ("init", "daemon"):
+    if command not in ("init", "daemon", "agent"):
         _add_operations(sub, command, action)
     if command in (None, "daemon"):
         _add_daemon(sub, action)
+    if command in (None, "agent"):
+        _add_agent(sub, action)
     return parser
 
 
@@ -353,6 +400,10 @@ def _main(argv: list[str] | None) -> int:
             from . import daemon
 
             return getattr(daemon, args.daemon_action)(args, out)
+        if args.command == "agent":
+            from . import agent
+
+            return getattr(agent, args.agent_action)(args, out)
         op, params, renderer = _operation(args)
         from .backends import pick
 

@@ -5,6 +5,7 @@ The public surface, and nothing else by accident::
     from chantlib import Workspace, Spec, Index, LockTable, Lease, Queue, Config, ChantError
     from chantlib import connect          # one client: direct, the daemon's socket, or HTTP
     from chantlib import GitWatcher, GitEvent  # git events from the reflogs
+    from chantlib import Worker           # claim, run an agent command, report (chant agent worker)
 
 ``__all__`` is that surface: the objects above and their helpers, every public error (the
 whole tree of :mod:`chantlib.errors`, and the clients' own), and the clients
@@ -45,6 +46,7 @@ _EXPORTS = {
     "parse_query": "query",
     "GitWatcher": "gitwatch",
     "GitEvent": "gitwatch",
+    "Worker": "worker",
     "dispatch": "ops",
     "OPS": "ops",
     # the clients

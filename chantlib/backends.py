@@ -201,6 +201,11 @@ class DaemonBackend(Backend):
     (again) loading, and direct mode for a call the daemon dies in the middle of (see the
     module's docstring)."""
 
+    #: a call the daemon cannot take runs in direct mode (see the module's docstring); a
+    #: caller whose leases are the daemon's (a worker) sets it False: such a call then raises
+    #: :class:`~chantlib.errors.Unavailable`, and the caller tries the daemon again
+    fallback = True
+
     def __init__(self, client, root: str | None = None, *, note=None, progress=None) -> None:
         super().__init__(note=note, progress=progress)
         self.root = root
@@ -277,7 +282,7 @@ class DaemonBackend(Backend):
                     self._forget()
                     exc = again
             maybe_done = exc.sent and _writes(op)
-            if maybe_done or self.root is None:  # root None: a remote daemon, no files here
+            if maybe_done or self.root is None or not self.fallback:  # root None: a remote daemon, no files here
                 raise Unavailable(
                     f"the daemon went away after it was sent `{op}` ({exc}); it may have done it before it went, "
                     "so it is not run again here: look (`chant show`, `chant lock status`) before you retry"
@@ -294,6 +299,15 @@ class DaemonBackend(Backend):
             client.hello = {"loaded": False}
             _wait_for_load(client, self.progress)
             return client.call(op, params)
+
+    def interrupt(self, ident: int) -> None:
+        """Close the connection of thread ``ident``: a call it has in flight (a long poll)
+        fails at once with :class:`~chantlib.errors.Unavailable`, and its next call opens a
+        new connection. A worker stopping uses it to end its idle claims."""
+        with self._lock:
+            client = self._clients.get(ident)
+        if client is not None:
+            client.close()
 
     def _forget(self) -> None:
         """Drop this thread's connection (dead)."""

@@ -16,7 +16,7 @@ EXPECTED_EXPORTS = {
     "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
     "SpecNotFound", "UnknownSpecRef", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "StorageError", "UsageError",
     "Workspace", "__version__", "Applied", "Event", "Statistics", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
-    "GitWatcher", "GitEvent",
+    "GitWatcher", "GitEvent", "Worker",
     # every public error of chantlib/errors.py
     "BadRequest", "MethodNotAllowed", "Unavailable", "Loading", "Unauthorized",
     # the clients
