@@ -63,7 +63,7 @@ def worker(args, out) -> int:
                  f"running: {command}")
         code = w.run()
         if code == 5:
-            out.note("No ready specs in the queue." if not w.results else "")
+            out.note("No ready specs in the queue.")
         return code
     finally:
         backend.close()

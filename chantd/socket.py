@@ -246,10 +246,11 @@ class SocketServer:
                     request_id, cmd, params = _decode(line)
                     if first:
                         persistent = cmd == "hello"
-                    # reader.at_eof: the client closed its end (a long poll then ends, and gives
-                    # back what it won meanwhile)
+                    # reader.at_eof on a persistent connection: the client closed it (a long poll
+                    # then ends, and gives back what it won meanwhile); a one-shot request may
+                    # half-close after sending, which is not leaving
                     data = await self.service.call_encoded(cmd, params, "socket", owner, request_id,
-                                                           gone=reader.at_eof)
+                                                           gone=reader.at_eof if persistent else None)
                 except _WithId as exc:
                     data = encode_answer({"ok": False, "error": exc.error.to_dict()}, exc.request_id)
                 except BadRequest as exc:

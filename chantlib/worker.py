@@ -21,7 +21,9 @@ the operations. Its rules for a world that fails:
   stopped if it still runs, nothing is written, and one line says so.
 * :meth:`Worker.stop` (the CLI calls it on SIGTERM and SIGINT): no more claims; running
   commands get ``grace`` seconds to finish (and are reported as usual if they do); then their
-  process group gets SIGTERM, then SIGKILL, and their leases are released unfinished.
+  process group gets SIGTERM, then SIGKILL, and their leases are released unfinished. A
+  result the daemon cannot take is tried until the grace is over, then given up (the lease
+  then expires by itself).
 
 Nothing here installs signal handlers or prints: lines go to ``log(text)``.
 """
@@ -118,6 +120,7 @@ class Worker:
         self.results: list[WorkerResult] = []
         self._stopping = threading.Event()
         self._hurry = threading.Event()  # a second stop: no grace
+        self._stopped_at: float | None = None  # when stop() was first called (monotonic)
         self._lock = threading.Lock()
         self._claiming: set[int] = set()  # slot threads in a claim (interrupted by stop)
         self._claimed_any = False
@@ -129,6 +132,8 @@ class Worker:
         call skips what is left of the grace). Safe from a signal handler and any thread."""
         if self._stopping.is_set():
             self._hurry.set()
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stopping.set()
         interrupt = getattr(self.backend, "interrupt", None)
         if interrupt is not None:
@@ -165,6 +170,12 @@ class Worker:
     # one slot
 
     def _slot(self) -> None:
+        try:
+            self._claims()
+        except Exception as exc:  # noqa: BLE001 - a bug or a closed backend: one line, the others go on
+            self.log(f"worker: a slot stopped: {type(exc).__name__}: {exc}")
+
+    def _claims(self) -> None:
         failures = 0
         deadline = time.monotonic() + self.wait if self.once else None
         while not self._stopping.is_set():
@@ -239,9 +250,15 @@ class Worker:
             header = f"--- {_now()} {self.owner}: {spec_id} (lease token {token}): {command}\n"
             log_file.write(header.encode("utf-8"))
             log_file.flush()
-            proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=self.root or None, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
+            try:
+                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=self.root or None, env=env,
+                                        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                        start_new_session=True, close_fds=True)
+            except OSError as exc:  # nothing ran: the spec goes back to the queue untouched
+                self._release(spec_id, token)
+                self._summary(log_path, f"{spec_id}: the command could not start ({exc}): not completed; "
+                                        "lease released")
+                return WorkerResult(spec_id, "stopped", None, time.monotonic() - started)
         self.log(f"{spec_id}: claimed (token {token}); running: {command}")
         outcome = self._watch(proc, spec_id, token, ttl)
         seconds = time.monotonic() - started
@@ -348,7 +365,8 @@ class Worker:
                 self.log(f"{spec_id}: completion refused ({exc.message})")
                 return None
             except Unavailable as exc:
-                if self._hurry.is_set():
+                if self._hurry.is_set() or self._stopped_at is not None and \
+                        time.monotonic() > self._stopped_at + self.grace:
                     self.log(f"{spec_id}: cannot report the result ({exc.message}); stopping without it")
                     return None
                 uncertain = True
@@ -416,12 +434,12 @@ class Worker:
         return os.path.join(folder, f"{spec_id}.log")
 
     def _summary(self, log_path: str, text: str) -> None:
-        self.log(text)
-        try:
+        try:  # the spec's log first: whoever reads the line on stderr finds it there too
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"--- {_now()} {text}\n")
         except OSError:
             pass
+        self.log(text)
 
 
 def _now() -> str:

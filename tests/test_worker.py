@@ -223,6 +223,8 @@ def test_a_worker_completes_specs_over_the_socket(repo, daemon_factory, workers)
     daemon_factory(repo.root)
     w = workers("--exec", RECORD, "--concurrency", "2", "--ttl", "30", "--wait", "5", "--owner", "w1")
     wait_until(lambda: status(repo, A) == "completed" and status(repo, B) == "completed", what="both completed")
+    w.said(f"{B}: completed in")
+    w.said(f"{A}: completed in")  # the summary lines: written to the spec's log before stderr
     lines = sorted(done_lines(repo))
     assert [line.split()[:2] for line in lines] == [[A, A], [B, B]]
     for line in lines:
