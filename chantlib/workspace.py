@@ -295,17 +295,25 @@ class Workspace:
         self._done()
         return stats
 
-    def refresh(self):
-        """Bring the spec table in step with the files (direct mode does this per operation)."""
+    def refresh(self, *, index: bool = False):
+        """Bring the spec table in step with the files (direct mode does this per operation);
+        returns what changed (:class:`~chantlib.table.Changes`). ``index``: the search index
+        too, when a file changed (what ``search`` would otherwise do first; the hooks do it
+        after a checkout or a merge, so that the next command has nothing to catch up on).
+        Nothing is saved: :meth:`flush` does that."""
         events = self._events
-        if events is None:
-            return self.table.refresh(save=False, progress=self.progress)
-        events.hold()
+        if events is not None:
+            events.hold()
         try:
-            events.baseline()
-            return self.table.refresh(save=False, progress=self.progress)
+            if events is not None:
+                events.baseline()
+            changes = self.table.refresh(save=False, progress=self.progress)
+            if index and changes:
+                self.index.sync(changes.parsed, changes, progress=self.progress)
+            return changes
         finally:
-            events.done()
+            if events is not None:
+                events.done()
 
     def apply_changes(self, relpaths=None, config_changed: bool = False):
         """Bring the table and index in step with files known to have changed (a watcher's
@@ -620,6 +628,32 @@ class Workspace:
         report = lint_rows(self.table, self.config, include_archive=archive)
         self._done()
         return report
+
+    def lint_staged(self) -> dict:
+        """Lint what the next commit holds (the pre-commit hook): the spec files it adds or
+        changes, as staged, with the rest of the repository as the commit has it (the
+        index's version of every spec file that differs from the working tree; files not
+        added are left out), by the rules of :meth:`lint`, the archive included. Reported:
+        those files' specs and the specs the commit breaks elsewhere (see
+        :func:`~chantlib.lint.lint_changes`). Nothing is written and no file is copied: the
+        staged versions take the place of their rows in a view of the table
+        (:meth:`SpecTable.overlay <chantlib.table.SpecTable.overlay>`).
+
+        Not an operation: it reads the index of the git that runs it (``GIT_INDEX_FILE`` in a
+        hook), which a daemon cannot see. Returns lint's report with ``files``, the spec
+        files judged (``.chant/...``); when the commit touches no spec file, an empty report
+        at the cost of one git run, without reading the specs."""
+        from .git import staged_specs
+        from .lint import lint_changes
+
+        staged = staged_specs(self.root)
+        if staged is None:
+            return {"diagnostics": [], "passed": 0, "warned": 0, "failed": 0, "total": 0, "files": [], "warnings": []}
+        self._fresh()
+        view = self.table.overlay(staged.texts)
+        report = lint_changes(view, self.config, staged.changed, staged.removed)
+        report["files"] = [f".chant/{rel}" for rel in staged.changed + staged.removed]
+        return self._finish(report, True, False)
 
     @_operation()
     def status(self) -> dict:
