@@ -629,7 +629,7 @@ class Workspace:
         self._done()
         return report
 
-    def lint_staged(self) -> dict:
+    def lint_staged(self, staged=None) -> dict:
         """Lint what the next commit holds (the pre-commit hook): the spec files it adds or
         changes, as staged, with the rest of the repository as the commit has it (the
         index's version of every spec file that differs from the working tree; files not
@@ -642,11 +642,14 @@ class Workspace:
         Not an operation: it reads the index of the git that runs it (``GIT_INDEX_FILE`` in a
         hook), which a daemon cannot see. Returns lint's report with ``files``, the spec
         files judged (``.chant/...``); when the commit touches no spec file, an empty report
-        at the cost of one git run, without reading the specs."""
+        at the cost of one git run, without reading the specs. ``staged``: what
+        :func:`chantlib.git.staged_specs` returned for this repository, if the caller asked
+        it already."""
         from .git import staged_specs
         from .lint import lint_changes
 
-        staged = staged_specs(self.root)
+        if staged is None:
+            staged = staged_specs(self.root)
         if staged is None:
             return {"diagnostics": [], "passed": 0, "warned": 0, "failed": 0, "total": 0, "files": [], "warnings": []}
         self._fresh()
