@@ -421,26 +421,31 @@ def _amended(git_folder: str, commit: str) -> str | None:
     return None
 
 
-def _defer(git_folder: str, commit: str) -> None:
+def _defer(git_folder: str, commit: str, replaces: str | None = None) -> None:
+    """Leave ``commit`` (in place of ``replaces``) for the first hook that runs once git has
+    given the working tree back (:func:`_record_pending`)."""
     with open(os.path.join(git_folder, PENDING), "a", encoding="ascii") as fh:
-        fh.write(commit + "\n")
+        fh.write(f"{commit} {replaces}\n" if replaces else f"{commit}\n")
 
 
 def _record_pending(root: str, git_folder: str, backend, out) -> None:
-    """Record the commits a cherry-pick or revert of several commits made (left by
-    :func:`_defer`), those still in HEAD's history; then forget them."""
+    """Record the commits left by :func:`_defer` (a cherry-pick or revert of several
+    commits, a rebase that puts an autostash back), those still in HEAD's history (not
+    those an ``--abort`` took back); then forget them."""
     path = os.path.join(git_folder, PENDING)
     try:
         with open(path, encoding="ascii", errors="replace") as fh:
-            pending = list(dict.fromkeys(line.strip() for line in fh if line.strip()))
+            pending = list(dict.fromkeys(tuple(line.split()[:2]) for line in fh if line.strip()))
     except FileNotFoundError:
         return
     from chantlib.git import is_ancestor, spec_ref, subjects
 
-    kept = [c for c in pending if is_ancestor(root, c, "HEAD")]  # not those an --abort took back
-    for commit, subject in subjects(root, kept).items():
-        if spec_ref(subject) is not None:
-            _record(backend, out, commit, subject)
+    kept = [entry for entry in pending if is_ancestor(root, entry[0], "HEAD")]
+    found = subjects(root, dict.fromkeys(entry[0] for entry in kept))
+    for entry in kept:
+        subject = found.get(entry[0])
+        if subject is not None and spec_ref(subject) is not None:
+            _record(backend, out, entry[0], subject, entry[1] if len(entry) > 1 else None)
     os.unlink(path)
 
 
@@ -484,14 +489,18 @@ def _post_rewrite(root: str, argv: list[str], out, direct: bool) -> int:
         onto = _read(os.path.join(folder, "rebase-merge", "onto")) or _read(os.path.join(folder, "rebase-apply", "onto"))
         if onto and onto.strip():
             extra = [(c, s) for c, s in commits_between(root, onto.strip(), "HEAD") if c not in found]
+    todo = [(new, found[new], old) for old, new in pairs if spec_ref(found.get(new)) is not None]
+    todo += [(commit, subject, None) for commit, subject in extra if spec_ref(subject) is not None]
+    if kind == "rebase" and any(os.path.exists(os.path.join(folder, name, "autostash"))
+                                for name in ("rebase-merge", "rebase-apply")):
+        # git puts the changes it stashed back after this hook: a spec file written now could
+        # make that fail, so the first hook that runs after the rebase records them
+        for commit, _subject, replaces in todo:
+            _defer(folder, commit, replaces)
+        return 0
     with _connect(root, direct, out) as backend:
-        for old, new in pairs:
-            subject = found.get(new)
-            if subject is not None and spec_ref(subject) is not None:
-                _record(backend, out, new, subject, old)
-        for commit, subject in extra:
-            if spec_ref(subject) is not None:
-                _record(backend, out, commit, subject)
+        for commit, subject, replaces in todo:
+            _record(backend, out, commit, subject, replaces)
         _record_pending(root, folder, backend, out)
     return 0
 

@@ -317,7 +317,8 @@ def test_post_commit_records_and_an_amend_takes_its_place(project):
     assert commits(p.repo.path(AAA)) == ["1234567", p.head()[:7]]  # in place, and once
 
 
-def test_a_rebase_records_its_new_commits_in_place_of_the_old(project):
+@pytest.mark.parametrize("autostash", [False, True])
+def test_a_rebase_records_its_new_commits_in_place_of_the_old(project, autostash):
     p = project
     p.install()
     spec = p.repo.path(AAA)
@@ -334,13 +335,39 @@ def test_a_rebase_records_its_new_commits_in_place_of_the_old(project):
     p.quiet("add", "-A")
     p.quiet("commit", "-q", "-m", "on main")
     p.quiet("checkout", "-q", "feat")
+    if autostash:  # a change of yours to the spec file, which git puts back after post-rewrite
+        with open(spec, "a", encoding="utf-8") as fh:
+            fh.write("\nA note of mine.\n")
     # each step of the rebase rewrites the spec file: a hook that wrote it in between would stop it
-    rebased = p.git("rebase", "main")
-    assert rebased.returncode == 0, rebased.stdout + rebased.stderr
+    rebased = p.git("rebase", *(("--autostash",) if autostash else ()), "main")
+    assert rebased.returncode == 0 and "conflict" not in rebased.stderr, rebased.stdout + rebased.stderr
     new = p.g("log", "--format=%H", "-3").split()[::-1]
     assert set(new).isdisjoint(old)
+    if autostash:
+        assert commits(spec) == [old[0][:7], old[1][:7]] and text(spec).endswith("A note of mine.\n")
+        assert p.git("checkout", "-q", "-b", "later").returncode == 0  # the next hook records them
+        assert text(spec).endswith("A note of mine.\n")
     assert commits(spec) == [new[0][:7], new[1][:7]]
     assert p.g("status", "--porcelain") == f"M .chant/specs/{AAA}.md"
+
+
+def test_a_cherry_pick_of_several_commits_is_recorded_once_it_is_done(project):
+    p = project
+    spec = p.repo.path(AAA)
+    p.quiet("checkout", "-q", "-b", "feat")
+    for n in (1, 2):  # each changes the spec file
+        with open(spec, "a", encoding="utf-8") as fh:
+            fh.write(f"- [x] step {n}\n")
+        p.quiet("commit", "-q", "-am", f"chant({AAA}): step {n}")
+    p.quiet("checkout", "-q", "main")
+    p.install()
+    picked = p.git("cherry-pick", "main..feat")
+    assert picked.returncode == 0, picked.stdout + picked.stderr
+    assert commits(spec) == [] and p.g("status", "--porcelain") == ""
+    assert p.git("checkout", "-q", "-b", "later").returncode == 0  # the first hook after it records them
+    new = p.g("log", "--format=%H", "-2").split()[::-1]
+    assert commits(spec) == [new[0][:7], new[1][:7]]
+    assert not os.path.exists(os.path.join(p.root, ".git", "chant-hooks-pending"))
 
 
 def test_a_worktree_on_a_spec_branch_names_its_spec_and_records_there(project, tmp_path):
