@@ -302,8 +302,9 @@ def run(args, out) -> int:
 
 
 def _absolute_git_paths() -> None:
-    # git gives a hook GIT_INDEX_FILE (and in a linked worktree GIT_DIR) relative to the top
-    # of the working tree, where it runs it; chant runs git from its root (`git -C`)
+    # git gives a hook GIT_INDEX_FILE (and may give GIT_DIR) relative to the top of the
+    # working tree, where it runs it; chant runs git from its root (`git -C`, maybe below
+    # the top) and opens files itself: absolute, they mean the same from anywhere
     for name in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"):
         value = os.environ.get(name)
         if value and not os.path.isabs(value):

@@ -222,11 +222,19 @@ def test_core_hooks_path_and_a_chant_root_below_the_top(tmp_path, git_env):
     assert not os.path.exists(top / ".git" / "hooks" / "post-commit")
     assert json.loads(run_chant(["hooks", "status", "--json"], repo.root, env=git_env).out)["hooks_dir"] == hooks
     assert "hooks run --root 'sub' post-commit" in text(os.path.join(hooks, "post-commit"))
+    def commit(*args):
+        return subprocess.run(["git", "commit", "-q", *args], cwd=top, env=git_env, capture_output=True, text=True,
+                              timeout=60)
+
+    repo.write(BBB, raw="")
+    g("add", repo.path(BBB))
+    blocked = commit("-m", "empty spec")
+    assert blocked.returncode == 1 and f"{BBB}: [empty]" in blocked.stderr, blocked  # git shows a hook's stdout there
+    g("rm", "-q", "--cached", repo.path(BBB))
     with open(top / "f", "w", encoding="utf-8") as fh:
         fh.write("x\n")
     g("add", "f")
-    done = subprocess.run(["git", "commit", "-q", "--no-verify", "-m", f"chant({AAA}): work"], cwd=top, env=git_env,
-                          capture_output=True, text=True, timeout=60)
+    done = commit("--no-verify", "-m", f"chant({AAA}): work")
     assert done.returncode == 0 and "recorded" in done.stderr, done.stderr
     assert commits(repo.path(AAA)) == [g("rev-parse", "HEAD")[:7]]
 
