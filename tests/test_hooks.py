@@ -274,6 +274,15 @@ def test_pre_commit_blocks_staged_lint_errors_and_judges_the_staged_content(proj
     assert passed.returncode == 0, out
     assert f"⚠ {BBB}: [type]" in out and "0 failed" in out  # warnings are shown, and do not block
     assert p.g("log", "-1", "--format=%s") == "bbb needs ccc"
+    # `commit -a` and `commit <paths>` make the commit from an index of their own (GIT_INDEX_FILE)
+    p.repo.write(BBB, raw="---\nstatus: [\n---\n")
+    with open(os.path.join(p.root, "f"), "w", encoding="utf-8") as fh:
+        fh.write("f\n")
+    p.g("add", "f")
+    blocked = p.git("commit", "-q", "-a", "-m", "everything")
+    assert blocked.returncode == 1 and "[parse]" in blocked.stderr, blocked
+    passed = p.git("commit", "-q", "-m", "f alone", "f")
+    assert passed.returncode == 0 and "[parse]" not in passed.stderr, passed
 
 
 def test_lint_staged_reports_what_the_commit_breaks_elsewhere(project):
