@@ -153,6 +153,15 @@ def status(args, out) -> int:
     out.line(f"API: {data.get('api') or 'off'}")
     out.line(f"Metrics: {data.get('metrics') or 'off'}")
     out.line(f"Watch: {data.get('watch') or 'off'}")
+    git = data.get("git")
+    if git:
+        counts = f" ({git['recorded']} commit(s) recorded, {git['unknown_refs']} unknown ref(s))" \
+            if git["state"] == "watching" else ""
+        out.line(f"Git: {git['state']}{counts}")
+    validation = data.get("validation")
+    if validation:
+        out.line(f"Invalid specs: {validation['invalid_specs']:,}"
+                 + (f" ({validation['specs_with_warnings']:,} with warnings)" if validation["specs_with_warnings"] else ""))
     return 0
 
 

@@ -76,3 +76,5 @@ def setup_logging(level: str, log_file: str | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    # "N changes detected" per batch, at info: what the daemon did with them is what we log
+    logging.getLogger("watchfiles").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)

@@ -60,10 +60,21 @@ class Metrics:
             "chant_index_updates", "Documents written to or deleted from the index.", registry=r
         )
         self.index_queries = Counter("chant_index_queries", "Queries run against the index.", registry=r)
+        self.git_events = Counter("chant_git_events", "Git events seen in the reflogs, by kind.", ["kind"], registry=r)
+        self.git_recorded = Counter(
+            "chant_git_commits_recorded", "Commits recorded in a spec's commits: by the git watcher.", registry=r
+        )
+        self.git_unknown_refs = Counter(
+            "chant_git_unknown_refs", "Commits whose chant(<id>) subject names no spec.", registry=r
+        )
         for result in ("success", "failure"):
             self.completions.labels(result=result)
         self.collector: WorkspaceCollector | None = None
         self._children: dict = {}
+
+    def watch_notifier(self, notifier) -> None:
+        """Export what ``notifier`` did: ``chant_notifications_total{channel,result}``."""
+        self.registry.register(_NotifierCollector(notifier))
 
     def bind(self, service) -> None:
         """Start reporting the state of ``service``'s workspace."""
@@ -138,3 +149,25 @@ class WorkspaceCollector:
         info = GaugeMetricFamily("chant_build_info", "The running chant version (always 1).", labels=["version"])
         info.add_metric([VERSION], 1)
         yield info
+
+
+class _NotifierCollector:
+    """Notifications by channel and result, read off the notifier's counters at scrape time."""
+
+    RESULTS = ("sent", "logged", "failed", "dropped", "retried")
+
+    def __init__(self, notifier) -> None:
+        self.notifier = notifier
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        stats = self.notifier.stats()
+        family = CounterMetricFamily(
+            "chant_notifications", "Notifications: sent, written to the log instead, given up, dropped, retries.",
+            labels=["channel", "result"],
+        )
+        for result in self.RESULTS:
+            family.add_metric([stats.channel, result], getattr(stats, result))
+        yield family

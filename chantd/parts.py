@@ -19,13 +19,25 @@ import asyncio
 import contextlib
 import os
 import time
+from typing import TYPE_CHECKING
 
 from chantlib.workspace import LOCKS_DIR, Workspace
 
 from .options import Settings
 from .service import Service
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .git import GitFollower
+    from .notify import Notifier
+    from .validation import Validator
+
 __all__ = ["Parts", "build"]
+
+#: how long a start waits for the git events of while it was down to be handled (they go on
+#: being handled after, should there be more)
+REPLAY_WAIT = 30.0
 
 
 class Parts:
@@ -38,13 +50,19 @@ class Parts:
     lease table let go)."""
 
     def __init__(self, *, root: str, workspace: Workspace, service: Service, settings: Settings | None = None,
-                 metrics=None, watcher=None) -> None:
+                 metrics=None, watcher=None, git_settings=None) -> None:
         self.root = root
         self.workspace = workspace
         self.service = service
         self.settings = settings
         self.metrics = metrics
         self.watcher = watcher
+        self.git_settings = git_settings
+        #: made by :meth:`follow`: the git watcher's follower and the validator of saves
+        self.git: GitFollower | None = None
+        self.validator: Validator | None = None
+        self.notify: Callable[..., bool] | None = None  # notify(kind, message, **details); None: the log alone
+        self.notifier: Notifier | None = None  # the :class:`~chantd.notify.Notifier` behind it (a serving daemon's)
         self.stack = contextlib.AsyncExitStack()
         self.stack.callback(service.close)
 
@@ -78,6 +96,31 @@ class Parts:
         self.stack.callback(watcher.stop)  # run before the task is cancelled: the watches end cleanly
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watcher.armed.wait(), timeout)
+
+    async def follow(self) -> None:
+        """After :meth:`load`: lint each spec as it is saved (``validate_on_save``; the
+        verdict on every spec taken in first) and follow git's reflogs (``git_watch``):
+        commits made while the daemon was down are handled by the follower's first poll."""
+        from .git import GitFollower, GitSettings
+        from .validation import Validator
+
+        settings = self.git_settings or GitSettings()
+        service = self.service
+        if settings.enabled and settings.validate_on_save:
+            validator = Validator(service, notify=self.notify)
+            self.stack.callback(validator.close)
+            self.task(validator.run())
+            await validator.seed()
+            self.validator = validator
+            service.sections["validation"] = validator.status
+        poll = self.settings.poll if self.settings is not None else False
+        follower = GitFollower(service, settings, poll=poll, notify=self.notify, metrics=self.metrics)
+        self.git = follower
+        service.sections["git"] = follower.status
+        await follower.open()  # the position taken: a commit from here on is seen
+        self.task(follower.run())
+        with contextlib.suppress(TimeoutError):  # what happened while down, handled before "started"
+            await asyncio.wait_for(follower.caught_up.wait(), REPLAY_WAIT)
 
     async def load(self) -> None:
         """Bring the workspace in step with the files, then let requests in. The daemon's
@@ -118,7 +161,9 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
     from chantlib.locks import MemoryLockTable
     from chantlib.store import CHANT_DIR, find_root
 
-    from .metrics import Metrics  # prometheus_client and watchfiles: only for a serving daemon
+    from .git import GitSettings
+    from .metrics import Metrics
+    from .notify import Notifier, NotifySettings  # prometheus_client and watchfiles: only for a serving daemon
     from .watch import Watcher
 
     root = find_root(root)
@@ -136,7 +181,14 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
         service = Service(workspace, metrics, clock=clock)
         metrics.bind(service)
         watcher = Watcher(service, poll=settings.poll, poll_delay_ms=settings.poll_delay_ms)
+        git_settings = GitSettings.from_config(workspace.config)
+        notifier = Notifier(NotifySettings.from_config(workspace.config), workspace.root)
+        undo.callback(notifier.close)
+        metrics.watch_notifier(notifier)
         parts = Parts(root=workspace.root, workspace=workspace, service=service, settings=settings,
-                      metrics=metrics, watcher=watcher)
+                      metrics=metrics, watcher=watcher, git_settings=git_settings)
+        parts.notify = notifier.notify
+        parts.notifier = notifier
         undo.pop_all()  # from here on the parts' stack closes them
+        parts.stack.push_async_callback(asyncio.to_thread, notifier.close)  # before the service closes
     return parts

@@ -314,6 +314,7 @@ class Daemon:
             # Until this is done, requests about specs wait (hello says "loading"): a daemon
             # never answers from a table it has not read.
             await parts.load()
+            await parts.follow()  # lint on save, and git: what happened while we were down first
             # The table and index are long-lived: keep the cyclic GC from walking them over and
             # over (each walk of a 50,000-spec table is a pause every request would pay for).
             gc.freeze()

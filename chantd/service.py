@@ -115,6 +115,8 @@ class Service:
         self.started = clock()
         #: what the daemon serves (socket, api, metrics, watch), for daemon_status: see describe()
         self.info: dict = {}
+        #: name -> callable: more of daemon_status, from the parts that follow git and validate
+        self.sections: dict = {}
         self.ready = False  # serving: loaded, and the watcher runs (/readyz)
         #: the specs are loaded (table and index): until then nothing about them is answered
         self.loaded = False
@@ -502,6 +504,8 @@ class Service:
         }
         if busy and self.progress is not None:
             out["progress"] = self.loading()
+        for name, section in self.sections.items():
+            out[name] = section()
         return out
 
 

@@ -78,6 +78,7 @@ _EXPORTS = {
     "Conflict": "errors",
     "LockHeld": "errors",
     "StaleToken": "errors",
+    "SpecTimedOut": "errors",
     "NotHolder": "errors",
     "AlreadyExists": "errors",
     "NothingReady": "errors",

@@ -10,6 +10,8 @@ Environment variables read in this module:
   ``$XDG_CONFIG_HOME/chant/config.md``, else ``~/.config/chant/config.md``).
 * ``CHANT_OWNER``: the default lease owner (else ``user@host``).
 * ``CHANT_LOCK_TTL``: the default lease TTL in seconds.
+
+(``CHANT_NOTIFY_URL``, the notifications' URL, is read by :mod:`chantd.notify`.)
 """
 
 from __future__ import annotations
@@ -49,7 +51,15 @@ DEFAULTS: dict = {
                 "on_merge": True,
                 "on_checkout": True,
                 "validate_on_save": True,
-                "notify": {"on_invalid_spec": True, "on_unknown_ref": True, "channel": "desktop"},
+                # docs/git.md, "Notifications"; chantd.notify reads and checks them
+                "notify": {
+                    "on_invalid_spec": True,
+                    "on_unknown_ref": True,
+                    "channel": "desktop",  # desktop, slack, webhook or none
+                    "url": None,  # slack / webhook; CHANT_NOTIFY_URL wins
+                    "timeout": 5,  # seconds per attempt
+                    "retries": 3,  # further attempts after the first
+                },
             },
         },
         "queue": {"backend": "memory", "postgres": {"url": None}},

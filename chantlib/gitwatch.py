@@ -381,6 +381,12 @@ class GitWatcher:
             paths.append(worktrees)
         return tuple(paths)
 
+    @property
+    def unsaved(self) -> bool:
+        """Whether the position moved since it was last saved (with ``autosave=False``: call
+        :meth:`save` once what :meth:`poll` returned is handled)."""
+        return self._dirty
+
     def save(self) -> None:
         """Write the position to ``state_path`` (temp file, fsync, rename). A daemon that
         wants every event handled at least once passes ``autosave=False`` and calls this once

@@ -18,7 +18,7 @@ import threading
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
-from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError, UnknownSpecRef
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError, SpecTimedOut, UnknownSpecRef
 from .ids import sort_key
 from .ops import for_method
 from .store import SpecStore
@@ -61,6 +61,14 @@ def _json_dumps(value) -> str:
     import json
 
     return json.dumps(value, separators=(",", ":"))  # ASCII: the daemon's wire form
+
+
+def _limited(limited: list) -> dict:
+    """What a queue answer says of the limits: ``limited`` (specs they keep back) and
+    ``full`` (why no claim may be made now), when either applies."""
+    full = next((why for why in limited if isinstance(why, str)), None)
+    rows = sum(1 for row in limited if not isinstance(row, str))
+    return {"limited": rows, "full": full}
 
 
 def _now_utc() -> str:
@@ -161,6 +169,7 @@ class Workspace:
         self._queue: Queue | None = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
         self._gate: Gate | None = None
+        self._limits_of: tuple | None = None  # (config, its Limits)
         self._events: Publisher | None = None  # made by the first subscribe()
         self._figures: SpecFigures | None = None  # the specs' part of statistics(), while they stay the same
         #: set by a daemon serving this workspace: a callable returning its status facts
@@ -241,7 +250,8 @@ class Workspace:
             from .queue import Queue
 
             # the queue refreshes the table itself, so a script using ws.queue sees the files
-            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate)
+            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate,
+                                limits=lambda: self.limits)
         return self._queue
 
     def gate(self):
@@ -256,6 +266,18 @@ class Workspace:
         return gate
 
     # events and statistics
+
+    @property
+    def limits(self):
+        """The config's :class:`~chantlib.limits.Limits` (``scale.limits``), read again when
+        the config changes; a bad value is an :class:`InvalidValue` naming the key."""
+        config = self.config
+        cached = self._limits_of
+        if cached is None or cached[0] is not config:
+            from .limits import Limits
+
+            cached = self._limits_of = (config, Limits.from_config(config))
+        return cached[1]
 
     def subscribe(self, callback, *, leases: bool = True):
         """Tell ``callback(event)`` of what changes from now on, one
@@ -621,11 +643,14 @@ class Workspace:
         return out
 
     @_operation(skipped=False)
-    def lint(self, archive: bool = False) -> dict:
+    def lint(self, archive: bool = False, specs=None) -> dict:
+        """The lint report of every active spec (with ``archive``, archived ones too), or of
+        ``specs`` alone (partial IDs; the rules that look at other specs still see them)."""
         self._fresh()
         from .lint import lint_rows
 
-        report = lint_rows(self.table, self.config, include_archive=archive)
+        ids = None if specs is None else list(dict.fromkeys(self._resolve(s).id for s in specs))
+        report = lint_rows(self.table, self.config, include_archive=archive or ids is not None, ids=ids)
         self._done()
         return report
 
@@ -862,6 +887,14 @@ class Workspace:
 
         return default_owner()
 
+    def _timed(self, ttl):
+        """A new lease's ``ttl``, within ``scale.limits.spec_timeout``: no lease outlives the
+        time a spec may be held (renewals are held to it too, see :meth:`lock_renew`)."""
+        timeout = self.limits.spec_timeout
+        if timeout is None:
+            return ttl
+        return min(self.locks.default_ttl if ttl is None else ttl, timeout)
+
     def _lock_target(self, spec: str) -> str:
         """A spec ID for a lease: resolved against the specs, or an exact ID with a lease file."""
         try:
@@ -876,7 +909,7 @@ class Workspace:
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
-        lease = self.locks.acquire(spec_id, self._owner(owner), ttl, force=force)
+        lease = self.locks.acquire(spec_id, self._owner(owner), self._timed(ttl), force=force)
         self._done()
         return lease.to_dict()
 
@@ -894,6 +927,16 @@ class Workspace:
         self._fresh()
         spec_id = self._lock_target(spec)
         owner = None if token is not None else self._owner(owner)
+        timeout = self.limits.spec_timeout
+        if timeout is not None:
+            held = self.locks.get(spec_id)
+            if held is not None and held.acquired_at is not None:
+                left = held.acquired_at + timeout - self.clock()
+                if left <= 0:
+                    from .locks import format_time
+
+                    raise SpecTimedOut(spec_id, timeout, format_time(held.acquired_at) or "?")
+                ttl = min(self.locks.default_ttl if ttl is None else ttl, left)
         lease = self.locks.renew(spec_id, owner=owner, token=token, ttl=ttl)
         self._done()
         return lease.to_dict()
@@ -913,8 +956,12 @@ class Workspace:
     @_operation()
     def queue_next(self, project=None, labels=None) -> dict:
         held_back: list = []
-        items = self.queue.items(project, labels, held_back)
-        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items), "held": len(held_back)}
+        limited: list = []
+        queue = self.queue
+        items = queue.items(project, labels, held_back)
+        first = next(iter(queue.claimable(project, labels, [], limited)), None) if items else None
+        result = {"spec": self.summary(first) if first is not None else None, "depth": len(items),
+                  "held": len(held_back), **_limited(limited)}
         self._done()
         return result
 
@@ -934,14 +981,24 @@ class Workspace:
         by_project: dict[str, int] = {}
         for row in items:
             by_project[row.project or ""] = by_project.get(row.project or "", 0) + 1
-        leased = len(self.locks.leases())
+        leases = self.locks.leases()
+        leased_by: dict[str, int] = {}
+        for lease in leases:
+            row = self.table.active.get(lease.spec)
+            key = (row.project if row is not None else None) or ""
+            leased_by[key] = leased_by.get(key, 0) + 1
+        limited: list = []
+        limits = self.limits
+        if limits.any:
+            self.queue.claimable(project, labels, [], limited)
         self._done()
-        return {"depth": len(items), "held": len(held_back), "leased": leased,
-                "by_project": dict(sorted(by_project.items()))}
+        return {"depth": len(items), "held": len(held_back), "leased": len(leases),
+                "by_project": dict(sorted(by_project.items())), "leased_by_project": dict(sorted(leased_by.items())),
+                "limits": limits.to_dict() if limits.any or limits.spec_timeout else None, **_limited(limited)}
 
     @_operation()
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None) -> dict:
-        row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
+        row, lease = self.queue.claim_nowait(self._owner(owner), self._timed(ttl), project, labels)
         self._done()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
 

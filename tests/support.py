@@ -9,12 +9,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from chantd.testing import DaemonProcess, free_port
 
-__all__ = ["CORPUS", "ROOT", "WAIT_FOR_GO", "DaemonProc", "Git", "Repo", "Result", "copy_corpus", "free_port",
+__all__ = ["CORPUS", "ROOT", "WAIT_FOR_GO", "DaemonProc", "Git", "Receiver", "Repo", "Result", "copy_corpus", "free_port",
            "isolated_git_env", "run_chant", "run_racers"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,6 +116,71 @@ def isolated_git_env(home) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(HOME=str(home), GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
     return env
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that timed out and left: the late answer has nowhere to go
+
+
+class Receiver:
+    """An HTTP server on loopback (port 0, a thread of the test) recording what it was sent
+    (``requests``, ``bodies()``) and answering from a script: ``answers`` in turn, 200 once
+    they are used up; ``hold``: each request waits for ``release``. Start its ``thread``,
+    call ``stop()``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        #: (status, headers) answered in turn; 200 once they are used up
+        self.answers: list[tuple[int, dict]] = []
+        self.hold = False  # hold each request until `release` is set
+        self.release = threading.Event()
+        self.arrived = threading.Event()
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.receiver = self  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="test-receiver", daemon=True)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def bodies(self) -> list:
+        with self.lock:
+            return [json.loads(r["body"]) for r in self.requests]
+
+    def stop(self) -> None:
+        self.release.set()  # a held request answers (to a client long gone)
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        rec: Receiver = self.server.receiver  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with rec.lock:
+            rec.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                 "body": body})
+            status, headers = rec.answers.pop(0) if rec.answers else (200, {})
+        rec.arrived.set()
+        if rec.hold:
+            rec.release.wait(10)
+        payload = b"ok" if status < 300 else b"no_service\nmore"
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(payload)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+        pass
 
 
 class Result:

@@ -150,11 +150,11 @@ def test_every_rest_route_of_the_table_answers_through_the_starlette_app(service
     params = {
         "search": {"q": "first"}, "query": {"q": "first"}, "add": {"title": "Third"},
         "lock_acquire": {"owner": "w"}, "lock_release": {"owner": "w"}, "lock_renew": {"owner": "w"},
-        "queue_claim": {"owner": "w"},
+        "queue_claim": {"owner": "w"}, "record_commit": {"commit": "1a2b3c4d5e6f", "subject": "no spec named"},
     }
     order = ["hello", "list", "show", "search", "query", "lint", "status", "lock_acquire", "lock_renew",
              "lock_status", "lock_list", "lock_release", "queue_next", "queue_stats", "queue_list", "queue_claim",
-             "complete", "add", "index_status", "index_rebuild", "daemon_status"]
+             "complete", "add", "index_status", "index_rebuild", "daemon_status", "record_commit"]
     assert set(order) == {name for name, op in OPS.items() if op.http is not None}
 
     async def go():
