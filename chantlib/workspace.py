@@ -643,14 +643,21 @@ class Workspace:
         return out
 
     @_operation(skipped=False)
-    def lint(self, archive: bool = False, specs=None) -> dict:
+    def lint(self, archive: bool = False, specs=None, removed=None) -> dict:
         """The lint report of every active spec (with ``archive``, archived ones too), or of
-        ``specs`` alone (partial IDs; the rules that look at other specs still see them)."""
+        ``specs`` (partial IDs) and what they break elsewhere: the spec lint names for a
+        dependency cycle through one of them, and, for ``removed`` (the IDs of spec files that
+        went), the specs that still depend on or list one of those
+        (:func:`~chantlib.lint.lint_changes`: what a save is judged by)."""
         self._fresh()
-        from .lint import lint_rows
+        from .lint import lint_changes, lint_rows
 
-        ids = None if specs is None else list(dict.fromkeys(self._resolve(s).id for s in specs))
-        report = lint_rows(self.table, self.config, include_archive=archive or ids is not None, ids=ids)
+        if specs is None and removed is None:
+            report = lint_rows(self.table, self.config, include_archive=archive)
+        else:
+            rows = [self._resolve(s) for s in specs or ()]
+            report = lint_changes(self.table, self.config, [row.path for row in rows],
+                                  [f"specs/{spec_id}.md" for spec_id in removed or ()])
         self._done()
         return report
 
