@@ -1,6 +1,6 @@
 """The ``chant`` command: parse arguments, run the operation, render the result.
 
-Every command except ``init``, ``daemon`` and ``agent`` is one operation of :mod:`chantlib.ops`. It goes
+Every command except ``init``, ``daemon``, ``hooks`` and ``agent`` is one operation of :mod:`chantlib.ops`. It goes
 to the repository's daemon when one answers (``CHANT_DAEMON`` names a remote one), else it
 runs in direct mode, in process on the files (see :mod:`chant_cli.backends`); ``--direct``,
 before or after the subcommand, forces direct mode. Exit codes are mapped in one place,
@@ -179,6 +179,33 @@ def _add_daemon(sub, action=None):
         _common(q, json_flag=name == "status")
 
 
+_HOOKS_ACTIONS = {
+    "install": "write git hooks that lint, check and record commits (for repositories without a daemon)",
+    "uninstall": "remove chant's git hooks and put back the hooks they chained",
+    "status": "which of chant's git hooks are installed, and where",
+    "run": "do one hook's work (what the installed hooks call)",
+}
+
+
+def _add_hooks(sub, action=None):
+    from .hooks import HOOKS
+
+    p = sub.add_parser("hooks", help="git hooks: lint staged specs, check and record commits, without a daemon")
+    group = p.add_subparsers(dest="hooks_action", metavar="<action>", parser_class=_Parser, required=True)
+    for name, help_text in _HOOKS_ACTIONS.items():
+        if action is not None and name != action:
+            continue
+        q = group.add_parser(name, help=help_text)
+        if name == "install":
+            q.add_argument("--force", action="store_true",
+                           help="also where another tool replaced chant's hook (the hook chant had chained is kept)")
+        elif name == "run":
+            q.add_argument("--root", metavar="DIR", help="the chant root, relative to the top of the working tree")
+            q.add_argument("hook", choices=HOOKS, help="the hook")
+            q.add_argument("hook_args", nargs=argparse.REMAINDER, metavar="ARG", help="what git passed the hook")
+        _common(q, json_flag=name == "status")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -225,11 +252,12 @@ _AGENT_ACTIONS = ("worker",)
 
 def commands() -> dict[str, tuple[str, ...]]:
     """Every command word -> its actions (empty for a command without any): ``init``,
-    ``daemon`` and ``agent``, and the faces of the operations."""
+    ``daemon``, ``hooks`` and ``agent``, and the faces of the operations."""
     out: dict[str, tuple[str, ...]] = {"init": ()}
     for path in _faces():
         out[path[0]] = out.get(path[0], ()) + path[1:]
     out["daemon"] = tuple(_DAEMON_ACTIONS)
+    out["hooks"] = tuple(_HOOKS_ACTIONS)
     out["agent"] = _AGENT_ACTIONS
     return out
 
@@ -284,10 +312,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     command, action = _selected(argv) if argv is not None else (None, None)
     if command in (None, "init"):
         _add_init(sub)
-    if command not in ("init", "daemon", "agent"):
+    if command not in ("init", "daemon", "hooks", "agent"):
         _add_operations(sub, command, action)
     if command in (None, "daemon"):
         _add_daemon(sub, action)
+    if command in (None, "hooks"):
+        _add_hooks(sub, action)
     if command in (None, "agent"):
         _add_agent(sub, action)
     return parser
@@ -400,6 +430,10 @@ def _main(argv: list[str] | None) -> int:
             from . import daemon
 
             return getattr(daemon, args.daemon_action)(args, out)
+        if args.command == "hooks":
+            from . import hooks
+
+            return getattr(hooks, args.hooks_action)(args, out)
         if args.command == "agent":
             from . import agent
 

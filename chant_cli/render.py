@@ -360,7 +360,8 @@ def render_queue(out: Out, result: dict, args) -> int:
         # the words of a claim that finds nothing (NothingReady), so both say the same
         from chantlib.queue import nothing_ready
 
-        out.note(nothing_ready(args.project, args.labels, result.get("held") or 0))
+        out.note(nothing_ready(args.project, args.labels, result.get("held") or 0, result.get("limited") or 0,
+                               result.get("full")))
     if args.json:
         out.json(json_result(result) if args.claim else spec)
         return 0 if spec else 5
@@ -382,6 +383,19 @@ def render_queue_stats(out: Out, result: dict, args) -> int:
     if result["by_project"]:
         parts = (f"{name or '(none)'} {count}" for name, count in result["by_project"].items())
         out.line(f"Projects: {', '.join(parts)}")
+    limits = result.get("limits")
+    if limits:
+        words = [f"max_agents {limits['max_agents']}"] if limits["max_agents"] is not None else []
+        if limits["max_per_project"] is not None:
+            words.append(f"max_per_project {limits['max_per_project']}")
+        words += [f"{name} {n}" for name, n in limits["per_project"].items()]
+        if limits["spec_timeout"] is not None:
+            words.append(f"spec_timeout {limits['spec_timeout']:g} s")
+        out.line(f"Limits:  {', '.join(words)}")
+        if result.get("full"):
+            out.line(f"Claims:  none now ({result['full']})")
+        elif result.get("limited"):
+            out.line(f"Claims:  {result['limited']} ready spec(s) held back by their project's limit")
     return 0
 
 

@@ -30,6 +30,7 @@ import os
 import time
 
 from chantlib.errors import InvalidValue
+from chantlib.git import in_progress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class GitFollower:
         self.caught_up = asyncio.Event()
         self._wake = asyncio.Event()
         self._top: str | None = None  # the working tree's top folder, asked of git once
+        self._deferred: list = []  # events held while a rebase or a sequence runs (see _poll_once)
+        self._deferred_since = 0.0
 
     # -- the task -----------------------------------------------------------------------
 
@@ -164,7 +167,20 @@ class GitFollower:
 
     async def _poll_once(self) -> None:
         assert self.watcher is not None
-        events = self.watcher.poll()
+        events = self._deferred + self.watcher.poll()
+        self._deferred = []
+        busy = in_progress(self.watcher.git_dir) if events and self.watcher.git_dir else None
+        if busy is not None:
+            # git is in the middle of a rebase or of a series of cherry-picks here: it writes
+            # the working tree between its steps, and a spec file written now would stop the
+            # next step (or the autostash put back at the end). Later, all at once; the
+            # position is not saved meanwhile, so a restart handles them too.
+            if not self._deferred_since:
+                log.info("git: a %s is in progress; its events wait until it is done", busy)
+            self._deferred = events
+            self._deferred_since = self._deferred_since or time.monotonic()
+            return
+        self._deferred_since = 0.0
         for event in events:
             try:
                 await self.handle(event)

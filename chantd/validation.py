@@ -35,6 +35,7 @@ class Validator:
         self.findings: dict[str, tuple[tuple[str, str, str], ...]] = {}
         self.checked = 0
         self._pending: set[str] = set()
+        self._removed: set[str] = set()  # specs gone: what still names them is judged again
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._unsubscribe = service.ws.subscribe(self._on_event, leases=False)
@@ -57,8 +58,9 @@ class Validator:
         for spec_id in removed:
             self._pending.discard(spec_id)
             self.findings.pop(spec_id, None)
+        self._removed.update(removed)
         self._pending.update(changed)
-        if self._pending:
+        if self._pending or self._removed:
             self._wake.set()
 
     async def seed(self) -> None:
@@ -82,18 +84,19 @@ class Validator:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending or self._removed:
                 batch = sorted(self._pending)[:BATCH]
                 self._pending.difference_update(batch)
+                removed, self._removed = sorted(self._removed), set()
                 try:
-                    await self._check(batch)
+                    await self._check(batch, removed)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("validating %d saved spec(s) failed", len(batch))
 
-    async def _check(self, ids: list[str]) -> None:
-        answer = await self.service.call("lint", {"specs": ids}, "validate")
+    async def _check(self, ids: list[str], removed: list[str] | None = None) -> None:
+        answer = await self.service.call("lint", {"specs": ids, "removed": removed or []}, "validate")
         if not answer["ok"]:
             if answer["error"]["code"] == "not_found":  # gone again meanwhile: one by one
                 for spec_id in ids if len(ids) > 1 else ():

@@ -80,6 +80,7 @@ _EXPORTS = {
     "Conflict": "errors",
     "LockHeld": "errors",
     "StaleToken": "errors",
+    "SpecTimedOut": "errors",
     "NotHolder": "errors",
     "AlreadyExists": "errors",
     "NothingReady": "errors",

@@ -53,6 +53,7 @@ __all__ = [
     "Conflict",
     "LockHeld",
     "StaleToken",
+    "SpecTimedOut",
     "NotHolder",
     "AlreadyExists",
     "NothingReady",
@@ -240,6 +241,19 @@ class LockHeld(Conflict):
 
 class StaleToken(Conflict):
     code = "stale_token"
+
+
+class SpecTimedOut(Conflict):
+    """A renewal past ``scale.limits.spec_timeout``: the lease was held as long as a spec may
+    be; it is left to expire, and the spec goes back to the queue."""
+
+    code = "spec_timeout"
+    ATTRS = {"spec_id": "spec"}
+
+    def __init__(self, spec_id: str, timeout: float, acquired_at: str) -> None:
+        super().__init__(f"the lease on {spec_id} was taken at {acquired_at}: scale.limits.spec_timeout "
+                         f"({timeout:g} s) is used up, so it is not renewed", spec=spec_id, timeout=timeout)
+        self.spec_id = spec_id
 
 
 class NotHolder(Conflict):

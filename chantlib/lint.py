@@ -21,7 +21,7 @@ from .ids import driver_of, sort_key
 from .table import HOT_FIELDS, weakly
 from .values import KNOWN_STATUSES, KNOWN_TYPES
 
-__all__ = ["lint_rows", "RULES", "ROW_RULES", "row_findings", "Gate"]
+__all__ = ["lint_rows", "lint_changes", "RULES", "ROW_RULES", "row_findings", "Gate"]
 
 RULES = (
     "parse", "empty", "frontmatter", "title", "dependency", "cycle", "type", "complexity", "complexity_words",
@@ -208,6 +208,32 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
 
 
 _ID, _DEPS, _MEMBERS = (HOT_FIELDS.index(name) for name in ("id", "depends_on", "members"))
+
+
+def lint_changes(table, config, changed, removed=()) -> dict:
+    """:func:`lint_rows` over the specs some changes touch: those of the files ``changed``
+    (relpaths, ``specs/<id>.md``: added or edited; archived ones too), and the specs the
+    changes break elsewhere: the spec lint names for a dependency cycle through one of them
+    (the cycle is reported on its first spec in chant order), and the specs whose
+    ``depends_on`` or ``members`` name an ID that the files ``removed`` took away. What
+    judging a change costs: the rules of those specs, and one pass over the active specs
+    when something was removed (the pre-commit hook; a validation on save could use it too)."""
+    rows = table.rows
+    touched = {rows[rel][_ID] for rel in changed if rel in rows}
+    ids = set(touched)
+    known = table.by_id
+    gone = {rel.rsplit("/", 1)[-1][:-3] for rel in removed} - set(known)
+    if gone:
+        for row in table.active.values():
+            if gone.intersection(row.depends_on or ()) or gone.intersection(row.members):
+                ids.add(row.id)
+    if touched:
+        for cycle in table.graph.cycles:
+            if touched.intersection(cycle):
+                ids.add(cycle[0])
+    return lint_rows(table, config, include_archive=True, ids=ids)
+
+
 
 
 class Gate:

@@ -406,7 +406,10 @@ OPS: dict[str, Op] = {
            http=Http("GET", "/api/query")),
         Op("lint", "lint", (Param("archive", "bool", False, doc="lint archived specs too"),
                             Param("specs", "list", aliases=("spec",), flag="spec", metavar="ID",
-                                  doc="only these specs (a unique part of an ID is enough; repeatable)")),
+                                  doc="only these specs and what they break elsewhere (a unique part of an ID "
+                                      "is enough; repeatable)"),
+                            Param("removed", "list", metavar="ID",
+                                  doc="IDs of spec files that went: report the specs that still name them")),
            doc="validate specs",
            **_READ, pure=True, cli=Cli("lint", "validate specs (exit 1 on errors)"), http=Http("GET", "/api/lint")),
         Op("status", "status", doc="counts by status and what needs attention", **_READ,

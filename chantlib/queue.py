@@ -17,9 +17,10 @@ from .errors import LockHeld, LockNotFound, NothingReady, StaleToken
 
 TYPE_CHECKING = False  # no typing import at run time; mypy reads the block
 if TYPE_CHECKING:
+    from .limits import Tally
     from .lint import Gate
 
-__all__ = ["Queue", "nothing_ready", "held_note"]
+__all__ = ["Queue", "nothing_ready", "held_note", "limited_note"]
 
 
 def held_note(held: int) -> str:
@@ -29,15 +30,27 @@ def held_note(held: int) -> str:
     return f" ({held} ready spec{'' if held == 1 else 's'} held back by lint errors; see `chant lint`)"
 
 
-def nothing_ready(project: str | None = None, labels=None, held: int = 0) -> str:
+def limited_note(limited: int) -> str:
+    """`` (N ready specs held back by scale.limits ...)``, for specs a limit keeps back."""
+    if not limited:
+        return ""
+    return f" ({limited} ready spec{'' if limited == 1 else 's'} held back by scale.limits: their project's leases)"
+
+
+def nothing_ready(project: str | None = None, labels=None, held: int = 0, limited: int = 0,
+                  full: str | None = None) -> str:
     """What an empty queue is called, by a peek and a claim alike (``held``: ready specs it
-    holds back for lint errors)."""
+    holds back for lint errors; ``limited``: for their project's limit; ``full``: why no
+    claim may be made at all, ``max_agents`` reached)."""
+    if full:
+        return f"No spec may be claimed now: {full}."
     where = []
     if project:
         where.append(f"project {project}")
     if labels:
         where.append("labels " + ", ".join(labels))
-    return "No ready specs in the queue" + (f" for {' and '.join(where)}" if where else "") + held_note(held) + "."
+    return ("No ready specs in the queue" + (f" for {' and '.join(where)}" if where else "") + held_note(held)
+            + limited_note(limited) + ".")
 
 
 class Queue:
@@ -49,12 +62,14 @@ class Queue:
     default: one with the default config).
     """
 
-    def __init__(self, table, locks, *, refresh=None, gate=None) -> None:
+    def __init__(self, table, locks, *, refresh=None, gate=None, limits=None) -> None:
         self.table = table
         self.locks = locks
         self._refresh = refresh
         self._gate = gate if gate is not None else self._own_gate
         self._default_gate: Gate | None = None
+        #: a callable giving the :class:`~chantlib.limits.Limits` claims are held to (None: none)
+        self._limits = limits
 
     def _own_gate(self):
         gate = self._default_gate
@@ -88,16 +103,52 @@ class Queue:
                 continue
             yield row
 
+    def _tally(self) -> Tally | None:
+        """The live leases counted against the limits, or ``None`` when there are none."""
+        limits = self._limits() if self._limits is not None else None
+        if limits is None or not limits.any:
+            return None
+        from .limits import Tally
+
+        return Tally(limits, self.table, self.locks.leases())
+
+    def _claimable(self, project: str | None, labels, held_back: list, limited: list):
+        """:meth:`_free`'s rows that the limits let a claim take now (``limited``: those they
+        keep back for their project's leases); nothing when ``max_agents`` is reached."""
+        tally = self._tally()
+        if tally is not None and tally.full():
+            limited.append(tally.full())
+            return
+        for row in self._free(project, labels, held_back):
+            if tally is not None and tally.project_full(row.project):
+                limited.append(row)
+                continue
+            yield row
+
+    @staticmethod
+    def _nothing(project, labels, held_back: list, limited: list) -> NothingReady:
+        full = next((why for why in limited if isinstance(why, str)), None)
+        rows = sum(1 for row in limited if not isinstance(row, str))
+        return NothingReady(nothing_ready(project, labels, len(held_back), rows, full), held=len(held_back) or None,
+                            limited=rows or None, full=full)
+
     def items(self, project: str | None = None, labels=None, held_back: list | None = None) -> list:
         """Queued rows, in order (``held_back``: see :meth:`_free`)."""
         return list(self._free(project, labels, held_back))
+
+    def claimable(self, project: str | None = None, labels=None, held_back: list | None = None,
+                  limited: list | None = None) -> list:
+        """The queued rows a claim may take now, in order: :meth:`items` less those the limits
+        keep back (appended to ``limited``; a ``str`` there says why none may be taken)."""
+        return list(self._claimable(project, labels, [] if held_back is None else held_back,
+                                    [] if limited is None else limited))
 
     def __len__(self) -> int:
         return len(self.items())
 
     def next(self, project: str | None = None, labels=None):
-        """The row that a claim would take now, or ``None``."""
-        return next(self._free(project, labels), None)
+        """The row that a claim would take now (the limits too), or ``None``."""
+        return next(self._claimable(project, labels, [], []), None)
 
     def _still_ready(self, row):
         """``row`` re-read from its file if it is still queued work, else ``None``.
@@ -115,7 +166,8 @@ class Queue:
     def claim_nowait(self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, pid=None):
         """Take the next spec with a lease: ``(row, lease)``; :class:`NothingReady` if none."""
         held_back: list = []
-        for row in self._free(project, labels, held_back):
+        limited: list = []
+        for row in self._claimable(project, labels, held_back, limited):
             try:
                 lease = self.locks.acquire(row.id, owner, ttl, reentrant=False, pid=pid)
             except LockHeld:
@@ -129,7 +181,7 @@ class Queue:
                     pass
                 continue
             return current, lease
-        raise NothingReady(nothing_ready(project, labels, len(held_back)), held=len(held_back) or None)
+        raise self._nothing(project, labels, held_back, limited)
 
     def claim(
         self, owner: str, ttl: float | None = None, project: str | None = None, labels=None, *, wait: float = 0.0,

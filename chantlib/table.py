@@ -864,6 +864,24 @@ class SpecTable:
         self._loaded = True
         self._full_save = self._dirty = self._meta_changed = True
 
+    def overlay(self, texts: dict) -> SpecTable:
+        """This table as it would be were some files different: ``texts`` maps a relpath
+        (``specs/<id>.md``) to the bytes it would hold, or to ``None`` for a file that would
+        not be there. What lint judges another version of some files by (the pre-commit hook:
+        the staged content, with the rest as the commit has it) without writing or copying
+        a file. Memory only, never saved or refreshed, and no listener is told; the rows of
+        the other files are this table's (shared: a row is never changed in place)."""
+        view = SpecTable(self.store, None)
+        rows = dict(self.rows)
+        for rel, raw in texts.items():
+            if raw is None:
+                rows.pop(rel, None)
+            else:
+                rows[rel] = parse_file(rel, raw)[0]
+        view.rows = rows
+        view._loaded = True
+        return view
+
     # views
 
     def row(self, relpath: str) -> Row:

@@ -18,7 +18,7 @@ import threading
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
-from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError, UnknownSpecRef
+from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError, SpecTimedOut, UnknownSpecRef
 from .ids import sort_key
 from .ops import for_method
 from .store import SpecStore
@@ -64,6 +64,14 @@ def _json_dumps(value) -> str:
     import json
 
     return json.dumps(value, separators=(",", ":"))  # ASCII: the daemon's wire form
+
+
+def _limited(limited: list) -> dict:
+    """What a queue answer says of the limits: ``limited`` (specs they keep back) and
+    ``full`` (why no claim may be made now), when either applies."""
+    full = next((why for why in limited if isinstance(why, str)), None)
+    rows = sum(1 for row in limited if not isinstance(row, str))
+    return {"limited": rows, "full": full}
 
 
 def _now_utc() -> str:
@@ -164,6 +172,7 @@ class Workspace:
         self._queue: Queue | None = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
         self._gate: Gate | None = None
+        self._limits_of: tuple | None = None  # (config, its Limits)
         self._events: Publisher | None = None  # made by the first subscribe()
         self._figures: SpecFigures | None = None  # the specs' part of statistics(), while they stay the same
         #: set by a daemon serving this workspace: a callable returning its status facts
@@ -244,7 +253,8 @@ class Workspace:
             from .queue import Queue
 
             # the queue refreshes the table itself, so a script using ws.queue sees the files
-            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate)
+            self._queue = Queue(self.table, self.locks, refresh=self._fresh, gate=self.gate,
+                                limits=lambda: self.limits)
         return self._queue
 
     def gate(self):
@@ -259,6 +269,18 @@ class Workspace:
         return gate
 
     # events and statistics
+
+    @property
+    def limits(self):
+        """The config's :class:`~chantlib.limits.Limits` (``scale.limits``), read again when
+        the config changes; a bad value is an :class:`InvalidValue` naming the key."""
+        config = self.config
+        cached = self._limits_of
+        if cached is None or cached[0] is not config:
+            from .limits import Limits
+
+            cached = self._limits_of = (config, Limits.from_config(config))
+        return cached[1]
 
     def subscribe(self, callback, *, leases: bool = True):
         """Tell ``callback(event)`` of what changes from now on, one
@@ -298,17 +320,25 @@ class Workspace:
         self._done()
         return stats
 
-    def refresh(self):
-        """Bring the spec table in step with the files (direct mode does this per operation)."""
+    def refresh(self, *, index: bool = False):
+        """Bring the spec table in step with the files (direct mode does this per operation);
+        returns what changed (:class:`~chantlib.table.Changes`). ``index``: the search index
+        too, when a file changed (what ``search`` would otherwise do first; the hooks do it
+        after a checkout or a merge, so that the next command has nothing to catch up on).
+        Nothing is saved: :meth:`flush` does that."""
         events = self._events
-        if events is None:
-            return self.table.refresh(save=False, progress=self.progress)
-        events.hold()
+        if events is not None:
+            events.hold()
         try:
-            events.baseline()
-            return self.table.refresh(save=False, progress=self.progress)
+            if events is not None:
+                events.baseline()
+            changes = self.table.refresh(save=False, progress=self.progress)
+            if index and changes:
+                self.index.sync(changes.parsed, changes, progress=self.progress)
+            return changes
         finally:
-            events.done()
+            if events is not None:
+                events.done()
 
     def apply_changes(self, relpaths=None, config_changed: bool = False):
         """Bring the table and index in step with files known to have changed (a watcher's
@@ -616,16 +646,52 @@ class Workspace:
         return out
 
     @_operation(skipped=False)
-    def lint(self, archive: bool = False, specs=None) -> dict:
+    def lint(self, archive: bool = False, specs=None, removed=None) -> dict:
         """The lint report of every active spec (with ``archive``, archived ones too), or of
-        ``specs`` alone (partial IDs; the rules that look at other specs still see them)."""
+        ``specs`` (partial IDs) and what they break elsewhere: the spec lint names for a
+        dependency cycle through one of them, and, for ``removed`` (the IDs of spec files that
+        went), the specs that still depend on or list one of those
+        (:func:`~chantlib.lint.lint_changes`: what a save is judged by)."""
         self._fresh()
-        from .lint import lint_rows
+        from .lint import lint_changes, lint_rows
 
-        ids = None if specs is None else list(dict.fromkeys(self._resolve(s).id for s in specs))
-        report = lint_rows(self.table, self.config, include_archive=archive or ids is not None, ids=ids)
+        if specs is None and removed is None:
+            report = lint_rows(self.table, self.config, include_archive=archive)
+        else:
+            rows = [self._resolve(s) for s in specs or ()]
+            report = lint_changes(self.table, self.config, [row.path for row in rows],
+                                  [f"specs/{spec_id}.md" for spec_id in removed or ()])
         self._done()
         return report
+
+    def lint_staged(self, staged=None) -> dict:
+        """Lint what the next commit holds (the pre-commit hook): the spec files it adds or
+        changes, as staged, with the rest of the repository as the commit has it (the
+        index's version of every spec file that differs from the working tree; files not
+        added are left out), by the rules of :meth:`lint`, the archive included. Reported:
+        those files' specs and the specs the commit breaks elsewhere (see
+        :func:`~chantlib.lint.lint_changes`). Nothing is written and no file is copied: the
+        staged versions take the place of their rows in a view of the table
+        (:meth:`SpecTable.overlay <chantlib.table.SpecTable.overlay>`).
+
+        Not an operation: it reads the index of the git that runs it (``GIT_INDEX_FILE`` in a
+        hook), which a daemon cannot see. Returns lint's report with ``files``, the spec
+        files judged (``.chant/...``); when the commit touches no spec file, an empty report
+        at the cost of one git run, without reading the specs. ``staged``: what
+        :func:`chantlib.git.staged_specs` returned for this repository, if the caller asked
+        it already."""
+        from .git import staged_specs
+        from .lint import lint_changes
+
+        if staged is None:
+            staged = staged_specs(self.root)
+        if staged is None:
+            return {"diagnostics": [], "passed": 0, "warned": 0, "failed": 0, "total": 0, "files": [], "warnings": []}
+        self._fresh()
+        view = self.table.overlay(staged.texts)
+        report = lint_changes(view, self.config, staged.changed, staged.removed)
+        report["files"] = [f".chant/{rel}" for rel in staged.changed + staged.removed]
+        return self._finish(report, True, False)
 
     @_operation()
     def status(self) -> dict:
@@ -852,6 +918,14 @@ class Workspace:
 
         return default_owner()
 
+    def _timed(self, ttl):
+        """A new lease's ``ttl``, within ``scale.limits.spec_timeout``: no lease outlives the
+        time a spec may be held (renewals are held to it too, see :meth:`lock_renew`)."""
+        timeout = self.limits.spec_timeout
+        if timeout is None:
+            return ttl
+        return min(self.locks.default_ttl if ttl is None else ttl, timeout)
+
     def _lock_target(self, spec: str) -> str:
         """A spec ID for a lease: resolved against the specs, or an exact ID with a lease file."""
         try:
@@ -866,7 +940,7 @@ class Workspace:
     def lock_acquire(self, spec, owner=None, ttl=None, force=False) -> dict:
         self._fresh()
         spec_id = self._lock_target(spec)
-        lease = self.locks.acquire(spec_id, self._owner(owner), ttl, force=force)
+        lease = self.locks.acquire(spec_id, self._owner(owner), self._timed(ttl), force=force)
         self._done()
         return lease.to_dict()
 
@@ -884,6 +958,16 @@ class Workspace:
         self._fresh()
         spec_id = self._lock_target(spec)
         owner = None if token is not None else self._owner(owner)
+        timeout = self.limits.spec_timeout
+        if timeout is not None:
+            held = self.locks.get(spec_id)
+            if held is not None and held.acquired_at is not None:
+                left = held.acquired_at + timeout - self.clock()
+                if left <= 0:
+                    from .locks import format_time
+
+                    raise SpecTimedOut(spec_id, timeout, format_time(held.acquired_at) or "?")
+                ttl = min(self.locks.default_ttl if ttl is None else ttl, left)
         lease = self.locks.renew(spec_id, owner=owner, token=token, ttl=ttl)
         self._done()
         return lease.to_dict()
@@ -903,8 +987,12 @@ class Workspace:
     @_operation()
     def queue_next(self, project=None, labels=None) -> dict:
         held_back: list = []
-        items = self.queue.items(project, labels, held_back)
-        result = {"spec": self.summary(items[0]) if items else None, "depth": len(items), "held": len(held_back)}
+        limited: list = []
+        queue = self.queue
+        items = queue.items(project, labels, held_back)
+        first = next(iter(queue.claimable(project, labels, [], limited)), None) if items else None
+        result = {"spec": self.summary(first) if first is not None else None, "depth": len(items),
+                  "held": len(held_back), **_limited(limited)}
         self._done()
         return result
 
@@ -924,10 +1012,20 @@ class Workspace:
         by_project: dict[str, int] = {}
         for row in items:
             by_project[row.project or ""] = by_project.get(row.project or "", 0) + 1
-        leased = len(self.locks.leases())
+        leases = self.locks.leases()
+        leased_by: dict[str, int] = {}
+        for lease in leases:
+            row = self.table.active.get(lease.spec)
+            key = (row.project if row is not None else None) or ""
+            leased_by[key] = leased_by.get(key, 0) + 1
+        limited: list = []
+        limits = self.limits
+        if limits.any:
+            self.queue.claimable(project, labels, [], limited)
         self._done()
-        return {"depth": len(items), "held": len(held_back), "leased": leased,
-                "by_project": dict(sorted(by_project.items()))}
+        return {"depth": len(items), "held": len(held_back), "leased": len(leases),
+                "by_project": dict(sorted(by_project.items())), "leased_by_project": dict(sorted(leased_by.items())),
+                "limits": limits.to_dict() if limits.any or limits.spec_timeout else None, **_limited(limited)}
 
     @_operation()
     def queue_claim(self, owner=None, ttl=None, project=None, labels=None, wait=0.0) -> dict:
@@ -935,9 +1033,9 @@ class Workspace:
         many seconds first (the daemon never calls it with a wait: it waits on the
         workspace's events instead, see ``Op.waits``)."""
         if wait:
-            row, lease = self.queue.claim(self._owner(owner), ttl, project, labels, wait=wait)
+            row, lease = self.queue.claim(self._owner(owner), self._timed(ttl), project, labels, wait=wait)
         else:
-            row, lease = self.queue.claim_nowait(self._owner(owner), ttl, project, labels)
+            row, lease = self.queue.claim_nowait(self._owner(owner), self._timed(ttl), project, labels)
         self._done()
         return {"spec": self.summary(row), "lease": lease.to_dict()}
 

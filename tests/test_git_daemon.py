@@ -88,7 +88,7 @@ def test_commit_is_recorded_losslessly_and_amend_replaces_it(git, repo, genv, da
     git("commit", "-q", "--amend", "-m", "chant(aaa): the work, amended")
     amended = git.head()
     wait_for(lambda: commits_of(repo, A) == [short(amended)], "the amended hash in place of the first")
-    assert git_status(d)["recorded"] == 2
+    wait_for(lambda: git_status(d)["recorded"] == 2, "both counted")  # counted just after the write
     # a subject naming no spec, and a second spec: nothing else changes
     git.commit("an ordinary commit", name="work.txt")
     second = git.commit(f"chant({B}): more", name="work.txt")
@@ -305,3 +305,36 @@ def test_a_squashing_rebase_leaves_one_hash_for_the_squashed_commits(git, repo, 
     squashed = [line.split(" ", 1)[0] for line in log if line.split(" ", 1)[1].startswith("chant(aaa)")]
     assert len(squashed) == 1
     wait_for(lambda: commits_of(repo, A) == [short(squashed[0])], "one hash for the squashed pair")
+
+
+@pytest.mark.parametrize("state", ["sequencer", "rebase-merge"])
+def test_records_wait_while_git_runs_a_rebase_or_a_series_of_picks(git, repo, genv, daemon_factory, state):
+    """A spec file written between the steps of a cherry-pick series or a rebase would stop
+    it (or the autostash a rebase puts back at its end): while git's state folder for one
+    is there, the daemon records nothing, then all of it. The instant is staged by hand: the
+    state folder made, a commit made, the folder taken away, as git does."""
+    d = start(daemon_factory, repo, genv)
+    folder = os.path.join(repo.root, ".git", state)
+    os.mkdir(folder)
+    try:
+        commit = git.commit("chant(aaa): made while git is busy", name="work.txt")
+        time.sleep(2.5)  # two polls and more: nothing may be written meanwhile
+        assert commits_of(repo, A) == []
+    finally:
+        os.rmdir(folder)
+    wait_for(lambda: commits_of(repo, A) == [short(commit)], "the commit recorded once git is done")
+    wait_for(lambda: git_status(d)["recorded"] == 1, "recorded once")
+
+
+def test_a_rebase_with_autostash_keeps_the_recorded_hashes(git, repo, genv, daemon_factory):
+    start(daemon_factory, repo, genv)
+    git("checkout", "-q", "-b", "topic")
+    one = git.commit("chant(aaa): one", name="topic.txt")
+    wait_for(lambda: commits_of(repo, A) == [short(one)], "the first commit recorded")
+    git("checkout", "-q", "main")  # the recorded hash is an uncommitted change, carried along
+    git.commit("meanwhile on main", name="main.txt")
+    git("checkout", "-q", "topic")
+    git("rebase", "-q", "--autostash", "main")  # takes it away and puts it back
+    assert git("stash", "list") == ""
+    rebased = git("log", "-1", "--format=%H", "topic")
+    wait_for(lambda: commits_of(repo, A) == [short(rebased)], "the rebased hash in place of the first")

@@ -266,7 +266,8 @@ def test_queue_operations(repo):
     assert dispatch(ws, "queue_list", {})["depth"] == 2
     assert dispatch(ws, "queue_claim", {"labels": ["x"]})["lease"]["owner"] == "tester@test"  # CHANT_OWNER
     assert dispatch(ws, "queue_claim", {"project": "auth"})["spec"]["id"] == sid(3, project="auth")
-    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0, "held": 0, "warnings": []}
+    assert dispatch(ws, "queue_next", {}) == {"spec": None, "depth": 0, "held": 0, "limited": 0, "full": None,
+                                              "warnings": []}
     assert dispatch(ws, "queue_list", {}) == {"specs": [], "depth": 0, "held": 0, "warnings": []}
     with pytest.raises(NothingReady) as info:
         dispatch(ws, "queue_claim", {"owner": "w1@host"})
@@ -542,7 +543,8 @@ def test_queue_stats_counts_the_queue_the_leases_and_the_projects(repo, chant):
     repo.write("2026-01-01-003-ccc", "status: pending\ndepends_on: [2026-01-01-001-aaa]")
     ws = repo.workspace()
     assert ws.queue_stats() | {"warnings": []} == {
-        "depth": 2, "held": 0, "leased": 0, "by_project": {"": 1, "auth": 1}, "warnings": []
+        "depth": 2, "held": 0, "leased": 0, "by_project": {"": 1, "auth": 1}, "leased_by_project": {},
+        "limits": None, "limited": 0, "full": None, "warnings": []
     }
     ws.lock_acquire("aaa", owner="w")
     stats = ws.queue_stats()

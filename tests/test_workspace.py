@@ -38,7 +38,7 @@ def test_every_operation_returns_json_data(ws):
         result = ops.dispatch(ws, name, params)
         json.dumps(result)  # plain data
     assert set(calls) | {"add", "lock_acquire", "lock_release", "lock_renew", "queue_claim", "complete",
-                         "index_rebuild", "daemon_status"} == set(ops.OPS)
+                         "index_rebuild", "daemon_status", "record_commit"} == set(ops.OPS)
 
 
 def test_params_arrive_as_strings_too(ws):
