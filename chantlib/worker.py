@@ -251,7 +251,7 @@ class Worker:
             log_file.write(header.encode("utf-8"))
             log_file.flush()
             try:
-                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=self.root or None, env=env,
+                proc = subprocess.Popen(_argv(command), cwd=self.root or None, env=env,
                                         stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                         start_new_session=True, close_fds=True)
             except OSError as exc:  # nothing ran: the spec goes back to the queue untouched
@@ -453,3 +453,28 @@ def _local_root() -> str | None:
         return find_root()
     except ChantError:
         return None
+
+
+#: The agent command's keeper, where ``setpriv`` can ask the kernel for a signal when its
+#: parent dies (util-linux, on every mainstream Linux): a shell in the command's own process
+#: group that runs it and waits. Should the worker die without a word (``kill -9``, the OOM
+#: killer), the kernel sends the keeper SIGHUP, and it kills its whole process group: the
+#: agent never runs on while the lease it ran under expires and another worker takes the
+#: spec. A SIGTERM from the worker (its stop) goes to the whole group, the agent included;
+#: the keeper outwaits it, so the worker still sees the agent's own end and exit status.
+_KEEPER = (
+    'trap "kill -KILL 0" HUP; trap ":" TERM INT; '
+    '/bin/sh -c "$1" & child=$!; status=0; '
+    'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done; exit "$status"'
+)
+
+
+def _argv(command: str) -> list[str]:
+    """How the agent command is started: under the keeper when ``setpriv`` is there, else
+    ``/bin/sh -c`` alone (then a worker killed with -9 leaves its command running)."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return ["/bin/sh", "-c", command]
+    return [setpriv, "--pdeathsig", "HUP", "/bin/sh", "-c", _KEEPER, "chant-agent", command]

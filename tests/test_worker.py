@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -324,6 +325,21 @@ def test_a_worker_killed_with_sigkill_lets_its_lease_expire(repo, daemon_factory
         claim = wait_until(lambda: _claim(c, "other"), 30, "the spec claimable again")
     assert claim["spec"]["id"] == A
     assert metric(d, "chant_lock_expirations_total") >= before + 1
+    if shutil.which("setpriv"):  # the agent died with its worker: no two agents on one spec
+        agent = int(read(pid_file).strip())
+        wait_until(lambda: not _alive(agent), 10, "the killed worker's agent gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie nobody reaped yet is gone for our purpose
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _claim(client, owner):
