@@ -14,6 +14,7 @@ import os
 
 from chantlib.client import TOKEN_FILE, is_loopback, socket_path
 from chantlib.errors import Conflict, InvalidValue, StorageError
+from chantlib.values import MAX_CLAIM_WAIT as MAX_WAIT
 
 #: connections served at once per transport; one more gets a one-line refusal
 #: (``scale.daemon.max_connections``)
@@ -91,6 +92,13 @@ class Settings:
             raise InvalidValue(f"config scale.daemon.watch_mode must be native or poll, got {mode!r}")
         self.poll = mode == "poll"
         self.poll_delay_ms = int(config.get("scale.daemon.poll_delay_ms") or 300)
+        max_wait = config.get("scale.daemon.max_wait")
+        try:
+            self.max_wait = float(MAX_WAIT if max_wait is None else max_wait)
+        except (TypeError, ValueError):
+            raise InvalidValue(f"config scale.daemon.max_wait must be a number of seconds, got {max_wait!r}") from None
+        if not 0 <= self.max_wait <= MAX_WAIT or isinstance(max_wait, bool):
+            raise InvalidValue(f"config scale.daemon.max_wait must be 0 to {MAX_WAIT:g} seconds, got {max_wait!r}")
         wanted = config.get("scale.daemon.max_connections")
         try:
             wanted = MAX_CONNECTIONS if wanted is None else int(wanted)

@@ -178,7 +178,7 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
         settings = Settings(workspace.root, workspace.config, socket_arg=socket_arg, api_port=api_port,
                             api_host=api_host, metrics_port=metrics_port, poll=poll)
         metrics = Metrics()
-        service = Service(workspace, metrics, clock=clock)
+        service = Service(workspace, metrics, clock=clock, max_wait=settings.max_wait)
         metrics.bind(service)
         watcher = Watcher(service, poll=settings.poll, poll_delay_ms=settings.poll_delay_ms)
         git_settings = GitSettings.from_config(workspace.config)

@@ -111,8 +111,10 @@ def _epoch(iso: str | None) -> float | None:
 class Service:
     """What the transports share: the workspace, its lock, the worker thread, the counters."""
 
-    def __init__(self, workspace, metrics=None, *, clock=time.time) -> None:
+    def __init__(self, workspace, metrics=None, *, clock=time.time, max_wait: float | None = None) -> None:
         self.ws = workspace
+        #: the longest a long poll is held (``scale.daemon.max_wait``; ``None``: what it asks)
+        self.max_wait = max_wait
         self.metrics = metrics
         self.clock = clock
         self.started = clock()
@@ -307,6 +309,8 @@ class Service:
             else:
                 await self._wait_loaded(cmd)  # never an answer about specs before they are loaded
                 wait = op.bind(params)[op.waits] if op.waits is not None else None
+                if wait and self.max_wait is not None:
+                    wait = min(wait, self.max_wait)
                 if wait:
                     result = await self._wait_for(op, dict(params, **{op.waits: 0}), wait, gone)
                 elif not op.slow:

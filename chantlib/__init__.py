@@ -89,6 +89,7 @@ _EXPORTS = {
     "Unauthorized": "errors",
     "SpecParseError": "errors",
     "StorageError": "errors",
+    "GitError": "errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -62,6 +62,7 @@ __all__ = [
     "Unauthorized",
     "SpecParseError",
     "StorageError",
+    "GitError",
     "error_envelope",
     "status_for_code",
     "EXIT_OK",
@@ -301,6 +302,13 @@ class SpecParseError(ChantError):
     http_status = 422
 
 
+class GitError(ChantError):
+    """Git refused what was asked of it: not a repository, no such revision (HTTP 422)."""
+
+    code = "git_error"
+    http_status = 422
+
+
 class StorageError(ChantError):
     code = "io_error"
 
@@ -311,13 +319,14 @@ class StorageError(ChantError):
 
 
 _BY_CODE: dict[str, type[ChantError]] = {}
-for _klass in (
-    UsageError, BadRequest, MethodNotAllowed, QuerySyntaxError, AmbiguousSpecId, InvalidValue, NotFound,
-    NotInitialized, LockNotFound, Conflict, LockHeld, StaleToken, NotHolder, AlreadyExists, NothingReady, Unavailable,
-    Loading, Unauthorized,
-    SpecParseError, StorageError,
-):
-    _BY_CODE.setdefault(_klass.code, _klass)
+_LEVEL: list[type[ChantError]] = [ChantError]
+while _LEVEL:  # every class of the tree, a code's most general class first (NotFound before SpecNotFound)
+    _NEXT: list[type[ChantError]] = []
+    for _klass in _LEVEL:
+        if _klass is not ChantError:
+            _BY_CODE.setdefault(_klass.code, _klass)
+        _NEXT.extend(_klass.__subclasses__())
+    _LEVEL = _NEXT
 #: code -> subclasses that share it, told apart by their details (see ChantError.from_dict)
 _REFINED: dict[str, tuple] = {"not_found": (UnknownSpecRef, SpecNotFound)}
 

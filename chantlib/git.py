@@ -9,8 +9,9 @@ pull brought, which spec files a checkout changed).
 
 Must not: import anything heavy, write into the repository, or run git without a timeout.
 Every command runs with ``GIT_OPTIONAL_LOCKS=0`` (a read must not take the index lock a
-user's ``git commit`` wants) and a clear :class:`~chantlib.errors.StorageError` when git
-is missing or fails.
+user's ``git commit`` wants); git refusing (not a repository, no such revision) is a
+:class:`~chantlib.errors.GitError`, git missing or hanging a
+:class:`~chantlib.errors.StorageError`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import StorageError
+from .errors import GitError, StorageError
 
 __all__ = ["SHORT", "spec_ref", "short", "same_commit", "run_git", "commit_subject", "commits_between",
            "changed_paths", "is_ancestor", "HASH_RE", "subjects", "git_dir", "hooks_dir", "in_progress",
@@ -59,7 +60,8 @@ def same_commit(recorded: str, commit: str) -> bool:
 
 def run_git(root: str, *args: str, timeout: float = TIMEOUT, check: bool = True) -> str:
     """``git -C root args...``; its standard output. A git that is missing, fails (with
-    ``check``) or takes longer than ``timeout`` is a :class:`StorageError` saying so."""
+    ``check``: :class:`GitError`, with git's last line) or takes longer than ``timeout``
+    (:class:`StorageError`) says so in one line."""
     out = _git(root, args, timeout=timeout, check=check)
     # as text mode reads it: UTF-8 (what cannot be decoded replaced), universal newlines
     return out.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
@@ -79,7 +81,7 @@ def _git(root: str, args, *, timeout: float = TIMEOUT, check: bool = True, input
     if check and done.returncode != 0:
         stderr = done.stderr.decode("utf-8", "replace")
         reason = (stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise StorageError(f"git {args[0]} failed in {root}: {reason}")
+        raise GitError(f"git {args[0]} failed in {root}: {reason}")
     return done.stdout
 
 
@@ -88,7 +90,7 @@ def commit_subject(root: str, rev: str) -> tuple[str, str]:
     out = run_git(root, "log", "-1", "--format=%H%x00%s", rev, "--")
     full, _, subject = out.rstrip("\n").partition("\x00")
     if not full:
-        raise StorageError(f"git log found no commit {rev!r} in {root}")
+        raise GitError(f"git log found no commit {rev!r} in {root}")
     return full, subject
 
 
@@ -265,7 +267,7 @@ def read_blobs(root: str, hashes) -> dict[str, bytes]:
         end = out.index(b"\n", at)
         header = out[at:end].split()
         if len(header) != 3:  # "<hash> missing"
-            raise StorageError(f"git cat-file found no blob {blob} in {root}")
+            raise GitError(f"git cat-file found no blob {blob} in {root}")
         size = int(header[2])
         found[blob] = out[end + 1 : end + 1 + size]
         at = end + 1 + size + 1

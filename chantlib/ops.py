@@ -407,8 +407,8 @@ OPS: dict[str, Op] = {
         Op("lint", "lint", (Param("archive", "bool", False, doc="lint archived specs too"),
                             Param("specs", "list", aliases=("spec",), flag="spec", metavar="ID",
                                   doc="only these specs and what they break elsewhere (a unique part of an ID "
-                                      "is enough; repeatable)"),
-                            Param("removed", "list", metavar="ID",
+                                      "is enough; repeatable)", pattern=_NOT_BLANK, hint="must not be blank"),
+                            Param("removed", "list", metavar="ID", pattern=_NOT_BLANK, hint="must not be blank",
                                   doc="IDs of spec files that went: report the specs that still name them")),
            doc="validate specs",
            **_READ, pure=True, cli=Cli("lint", "validate specs (exit 1 on errors)"), http=Http("GET", "/api/lint")),

@@ -38,6 +38,9 @@ def fuzzed(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fuzz") / "repo"
     generate(str(root), 80, seed=3)
+    config = root / ".chant" / "config.md"
+    # claims that wait for work (a long poll) are held to 0.2 s: the fuzzer sends any wait
+    config.write_text(config.read_text().replace("---\n", "---\nscale:\n  daemon:\n    max_wait: 0.2\n", 1))
     d = DaemonProc(str(root), metrics=False)
     yield d
     code = d.stop()

@@ -14,7 +14,7 @@ EXPECTED_EXPORTS = {
     "AlreadyExists", "AmbiguousSpecId", "ChantError", "Config", "Conflict", "FileLockTable", "Graph", "Index",
     "InvalidValue", "Lease", "LockHeld", "LockNotFound", "LockTable", "MemoryLockTable", "NotFound", "NotHolder",
     "NotInitialized", "NothingReady", "OPS", "ParsedId", "Queue", "QuerySyntaxError", "Row", "SearchResult", "Spec",
-    "SpecNotFound", "UnknownSpecRef", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "SpecTimedOut", "StorageError", "UsageError",
+    "SpecNotFound", "UnknownSpecRef", "SpecParseError", "SpecStore", "SpecTable", "StaleToken", "SpecTimedOut", "StorageError", "GitError", "UsageError",
     "Workspace", "__version__", "Applied", "Event", "Statistics", "dispatch", "generate_id", "parse_id", "parse_query", "resolve_partial", "sort_key",
     "GitWatcher", "GitEvent", "Worker",
     # every public error of chantlib/errors.py
