@@ -225,6 +225,26 @@ def renew_main(args, chant: str, python: str, info: dict, log) -> int:
     return 0
 
 
+def _any_generated(args, n: int, log) -> tuple[str, dict, None] | None:
+    """A repository of ``n`` specs and this seed already generated, by this generator or an
+    earlier one (the git benchmark only copies it): ``None`` if none, or with --regenerate."""
+    import glob
+
+    if args.regenerate:
+        return None
+    from benchmarks.repos import generator_hash
+
+    found = sorted(glob.glob(os.path.join(args.out, f"n{n}-seed{args.seed}-*", "bench-repo.json")),
+                   key=lambda p: (generator_hash() not in p, p))
+    if not found:
+        return None
+    root = os.path.dirname(found[0])
+    if generator_hash() not in root:
+        log(f"[{n}] using {root} (an earlier generator's; it is copied, never changed)")
+    with open(found[0], encoding="utf-8") as fh:
+        return root, json.load(fh), None
+
+
 def git_main(args, chant: str, python: str, info: dict, log) -> int:
     """`--git`: the daemon following git alone (see :mod:`benchmarks.measures.git`), spliced
     into --write's file."""
@@ -235,7 +255,8 @@ def git_main(args, chant: str, python: str, info: dict, log) -> int:
     results = []
     started = time.perf_counter()
     for n in args.size_list:
-        root, counts, error = ensure_repo(args.out, n, args.seed, python, args.regenerate, log)
+        root, counts, error = _any_generated(args, n, log) or ensure_repo(args.out, n, args.seed, python,
+                                                                           args.regenerate, log)
         res = {"n": n, "root": root, "counts": counts}
         if error:
             res["git"] = {"errors": [error], "on": {}, "off": {}}

@@ -39,7 +39,7 @@ from chantlib.client import DaemonClient, DaemonGone, DaemonUnavailable
 from chantlib.errors import ChantError
 
 from ..runner import Daemon, StartFailed
-from .watch import record_series, watch_latency
+from .watch import PROBE_PREFIX, record_series, watch_latency
 
 GIT_TARGET_P50 = 0.200  # seconds: commit → recorded and checkout → index follows, at every size
 IDLE_TARGET = 1.0  # % of one core, the daemon idle with the git watcher on
@@ -109,7 +109,9 @@ def prepare(src: str, dest: str, env: dict, log) -> tuple[Git, float]:
     t0 = time.perf_counter()
 
     def ignore(folder: str, names: list[str]) -> set[str]:
-        return COPY_IGNORE & set(names) if os.path.basename(folder) == ".chant" else set()
+        if os.path.basename(folder) == ".chant":
+            return COPY_IGNORE & set(names)
+        return {name for name in names if name.startswith(PROBE_PREFIX)}  # another run's watch probes
 
     os.makedirs(dest, exist_ok=True)
     shutil.copytree(os.path.join(src, ".chant"), os.path.join(dest, ".chant"), ignore=ignore, symlinks=True)
