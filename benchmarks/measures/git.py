@@ -19,9 +19,10 @@ Then, with a daemon on the copy (:class:`benchmarks.runner.Daemon`, the tests' r
    holds the commit's short hash; from the command's return and from its start (the
    command's own duration is the other baseline).
 
-Then the same copy with ``scale.daemon.git_watch.enabled: false``: the idle CPU again (the
-baseline of 1.) and the checkout loop again, followed by the file watcher alone (the
-baseline of 2.). The copy is deleted at the end; every daemon is stopped, on errors too.
+Then the checkout loop again with ``scale.daemon.git_watch.validate_on_save: false`` (the
+git watcher on, continuous validation off: what validation adds), and on the same copy with
+``scale.daemon.git_watch.enabled: false``: the idle CPU again (the baseline of 1.) and the
+checkout loop again, followed by the file watcher alone (the baseline of 2.). The copy is deleted at the end; every daemon is stopped, on errors too.
 """
 
 from __future__ import annotations
@@ -308,15 +309,20 @@ def _log_followed(log_path: str, since: int) -> list[float]:
     return [float(m.group(1)) / 1000 for m in re.finditer(r"spec file\(s\) followed in (\d+) ms", text)]
 
 
-def _configure(root: str, git_watch: bool) -> None:
-    """.chant/config.md as generated, plus the git watcher switched off when ``not git_watch``."""
+#: the daemons of one size: the git watcher on (as configured by default), on without
+#: continuous validation, and off (which turns continuous validation off too)
+MODES = {"on": None, "novalidate": "validate_on_save: false", "off": "enabled: false"}
+
+
+def _configure(root: str, mode: str) -> None:
+    """.chant/config.md as generated, plus the ``scale.daemon.git_watch`` key of ``mode``."""
     path = os.path.join(root, ".chant", "config.md")
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
     text = re.sub(r"^scale:\n(?:  .*\n)*", "", text, flags=re.M)  # what an earlier call added
-    if not git_watch:
+    if MODES[mode]:
         head, sep, rest = text.partition("\n---")
-        text = head + "\nscale:\n  daemon:\n    git_watch:\n      enabled: false" + sep + rest
+        text = head + f"\nscale:\n  daemon:\n    git_watch:\n      {MODES[mode]}" + sep + rest
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
 
@@ -325,11 +331,13 @@ def git_bench(res: dict, args, chant: str, python: str, env: dict, log) -> dict:
     """The measures of the git section on a committed copy of the repository of ``res``."""
     n, src = res["n"], res["root"]
     quick = bool(getattr(args, "quick", False))
-    idle_seconds = 3.0 if quick else float(getattr(args, "idle_seconds", None) or 30.0)
+    idle_seconds = float(getattr(args, "idle_seconds", None) or 30.0)
+    if quick:
+        idle_seconds = min(idle_seconds, 3.0)
     samples = 6 if quick else 40
     rounds = 3 if quick else 20
     out: dict = {"errors": [], "plan": {"idle_seconds": idle_seconds, "samples": samples, "rounds": rounds},
-                 "on": {}, "off": {}}
+                 "on": {}, "novalidate": {}, "off": {}}
     tmp = tempfile.mkdtemp(prefix=f"chant-gitbench-{n}-")
     try:
         genv = git_env(os.path.join(tmp, "home"), env)
@@ -340,9 +348,9 @@ def git_bench(res: dict, args, chant: str, python: str, env: dict, log) -> dict:
         git, out["setup_seconds"] = prepare(src, root, genv, log)
         out["tracked"] = int(git("ls-files", "--", ".chant").count("\n") + 1)
         branch = None
-        for mode in ("on", "off"):
+        for mode in MODES:
             part = out[mode]
-            _configure(root, git_watch=mode == "on")
+            _configure(root, mode)
             daemon = Daemon(python, chant, root, genv)
             try:
                 log(f"[{n}] git: daemon start (git watcher {mode})")
@@ -360,8 +368,9 @@ def git_bench(res: dict, args, chant: str, python: str, env: dict, log) -> dict:
                         out["errors"].append(f"only {len(ready)} ready specs: at least 4 are needed")
                         continue
                     time.sleep(min(5.0, idle_seconds))  # the start's own work settles (first save)
-                    log(f"[{n}] git: idle CPU for {idle_seconds:g}s (git watcher {mode})")
-                    part["idle"] = idle_cpu(daemon.pid, idle_seconds)
+                    if mode != "novalidate":
+                        log(f"[{n}] git: idle CPU for {idle_seconds:g}s (git watcher {mode})")
+                        part["idle"] = idle_cpu(daemon.pid, idle_seconds)
                     if branch is None:
                         branch = out["branch"] = make_branch(git, client, root, ready)
                         time.sleep(1.0)

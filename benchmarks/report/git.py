@@ -97,8 +97,10 @@ def render_git(results: list[dict], info: dict) -> list[str]:
     row("… the first of the three visible, from the return", lambda x: _lat(x["on"]["checkout"]["first"]))
     row("baseline: the same checkouts, git watcher off (the file watcher alone), from the return",
         lambda x: _lat(x["off"]["checkout"]["after"], x["off"]["checkout"]["missed"]))
+    row("… git watcher on, continuous validation off (`validate_on_save: false`), from the return",
+        lambda x: _lat(x["novalidate"]["checkout"]["after"], x["novalidate"]["checkout"]["missed"]))
     row("baseline: `git checkout` itself", lambda x: _lat(x["on"]["checkout"]["git"]))
-    row("the daemon's own follow of a checkout (its log: `git diff` + apply), p50 / max",
+    row("the daemon's own follow of a checkout (its log, which tells 10 a minute: `git diff` + apply), p50 / max",
         lambda x: (f"{fmt_ms(_p50(x['on']['followed']))} / {fmt_ms(max(x['on']['followed']))} "
                    f"({len(x['on']['followed'])})") if x["on"].get("followed") else "—")
     row("index documents written per checkout (`chant_index_updates_total`), git watcher on / off",
@@ -163,7 +165,9 @@ def render_git(results: list[dict], info: dict) -> list[str]:
         "(not timed) and waits 0.3 s so that the second follower (file watcher or git) is done too before "
         "`chant_index_updates_total` is read again. The daemon's file watcher runs throughout, so a change is "
         "applied by whichever of it and the git watcher comes first (the other then writes nothing): the "
-        "\"git watcher off\" rows are the file watcher alone, on the same copy, right after. Idle CPU: "
+        "\"git watcher off\" rows are the file watcher alone, on the same copy, right after (that switch turns the "
+        "daemon's continuous validation off too: the `validate_on_save: false` row, another daemon on the same "
+        "copy between the two, keeps the git watcher and drops validation alone). Idle CPU: "
         "utime + stime of the daemon's threads and of the children it reaped (`/proc/<pid>/stat`), over "
         "the idle stretch, ÷ its wall time, 5 s after the start settled.")
     add(GIT_END)
