@@ -88,7 +88,8 @@ def test_commit_is_recorded_losslessly_and_amend_replaces_it(git, repo, genv, da
     git("commit", "-q", "--amend", "-m", "chant(aaa): the work, amended")
     amended = git.head()
     wait_for(lambda: commits_of(repo, A) == [short(amended)], "the amended hash in place of the first")
-    assert git_status(d)["recorded"] == 2
+    # counted once the operation has answered, just after the file is written
+    wait_for(lambda: git_status(d)["recorded"] == 2, "the amend counted as recorded")
     # a subject naming no spec, and a second spec: nothing else changes
     git.commit("an ordinary commit", name="work.txt")
     second = git.commit(f"chant({B}): more", name="work.txt")
