@@ -156,7 +156,7 @@ def render_git(results: list[dict], info: dict) -> list[str]:
     add("Method: each size's generated repository (spec files and config, not the caches) is copied to a temp "
         "folder, `git init` and committed there (not timed); the daemon is the tests' runner "
         "(`chantd.testing.DaemonProcess`), fully started and its git watcher past its start before anything is "
-        "measured. Commit → recorded: an unrelated file is changed and `git add`ed, then `git commit -m "
+        "measured (a first, cold start builds the caches: every measured daemon starts warm). Commit → recorded: an unrelated file is changed and `git add`ed, then `git commit -m "
         "\"chant(<id>): ...\"` names a ready spec (a different one each time, in turn); the commit's hash is read "
         "from `.git` and the spec file read every ~1 ms until it holds the short hash. Checkout: the branch "
         f"`{BRANCH}` completes one ready spec, adds a word to another's title and adds a spec; after each "
