@@ -111,6 +111,9 @@ def render_git(results: list[dict], info: dict) -> list[str]:
     row("`list --ready` agreed after each checkout (on / off)",
         lambda x: " / ".join(f"{p['checkout']['ready_checked'] - p['checkout']['ready_wrong']}/"
                              f"{p['checkout']['ready_checked']}" for p in (x["on"], x["off"])))
+    row("polls that found a spec both branches have missing (git rewrote its file), on / no validation / off",
+        lambda x: " / ".join(str(len((x[m].get("checkout") or {}).get("vanished") or [])) for m in
+                             ("on", "novalidate", "off")), "0")
     row("`daemon_status` `git` at the end (on)", lambda x: "state {state}, recorded {recorded}, unknown refs "
         "{unknown_refs}".format(**x["on"]["git_status"]))
     row("idle CPU, git watcher on (% of one core)", lambda x: _idle(x["on"]), f"< {IDLE_TARGET:g}%")
