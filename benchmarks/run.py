@@ -20,6 +20,7 @@ Usage::
     python benchmarks/run.py --quick                      # N=500, K=3: a smoke run
     python benchmarks/run.py --scale                      # the scale table alone (make bench-scale)
     python benchmarks/run.py --renew --sizes 50000        # leases during long work alone
+    python benchmarks/run.py --git                        # the daemon following git (make bench-git)
 
 After all of that (and the profile), :mod:`benchmarks.measures.daemon` measures the daemon on
 the same repositories: cold and warm starts, the same CLI commands in daemon mode next to
@@ -49,8 +50,10 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here] + [os.path.dirname(_here)]
 
 from benchmarks.measures import daemon, renew, scale  # noqa: E402
+from benchmarks.measures import git as git_measure  # noqa: E402
 from benchmarks.measures.direct import bench_size  # noqa: E402
 from benchmarks.measures.profile import profile  # noqa: E402
+from benchmarks.report import git as git_report  # noqa: E402
 from benchmarks.report import renew as renew_report  # noqa: E402
 from benchmarks.report import scale as scale_report  # noqa: E402
 from benchmarks.report.document import render, splice, write  # noqa: E402
@@ -70,6 +73,7 @@ from benchmarks.settings import (  # noqa: E402
     DEFAULT_REPEAT,
     DEFAULT_SEED,
     DEFAULT_SIZES,
+    GIT_SIZES,
     RENEW_SIZES,
     ROOT,
     SCALE_SIZES,
@@ -106,6 +110,11 @@ def parse_args(argv=None):
     p.add_argument("--renew", action="store_true",
                    help="only leases during long work (issue 8: `lock_renew` idle and while the daemon rebuilds "
                         "its index; default size 50000); with --write, it replaces that section of the file alone")
+    p.add_argument("--git", action="store_true",
+                   help="only the daemon following git (issue 9: commit -> hash recorded, checkout -> index "
+                        "follows, idle CPU; default sizes 5000,50000); with --write, it replaces that section alone")
+    p.add_argument("--idle-seconds", type=float, default=30.0,
+                   help="with --git: how long the daemon's idle CPU is measured, each way (default 30)")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or "500"
@@ -119,9 +128,10 @@ def parse_args(argv=None):
     except ValueError:
         p.error(f"--sizes: not a list of numbers: {args.sizes!r}")
     if not args.size_list:
-        args.size_list = list(SCALE_SIZES if args.scale else RENEW_SIZES if args.renew else DEFAULT_SIZES)
-    if args.scale and args.renew:
-        p.error("--scale and --renew each measure their own section: one at a time")
+        args.size_list = list(SCALE_SIZES if args.scale else RENEW_SIZES if args.renew else
+                              GIT_SIZES if args.git else DEFAULT_SIZES)
+    if args.scale + args.renew + args.git > 1:
+        p.error("--scale, --renew and --git each measure their own section: one at a time")
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     args.out = os.path.abspath(args.out)
@@ -215,6 +225,69 @@ def renew_main(args, chant: str, python: str, info: dict, log) -> int:
     return 0
 
 
+def _any_generated(args, n: int, log) -> tuple[str, dict, None] | None:
+    """A repository of ``n`` specs and this seed already generated, by this generator or an
+    earlier one (the git benchmark only copies it): ``None`` if none, or with --regenerate."""
+    import glob
+
+    if args.regenerate:
+        return None
+    from benchmarks.repos import generator_hash
+
+    found = sorted(glob.glob(os.path.join(args.out, f"n{n}-seed{args.seed}-*", "bench-repo.json")),
+                   key=lambda p: (generator_hash() not in p, p))
+    if not found:
+        return None
+    root = os.path.dirname(found[0])
+    if generator_hash() not in root:
+        log(f"[{n}] using {root} (an earlier generator's; it is copied, never changed)")
+    with open(found[0], encoding="utf-8") as fh:
+        return root, json.load(fh), None
+
+
+def git_main(args, chant: str, python: str, info: dict, log) -> int:
+    """`--git`: the daemon following git alone (see :mod:`benchmarks.measures.git`), spliced
+    into --write's file."""
+    env = dict(os.environ, NO_COLOR="1")
+    env.pop("CHANT_DEBUG", None)
+    r = run(["git", "--version"], cwd=ROOT, timeout=60)
+    info["git"] = r.stdout.strip().removeprefix("git version ") if r.ok() else None
+    results = []
+    started = time.perf_counter()
+    for n in args.size_list:
+        root, counts, error = _any_generated(args, n, log) or ensure_repo(args.out, n, args.seed, python,
+                                                                           args.regenerate, log)
+        res = {"n": n, "root": root, "counts": counts}
+        if error:
+            res["git"] = {"errors": [error], "on": {}, "off": {}}
+        else:
+            t0 = time.perf_counter()
+            try:
+                res["git"] = git_measure.git_bench(res, args, chant, python, env, log)
+            except Exception as exc:  # reported in the document, never a crash (daemons are stopped inside)
+                res["git"] = {"errors": [f"the git benchmark failed: {type(exc).__name__}: {exc}"], "on": {},
+                              "off": {}}
+            log(f"[{n}] git done in {time.perf_counter() - t0:.0f}s")
+        results.append(res)
+    try:
+        info["loadavg_end"] = os.getloadavg()
+    except OSError:
+        info["loadavg_end"] = None
+    log(f"total {time.perf_counter() - started:.0f}s")
+    text = "\n".join(git_report.render_git(results, info))
+    if args.write:
+        splice(args.write, text, git_report.GIT_BEGIN, git_report.GIT_END)
+        log(f"wrote the git section of {args.write}")
+    json_path = args.json or (os.path.join(args.out, "last-git-run.json") if args.write else None)
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({"info": info, "results": [{"n": r["n"], "git": r["git"]} for r in results]}, fh,
+                      indent=2, default=str)
+    print(text)
+    return 0
+
+
 def _terminate(signum, _frame):
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop daemons
 
@@ -240,6 +313,8 @@ def main(argv=None) -> int:
         return scale_main(args, chant, python, info, log)
     if args.renew:
         return renew_main(args, chant, python, info, log)
+    if args.git:
+        return git_main(args, chant, python, info, log)
     stamps = source_stamps()
     baseline = Measure("bare")
     results = []

@@ -9,6 +9,7 @@ DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "out")
 DEFAULT_SIZES = (500, 5000, 50000)
 SCALE_SIZES = (5000, 50000, 200000)  # `--scale` (make bench-scale): too slow for the default run
 RENEW_SIZES = (50000,)  # `--renew`: the size of the issue's target
+GIT_SIZES = (5000, 50000)  # `--git` (make bench-git): the sizes of issue 9's targets
 DEFAULT_SEED = 7
 DEFAULT_REPEAT = 11
 BIG = 50000  # from this size on, fewer repeats

@@ -151,3 +151,41 @@ def test_renew_alone_replaces_only_its_section(tmp_path):
     repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n300-"))
     assert not (repo / ".chant" / "daemon.json").exists()
     assert not (repo / ".chant" / "daemon.sock").exists()
+
+
+GIT_ROWS = [
+    "commit → hash in the spec file, p50 / p99, from `git commit`'s return",
+    "baseline: `git commit` itself (one unrelated file)",
+    "baseline: a spec's title edited in place → visible in `search` (the file watcher)",
+    "baseline: the same checkouts, git watcher off (the file watcher alone), from the return",
+    "index documents written per checkout (`chant_index_updates_total`), git watcher on / off",
+    "idle CPU, git watcher on (% of one core)",
+    "baseline: idle CPU, git watcher off (`scale.daemon.git_watch.enabled: false`)",
+]
+
+
+@pytest.mark.slow
+def test_git_alone_replaces_only_its_section(tmp_path):
+    """`--git`: commit -> recorded, checkout -> index follows, idle CPU, into its own section;
+    the generated repository is copied and committed elsewhere, never made a git repository."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Targets\n\nkept\n\n## 300 specs\n\nkept too\n", encoding="utf-8")
+    argv = [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--git", "--quick", "--sizes", "300",
+            "--idle-seconds", "1", "--out", str(tmp_path / "out"), "--write", str(doc)]
+    for _ in range(2):  # the second run replaces the first one's section
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    text = doc.read_text(encoding="utf-8")
+    assert text.count("## Git: commit → hash recorded") == 1
+    assert text.index("## Targets") < text.index("## Git:") < text.index("## 300 specs")
+    assert "kept\n" in text and "kept too" in text
+    section = text.split("<!-- git:begin", 1)[1].split("<!-- git:end -->", 1)[0]
+    for row in GIT_ROWS:
+        line = next((ln for ln in section.splitlines() if ln.startswith(f"| {row} |")), None)
+        assert line is not None, row
+        assert "| — |" not in line, line  # measured
+    assert "| a checkout at 300 writes what changed (~3 documents, not N) | 3 " in section
+    assert "**error" not in text and "not seen" not in section and "Traceback" not in proc.stderr
+    repo = next(p for p in (tmp_path / "out").iterdir() if p.name.startswith("n300-"))
+    assert not (repo / ".git").exists()
+    assert not (repo / ".chant" / "daemon.json").exists()
