@@ -238,7 +238,7 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
         restarted = False
         t1 = None
         while time.monotonic() < deadline:
-            finished = _count_lines(done)
+            finished = _distinct(done)
             if fault and killed is None and finished >= n // 3:
                 killed = _kill_one(root, procs, out, log)
             if fault and not restarted and killed is not None and finished >= 2 * n // 3:
@@ -250,10 +250,9 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
                 daemon.process.start(timeout=120.0)
                 out["events"].append({"event": "restart", "at": at - t0, "stop": down - at,
                                       "down": time.time() - at, "done_before": finished})
-            if finished >= n:
+            if finished >= n:  # every command ran: done once nothing is ready or leased (live reads)
                 with contextlib.suppress(DaemonUnavailable, DaemonGone, ChantError, OSError):
-                    status = _call(root, "daemon_status")
-                    if not status.get("queue_depth") and not status.get("active_locks"):
+                    if ready_count(root) == 0 and not _call(root, "lock_list")["leases"]:
                         t1 = time.time()
                         break
             time.sleep(0.05)
@@ -273,6 +272,15 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
     out.update(check(root, ids, procs, done, out))
     out.update(latencies(procs, out.get("t0", 0.0), out.get("t0", 0.0) + out.get("seconds", 0.0)))
     return out
+
+
+def _distinct(path: str) -> int:
+    """The distinct lines of the done file (an ID run twice counts once)."""
+    try:
+        with open(path, "rb") as fh:
+            return len(set(fh.read().split()))
+    except OSError:
+        return 0
 
 
 def _count_lines(path: str) -> int:
@@ -406,9 +414,10 @@ def problems(run: dict) -> list[str]:
         bad.append(f"unknown IDs in the done file: {', '.join(run['strangers'][:5])}")
     if run.get("completed_more"):
         bad.append(f"completed more than once: {', '.join(run['completed_more'][:5])}")
-    if run.get("completed_none"):
-        bad.append(f"{len(run['completed_none'])} spec(s) with no completion line: "
-                   f"{', '.join(run['completed_none'][:5])}")
+    killed = {e["spec"] for e in run.get("events", []) if e.get("event") == "sigkill"}
+    silent = [sid for sid in run.get("completed_none", []) if sid not in killed]  # a killed worker says nothing
+    if silent:
+        bad.append(f"{len(silent)} spec(s) with no completion line: {', '.join(silent[:5])}")
     if run.get("bad_exit"):
         bad.append(f"workers exited non-zero: {run['bad_exit']}")
     if run.get("unexpected"):

@@ -37,7 +37,9 @@ def _checks(run: dict) -> tuple[str, str]:
     n = run.get("specs", 0)
     twice = run.get("ran_twice", [])
     text = (f"{run.get('statuses', {}).get('completed', 0):,}/{n:,} `completed`; {run.get('completed_once', 0):,} "
-            f"completed exactly once (one `completed in` line over all workers); done file: "
+            f"completed exactly once (one `completed in` line over all workers"
+            + ("; the killed worker's spec may have none: it can die between its `complete` and its line"
+               if run.get("fault") else "") + "); done file: "
             f"{run.get('done_lines', 0):,} lines, {n - len(run.get('missing', [])):,} distinct IDs, "
             f"{len(twice)} ID(s) twice; exit codes: "
             + (", ".join(f"{k} {v}" for k, v in sorted(run.get("bad_exit", {}).items())) or "all 0")
@@ -119,8 +121,8 @@ def render_workers(res: dict, info: dict) -> list[str]:
         "the latency. Then the gate is set `pending` (no spec ready), the workers are started (HTTP ones with "
         "`CHANT_DAEMON=http://127.0.0.1:<port>` and `CHANT_API_TOKEN`), and once each printed its start line and "
         "a second passed (its first long poll waiting), the gate is set `completed`: every spec ready at once. "
-        "The run ends when the done file holds a line per spec and the daemon shows no ready spec and no lease "
-        "(polled every 50 ms). Each worker records every claim's round trip with `CHANT_WORKER_TIMINGS` (around "
+        "The run ends when the done file holds every ID and the daemon shows no ready spec (`list --ready`) and "
+        "no lease (`lock_list`), polled every 50 ms. Each worker records every claim's round trip with `CHANT_WORKER_TIMINGS` (around "
         f"its `queue_claim` call: the client's encoding, the trip, the daemon); claims begun before the gate "
         f"opened (long polls, `--wait {WAIT:g}`) are left out, and so is the last long poll each worker's SIGTERM "
         f"cuts off (`--grace {GRACE:g}`). The fault run is the same on a fresh repository and daemon: when a "
