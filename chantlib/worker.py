@@ -230,14 +230,14 @@ class Worker:
                 raise
             finally:
                 if self._timings:
-                    self._timing(at, time.perf_counter() - started, outcome)
+                    self._timing(self._timings, at, time.perf_counter() - started, outcome)
         finally:
             with self._lock:
                 self._claiming.discard(ident)
 
-    def _timing(self, at: float, seconds: float, outcome: str) -> None:
+    def _timing(self, path: str, at: float, seconds: float, outcome: str) -> None:
         try:
-            with self._lock, open(self._timings, "a", encoding="ascii") as fh:
+            with self._lock, open(path, "a", encoding="ascii") as fh:
                 fh.write(f"{at:.6f} {seconds:.6f} {outcome}\n")
         except OSError:
             pass
