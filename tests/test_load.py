@@ -22,7 +22,7 @@ SPECS, WORKERS = 200, 8
 def run_load(tmp_path, *, fault: bool) -> dict:
     chant = find_chant()
     res = load.bench([chant], script_python(chant), chant, dict(os.environ), lambda _msg: None, specs=SPECS,
-                     workers=WORKERS, ttl=4.0, timeout=120.0, bare=False, plain=not fault, fault=fault,
+                     workers=WORKERS, ttl=6.0, timeout=120.0, bare=False, plain=not fault, fault=fault,
                      folder=str(tmp_path))
     run = res["runs"]["fault" if fault else "plain"]
     assert load.problems(run) == [], {k: v for k, v in run.items() if k != "claims"}
