@@ -21,6 +21,7 @@ Usage::
     python benchmarks/run.py --scale                      # the scale table alone (make bench-scale)
     python benchmarks/run.py --renew --sizes 50000        # leases during long work alone
     python benchmarks/run.py --git                        # the daemon following git (make bench-git)
+    python benchmarks/run.py --workers                    # the load test alone (make bench-workers)
 
 After all of that (and the profile), :mod:`benchmarks.measures.daemon` measures the daemon on
 the same repositories: cold and warm starts, the same CLI commands in daemon mode next to
@@ -49,13 +50,14 @@ if __package__ in (None, ""):
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here] + [os.path.dirname(_here)]
 
-from benchmarks.measures import daemon, renew, scale  # noqa: E402
+from benchmarks.measures import daemon, renew, scale, workers  # noqa: E402
 from benchmarks.measures import git as git_measure  # noqa: E402
 from benchmarks.measures.direct import bench_size  # noqa: E402
 from benchmarks.measures.profile import profile  # noqa: E402
 from benchmarks.report import git as git_report  # noqa: E402
 from benchmarks.report import renew as renew_report  # noqa: E402
 from benchmarks.report import scale as scale_report  # noqa: E402
+from benchmarks.report import workers as workers_report  # noqa: E402
 from benchmarks.report.document import render, splice, write  # noqa: E402
 from benchmarks.repos import (  # noqa: E402
     PACKAGES,
@@ -115,6 +117,13 @@ def parse_args(argv=None):
                         "follows, idle CPU; default sizes 5000,50000); with --write, it replaces that section alone")
     p.add_argument("--idle-seconds", type=float, default=30.0,
                    help="with --git: how long the daemon's idle CPU is measured, each way (default 30)")
+    p.add_argument("--workers", action="store_true",
+                   help="only the load test (issue 10: 2,000 ready specs, 32 `chant agent worker` processes, "
+                        "socket and HTTP, then with a SIGKILL and a daemon restart; --specs, --worker-count); "
+                        "with --write, it replaces that section of the file alone")
+    p.add_argument("--specs", type=int, default=workers.SPECS, help="with --workers: ready specs (default 2000)")
+    p.add_argument("--worker-count", type=int, default=workers.WORKERS,
+                   help="with --workers: worker processes, half on the socket, half over HTTP (default 32)")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes = args.sizes or "500"
@@ -130,8 +139,8 @@ def parse_args(argv=None):
     if not args.size_list:
         args.size_list = list(SCALE_SIZES if args.scale else RENEW_SIZES if args.renew else
                               GIT_SIZES if args.git else DEFAULT_SIZES)
-    if args.scale + args.renew + args.git > 1:
-        p.error("--scale, --renew and --git each measure their own section: one at a time")
+    if sum((args.scale, args.renew, args.git, args.workers)) > 1:
+        p.error("--scale, --renew, --git and --workers each measure their own section: one at a time")
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     args.out = os.path.abspath(args.out)
@@ -288,6 +297,31 @@ def git_main(args, chant: str, python: str, info: dict, log) -> int:
     return 0
 
 
+def workers_main(args, chant: str, python: str, info: dict, log) -> int:
+    """`--workers`: the load test alone (see :mod:`benchmarks.measures.workers`), spliced into
+    --write's file."""
+    env = dict(os.environ, NO_COLOR="1")
+    env.pop("CHANT_DEBUG", None)
+    started = time.perf_counter()
+    res = workers.bench([chant], python, chant, env, log, specs=args.specs, workers=args.worker_count)
+    try:
+        info["loadavg_end"] = os.getloadavg()
+    except OSError:
+        info["loadavg_end"] = None
+    log(f"total {time.perf_counter() - started:.0f}s")
+    text = "\n".join(workers_report.render_workers(res, info))
+    if args.write:
+        splice(args.write, text, workers_report.WORKERS_BEGIN, workers_report.WORKERS_END)
+        log(f"wrote the workers section of {args.write}")
+    json_path = args.json or (os.path.join(args.out, "last-workers-run.json") if args.write else None)
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({"info": info, "workers": res}, fh, indent=2, default=str)
+    print(text)
+    return 0
+
+
 def _terminate(signum, _frame):
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop daemons
 
@@ -315,6 +349,8 @@ def main(argv=None) -> int:
         return renew_main(args, chant, python, info, log)
     if args.git:
         return git_main(args, chant, python, info, log)
+    if args.workers:
+        return workers_main(args, chant, python, info, log)
     stamps = source_stamps()
     baseline = Measure("bare")
     results = []

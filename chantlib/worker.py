@@ -26,6 +26,9 @@ the operations. Its rules for a world that fails:
   then expires by itself).
 
 Nothing here installs signal handlers or prints: lines go to ``log(text)``.
+
+``CHANT_WORKER_TIMINGS=PATH`` (off by default; for the load benchmark and test): each claim
+appends one line to PATH, ``<start, epoch seconds> <round trip, seconds> <won|none|error>``.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class Worker:
         self._lock = threading.Lock()
         self._claiming: set[int] = set()  # slot threads in a claim (interrupted by stop)
         self._claimed_any = False
+        self._timings = os.environ.get("CHANT_WORKER_TIMINGS") or None  # see the module's docstring
 
     # control
 
@@ -215,11 +219,28 @@ class Worker:
         try:
             if self._stopping.is_set():
                 raise NothingReady("stopping")
-            return self.backend.call("queue_claim", owner=self.owner, ttl=self.ttl, project=self.project,
-                                     labels=self.labels, wait=wait or None)
+            at, started, outcome = time.time(), time.perf_counter(), "error"
+            try:
+                claim = self.backend.call("queue_claim", owner=self.owner, ttl=self.ttl, project=self.project,
+                                          labels=self.labels, wait=wait or None)
+                outcome = "won"
+                return claim
+            except NothingReady:
+                outcome = "none"
+                raise
+            finally:
+                if self._timings:
+                    self._timing(self._timings, at, time.perf_counter() - started, outcome)
         finally:
             with self._lock:
                 self._claiming.discard(ident)
+
+    def _timing(self, path: str, at: float, seconds: float, outcome: str) -> None:
+        try:
+            with self._lock, open(path, "a", encoding="ascii") as fh:
+                fh.write(f"{at:.6f} {seconds:.6f} {outcome}\n")
+        except OSError:
+            pass
 
     def _results(self, result: WorkerResult) -> None:
         with self._lock:

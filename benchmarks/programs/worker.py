@@ -22,6 +22,7 @@ def run_job(client: DaemonClient, job: dict, api_port: int, headers: dict, conn)
     if mode == "http" and conn is None:
         conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
     spec, owner, cap = job.get("spec"), job.get("owner"), job["cap"]
+    labels = {"labels": job["labels"]} if job.get("labels") else {}  # claim: only these (the load test's)
     lat, pair = [], []
     errors, first = 0, None
     while time.time() < job["start"]:
@@ -44,7 +45,7 @@ def run_job(client: DaemonClient, job: dict, api_port: int, headers: dict, conn)
                 client.call("lock_release", {"spec": spec, "owner": owner, "token": lease["token"]})
                 pair.append(round((time.perf_counter() - t1) * 1e7))
             elif mode == "claim":
-                got = client.call("queue_claim", {"owner": owner, "ttl": 120})
+                got = client.call("queue_claim", {"owner": owner, "ttl": 120, **labels})
                 t1 = time.perf_counter()
                 lease = got["lease"]
                 client.call("lock_release", {"spec": lease["spec"], "owner": owner, "token": lease["token"]})

@@ -15,6 +15,7 @@ from .git import GIT_BEGIN, GIT_END
 from .renew import RENEW_BEGIN, RENEW_END
 from .scale import SCALE_BEGIN, SCALE_END
 from .text import cell, fmt_bytes, fmt_rss, fmt_time, times_bare
+from .workers import WORKERS_BEGIN, WORKERS_END
 
 
 def render(results: list[dict], baseline: Measure, info: dict, args, chant: str, python: str, prof: dict | None) -> str:
@@ -195,10 +196,12 @@ def kept(path: str | None, begin: str, end: str) -> str | None:
 
 def write(path: str, text: str, results: list[dict]) -> None:
     """Write the whole document to ``path``, keeping the sections this run did not measure:
-    the scale table (`make bench-scale`), the git section (`make bench-git`), and leases during long work when the daemon's
+    the scale table (`make bench-scale`), the git section (`make bench-git`), the load test
+    (`make bench-workers`), and leases during long work when the daemon's
     benchmarks were skipped."""
     keep = [(kept(path, SCALE_BEGIN, SCALE_END), SCALE_BEGIN, SCALE_END),
-            (kept(path, GIT_BEGIN, GIT_END), GIT_BEGIN, GIT_END)]
+            (kept(path, GIT_BEGIN, GIT_END), GIT_BEGIN, GIT_END),
+            (kept(path, WORKERS_BEGIN, WORKERS_END), WORKERS_BEGIN, WORKERS_END)]
     if not any(renew.renew_of(r) is not None for r in results):
         keep.append((kept(path, RENEW_BEGIN, RENEW_END), RENEW_BEGIN, RENEW_END))
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
