@@ -171,18 +171,29 @@ def _coupling(row) -> list[dict]:
 
 def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict:
     """Lint the table's specs (and the files that do not parse); upstream's JSON shape."""
-    rows = dict(table.active)
-    if include_archive:
-        for spec_id, row in table.archived.items():
-            rows.setdefault(spec_id, row)
-    if ids is not None:
-        rows = {i: rows[i] for i in ids if i in rows}
+    if ids is None:
+        rows = dict(table.active)
+        if include_archive:
+            for spec_id, row in table.archived.items():
+                rows.setdefault(spec_id, row)
+    else:  # a few specs (a save, a commit): their rows alone, not a copy of the table
+        active, archived = table.active, table.archived
+        rows = {}
+        for i in ids:
+            row = active.get(i)
+            if row is None and include_archive:
+                row = archived.get(i)
+            if row is not None:
+                rows[i] = row
     disabled = config.lint_disabled
     per_spec: dict[str, list[dict]] = {sid: _row_rules(row, table, config) for sid, row in rows.items()}
     for row in table.broken.values():  # files that do not parse are left out of every other view
         if (include_archive or not row.archived) and (ids is None or row.id in ids):
             per_spec.setdefault(row.id, []).extend(_row_rules(row, table, config))
-    for cycle in table.graph.cycles:
+    # a spec can be the one lint names for a cycle only if it depends on something: a few
+    # specs without dependencies never need the cycles worked out again (a walk of the table)
+    maybe_cyclic = ids is None or any(row.depends_on for row in rows.values())
+    for cycle in table.graph.cycles if maybe_cyclic else ():
         head = cycle[0]
         if head in per_spec:
             per_spec[head].append(
@@ -227,7 +238,9 @@ def lint_changes(table, config, changed, removed=()) -> dict:
         for row in table.active.values():
             if gone.intersection(row.depends_on or ()) or gone.intersection(row.members):
                 ids.add(row.id)
-    if touched:
+    if touched and any(rows[rel][_DEPS] for rel in changed if rel in rows):
+        # only a spec that depends on something can be in a cycle: a save of one that does not
+        # never needs the cycles worked out again (a walk of the whole table)
         for cycle in table.graph.cycles:
             if touched.intersection(cycle):
                 ids.add(cycle[0])
