@@ -95,11 +95,19 @@ class _Probe:
             return client.call("search", {"q": q, "limit": 5})["total"]
         op, params = self.request
         specs = client.call(op, params)["specs"]
+        if kind == "title":
+            titles = specs["title"] if isinstance(specs, dict) else [spec.get("title") for spec in specs]
+            return sum(1 for title in titles if value in (title or "").split())
+        ids = listed_ids(specs)
         if kind == "id":
-            return sum(1 for spec in specs if spec["id"] == value)
-        if kind == "prefix":
-            return sum(1 for spec in specs if spec["id"].startswith(value))
-        return sum(1 for spec in specs if value in (spec.get("title") or "").split())
+            return sum(1 for spec_id in ids if spec_id == value)
+        return sum(1 for spec_id in ids if spec_id.startswith(value))
+
+
+def listed_ids(specs) -> list[str]:
+    """The IDs of a ``list`` answer's ``specs``, in either form (``form=columns``, what the
+    CLI asks for when it prints lines, is read by column, as the CLI reads it)."""
+    return specs["id"] if isinstance(specs, dict) else [spec["id"] for spec in specs]
 
 
 def _poll(check, want, timeout: float) -> bool:
