@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ log = logging.getLogger("chantd")
 #: (the CLI waits on ``hello`` instead, as long as the load makes progress)
 LOAD_WAIT = 5.0
 CACHE_BYTES = 64 << 20  # cached answers: at most this much of them
+KEPT_ANSWERS = 2  # list answers made again as soon as the specs change (see Service._answer_early)
 
 
 def dump_json(value) -> str:
@@ -134,6 +136,9 @@ class Service:
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
+        #: the last list requests answered from the workspace's encoded face: made again as
+        #: soon as a batch of file events is in the table (see apply), not when next asked
+        self._kept: dict[tuple, tuple[str, dict]] = {}
         workspace.service = self.status
         workspace.progress = self._on_progress
         workspace.subscribe(self._on_event, leases=False)  # readiness only: leases cost nothing extra
@@ -246,8 +251,40 @@ class Service:
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
                 self._remember(key, raw)
+                if isinstance(raw, _Encoded) and OPS[cmd].encoded is not None:
+                    self._keep(key[:2], cmd, params)
         tail = b"}\n" if request_id is None else b',"id":' + dump_json(request_id).encode("utf-8") + b"}\n"
         return b'{"ok":true,"result":' + raw + tail
+
+    def _keep(self, request: tuple, cmd: str, params: dict) -> None:
+        kept = self._kept
+        kept.pop(request, None)
+        kept[request] = (cmd, params)
+        while len(kept) > KEPT_ANSWERS:
+            kept.pop(next(iter(kept)))
+
+    def _answer_early(self, loop) -> None:
+        """Between a batch's table step and its index commit (on the worker thread, the lock
+        held): make the kept list answers again, for the loop to send from the cache while
+        the index commits (tantivy lets the interpreter go meanwhile). A poll of `list
+        --ready` then waits for neither the commit nor its own answer's making."""
+        epoch = self._cache_epoch
+        generation = self.ws.table.generation
+        for request, (cmd, params) in list(self._kept.items()):
+            try:
+                raw = _dispatch_encoded(self.ws, cmd, params)
+            except Exception:  # noqa: BLE001 - an answer made early, never a failed batch
+                log.exception("making the answer of %s %s early failed", cmd, params)
+                continue
+            if self.ws.last_run_warnings:  # the batch's own (a file that could not be read): the log's
+                for text in self.ws.last_run_warnings:
+                    log.warning("%s", text)
+                continue
+            loop.call_soon_threadsafe(self._remember_early, epoch, (*request, generation), raw)
+
+    def _remember_early(self, epoch: int, key: tuple, raw: bytes) -> None:
+        if epoch == self._cache_epoch and key not in self._cache:
+            self._remember(key, raw)
 
     def _forget(self) -> None:
         self._cache.clear()
@@ -398,15 +435,20 @@ class Service:
 
     # the file watcher's side
 
-    def apply(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
+    def apply(self, relpaths: list[str] | None, config_changed: bool = False, loop=None) -> int:
         """Bring the table and index in step with changed files (``None``: walk everything).
 
         Runs on the worker thread with the lock held. Returns the documents written.
+        ``loop``: the event loop, which is handed the kept list answers before the index
+        commits (see :meth:`_answer_early`).
         """
         self._forget()
+        early = None
+        if loop is not None and relpaths is not None and self._kept and self.loaded:
+            early = functools.partial(self._answer_early, loop)
         try:
             # None: a full walk (start, folders moved); readiness comes as an event (_on_event)
-            written = self.ws.apply_changes(relpaths, config_changed).documents
+            written = self.ws.apply_changes(relpaths, config_changed, between=early).documents
         finally:
             self.log_warnings()
         if relpaths is None and not self._seeded:
@@ -418,7 +460,7 @@ class Service:
 
     async def apply_async(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
         async with self.turn("loading" if not self.loaded else "applying file changes"), self.lock:
-            return await self.in_worker(self.apply, relpaths, config_changed)
+            return await self.in_worker(self.apply, relpaths, config_changed, asyncio.get_running_loop())
 
     async def load(self) -> None:
         """Bring the table and index in step with every file, then let requests in."""

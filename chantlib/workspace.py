@@ -309,19 +309,22 @@ class Workspace:
         finally:
             events.done()
 
-    def apply_changes(self, relpaths=None, config_changed: bool = False):
+    def apply_changes(self, relpaths=None, config_changed: bool = False, between=None):
         """Bring the table and index in step with files known to have changed (a watcher's
         events; ``None``: walk everything, every archived file included). For a workspace
         without ``auto_refresh``, whose owner watches the files. Returns an
         :class:`~chantlib.events.Applied`: the documents indexed, and the specs added,
-        modified and removed; subscribers are told (readiness too) once the index is in step."""
+        modified and removed; subscribers are told (readiness too) once the index is in step.
+        ``between()``: called once the table is in step and before the index is (when
+        ``relpaths`` changed something), for reads that do not need the index (a daemon
+        makes its kept ``list`` answers then, to send them while the index commits)."""
         events = self._events
         if events is not None:
             events.hold()
         try:
             if events is not None:
                 events.baseline()
-            documents, changes = self._apply(relpaths, config_changed)
+            documents, changes = self._apply(relpaths, config_changed, between)
         finally:
             if events is not None:
                 events.done()
@@ -329,7 +332,7 @@ class Workspace:
 
         return Applied(documents, *changed_specs(changes))
 
-    def _apply(self, relpaths, config_changed: bool):
+    def _apply(self, relpaths, config_changed: bool, between=None):
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
@@ -341,6 +344,8 @@ class Workspace:
             streamed, index.streamed = index.streamed, 0
             return streamed + index.sync(changes.parsed, changes, progress=self.progress), changes
         changes = self.table.refresh_paths(relpaths)
+        if between is not None and changes:
+            between()
         return self.index.sync(changes.parsed, changes), changes
 
     def _fresh(self):

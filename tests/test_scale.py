@@ -727,3 +727,51 @@ def test_a_read_only_command_leaves_the_graph_computed_for_the_next_one(repo):
     assert table.extra["graph"][0] == tuple(first.table.graph.ready)
     assert list(table.graph.ready) == ["2026-01-24-002-aaa", "2026-01-24-003-aaa", "2026-01-24-004-aaa",
                                        "2026-01-24-005-aaa"]
+
+
+def test_a_kept_list_answer_is_sent_while_the_index_commits(repo, monkeypatch):
+    """After a batch of file events, the daemon makes the answer of a `list` request it
+    answered before as soon as the table is in step, and caches it before the index commits:
+    a poll of `chant list --ready` waits for neither the commit nor the answer's making."""
+    import json
+    import threading
+    import time
+
+    from chantd import service as service_module
+
+    repo.write("2026-01-24-001-aaa", "status: pending")
+    service = _service(repo, time.time)
+    params = {"ready": True, "fields": ["id", "title"], "form": "columns"}
+
+    async def scenario():
+        await service.apply_async(None)
+        service.mark_loaded()
+        first = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        assert first["result"]["specs"]["id"] == ["2026-01-24-001-aaa"]
+        index = service.ws.index
+        real_sync = index.sync
+        seen = {}
+
+        def sync(*args, **kwargs):  # on the worker thread: the loop is free while the index commits
+            deadline = time.monotonic() + 5
+            while not service._cache and time.monotonic() < deadline:
+                time.sleep(0.005)
+            seen["cached"] = bool(service._cache)
+            return real_sync(*args, **kwargs)
+
+        monkeypatch.setattr(index, "sync", sync)
+        made = []
+        real = service_module._dispatch_encoded
+        monkeypatch.setattr(service_module, "_dispatch_encoded", lambda *a: made.append(a[1]) or real(*a))
+        repo.write("2026-01-24-002-bbb", "status: pending")
+        await service.apply_async(["specs/2026-01-24-002-bbb.md"])
+        assert seen == {"cached": True} and made == ["list"]  # made once, in the batch, before the commit
+        answer = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        assert answer["result"]["specs"]["id"] == ["2026-01-24-001-aaa", "2026-01-24-002-bbb"]
+        assert made == ["list"]  # sent from the cache
+        assert threading.current_thread() is threading.main_thread()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
