@@ -136,9 +136,10 @@ def json_result(result: dict) -> dict:
 def render_list(out: Out, result: dict, args) -> int:
     specs = result["specs"]
     if isinstance(specs, dict):  # form=columns (what the command asks for, see _list_fields)
-        columns = specs
-        count = len(columns["id"])
-        specs = None
+        from chantlib.listing import unpack
+
+        columns = unpack(result)
+        count = result["count"]
     else:
         columns = None
         count = len(specs)
@@ -149,7 +150,7 @@ def render_list(out: Out, result: dict, args) -> int:
         if columns is not None:
             from chantlib.listing import rows_of
 
-            specs = rows_of(columns)
+            specs = rows_of(result)
         out.json(specs)
         return 0
     if not count:

@@ -136,8 +136,8 @@ class Service:
         self._cache: dict[tuple, bytes] = {}  # encoded results of reads, until something changes
         self._cache_bytes = 0
         self._cache_epoch = 0  # bumped whenever the cache is emptied
-        #: the last list requests answered from the workspace's encoded face: made again as
-        #: soon as a batch of file events is in the table (see apply), not when next asked
+        #: the list requests asked since the last batch of file events (the last few): made
+        #: again as soon as the next batch is in the table (see apply), not when next asked
         self._kept: dict[tuple, tuple[str, dict]] = {}
         workspace.service = self.status
         workspace.progress = self._on_progress
@@ -236,6 +236,8 @@ class Service:
         key = self._cache_key(cmd, params)
         raw = self._cache.get(key) if key is not None else None
         if raw is not None:
+            if isinstance(raw, _Encoded) and OPS[cmd].encoded is not None:
+                self._keep(key[:2], cmd, params)  # asked again: made again after the next change
             if self.metrics is not None:
                 self.metrics.observe_request(transport, cmd, time.perf_counter() - started)
                 if cmd in ("search", "query"):
@@ -270,7 +272,9 @@ class Service:
         --ready` then waits for neither the commit nor its own answer's making."""
         epoch = self._cache_epoch
         generation = self.ws.table.generation
-        for request, (cmd, params) in list(self._kept.items()):
+        # those asked since the last batch, the latest first: one nobody asks again is let go
+        kept, self._kept = self._kept, {}
+        for request, (cmd, params) in reversed(kept.items()):
             try:
                 raw = _dispatch_encoded(self.ws, cmd, params)
             except Exception:  # noqa: BLE001 - an answer made early, never a failed batch

@@ -20,7 +20,7 @@ import time
 from ._version import PROTOCOL_VERSION, VERSION
 from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
-from .listing import Listing, columns_text, follows, piece
+from .listing import Listing, columns_text, follows, pack, piece
 from .ops import for_method
 from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable
@@ -517,8 +517,8 @@ class Workspace:
         fields = _fields(fields)
         specs = [self.summary(r, fields) for r in rows]
         if form == "columns":
-            names = _picked(SPEC_FIELDS if fields is None else fields)
-            result: dict = {"specs": {name: [spec[name] for spec in specs] for name in names}}
+            result: dict = {"specs": pack(_picked(SPEC_FIELDS if fields is None else fields), specs),
+                            "count": len(specs)}
         else:
             result = {"specs": specs}
         self._done()
@@ -531,7 +531,8 @@ class Workspace:
         ``list``, whose answer at 200,000 specs holds tens of thousands (a long-lived
         workspace keeps it in step, see :mod:`chantlib.listing`)."""
         result = self._list_encoded(ready, status, labels, type, project, fields, form)
-        return '{"specs":' + result["specs"] + ',"warnings":' + _json_dumps(result["warnings"]) + "}"
+        count = f',"count":{result["count"]}' if form == "columns" else ""
+        return '{"specs":' + result["specs"] + count + ',"warnings":' + _json_dumps(result["warnings"]) + "}"
 
     @_operation(op="list_specs")
     def _list_encoded(self, ready, status, labels, type, project, fields, form) -> dict:
@@ -540,18 +541,18 @@ class Workspace:
         fields = _fields(fields)
         names = _picked(SPEC_FIELDS if fields is None else fields)
         if self.long_lived and follows(status):
-            specs = self._listed_json(ready, status, labels, type, project, fields, names, form)
+            specs, count = self._listed_json(ready, status, labels, type, project, fields, names, form)
         else:
             rows = self._list_rows(ready, status, labels, type, project)
+            count = len(rows)
             if form == "columns":
-                summaries = [self.summary(r, fields) for r in rows]
-                specs = _json_dumps({name: [spec[name] for spec in summaries] for name in names})
+                specs = _json_dumps(pack(names, [self.summary(r, fields) for r in rows]))
             else:
                 specs = "[" + ",".join(self._summaries_json(rows, fields)) + "]"
         self._done()
-        return {"specs": specs}
+        return {"specs": specs, "count": count}
 
-    def _listed_json(self, ready, status, labels, type, project, fields, names, form) -> str:
+    def _listed_json(self, ready, status, labels, type, project, fields, names, form) -> tuple[str, int]:
         """The kept answer of this ``list`` request (a :class:`~chantlib.listing.Listing`)."""
         key = (ready, status, tuple(labels) if labels else None, type, project, fields, form)
         listing = self._listings.pop(key, None)
@@ -579,8 +580,8 @@ class Workspace:
 
         columns = listing.pieces(lambda: self._list_rows(ready, status, labels, type, project), state, encode, gate)
         if form == "columns":
-            return columns_text(names, columns)
-        return "[" + ",".join(columns[0]) + "]"
+            return columns_text(names, columns), listing.count
+        return "[" + ",".join(columns[0]) + "]", listing.count
 
     def _list_rows(self, ready, status, labels, type, project) -> list:
         graph = self.table.graph

@@ -747,7 +747,7 @@ def test_a_kept_list_answer_is_sent_while_the_index_commits(repo, monkeypatch):
         await service.apply_async(None)
         service.mark_loaded()
         first = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
-        assert first["result"]["specs"]["id"] == ["2026-01-24-001-aaa"]
+        assert first["result"]["specs"]["id"] == {"all": "2026-01-24-001-aaa"}  # one spec: one value
         index = service.ws.index
         real_sync = index.sync
         seen = {}

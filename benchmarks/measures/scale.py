@@ -42,7 +42,7 @@ def _side_by_side(client: DaemonClient, request: tuple[str, dict], seconds: floa
     hello, listed = [], []
     spec = None
     if fresh:
-        ids = listed_ids(client.call(op, params)["specs"])
+        ids = list(listed_ids(client.call(op, params)))
         spec = ids[0] if ids else None
     deadline = time.perf_counter() + seconds
     while len(hello) < 10 or time.perf_counter() < deadline:
@@ -111,9 +111,9 @@ def scale_bench(res: dict, args, chant: str, python: str, env: dict, baseline, l
             for _ in range(200):
                 c.call("hello")
             status = c.call("daemon_status", {})
-            listed = listed_ids(c.call(*request)["specs"])
+            listed = list(listed_ids(c.call(*request)))
             sc["specs"], sc["ready"] = status.get("specs"), len(listed)
-            sc["listed"] = len(listed_ids(c.call(*cli_request(["list", "--count"]))["specs"]))
+            sc["listed"] = len(list(listed_ids(c.call(*cli_request(["list", "--count"])))))
         time.sleep(0.5)
         sc["rss"]["start"] = daemon.rss()
 
