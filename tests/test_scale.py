@@ -752,11 +752,10 @@ def test_a_kept_list_answer_is_sent_while_the_index_commits(repo, monkeypatch):
         real_sync = index.sync
         seen = {}
 
+        answered = threading.Event()
+
         def sync(*args, **kwargs):  # on the worker thread: the loop is free while the index commits
-            deadline = time.monotonic() + 5
-            while not service._cache and time.monotonic() < deadline:
-                time.sleep(0.005)
-            seen["cached"] = bool(service._cache)
+            seen["answered"] = answered.wait(5)  # a poll is answered before the commit goes on
             return real_sync(*args, **kwargs)
 
         monkeypatch.setattr(index, "sync", sync)
@@ -764,11 +763,16 @@ def test_a_kept_list_answer_is_sent_while_the_index_commits(repo, monkeypatch):
         real = service_module._dispatch_encoded
         monkeypatch.setattr(service_module, "_dispatch_encoded", lambda *a: made.append(a[1]) or real(*a))
         repo.write("2026-01-24-002-bbb", "status: pending")
-        await service.apply_async(["specs/2026-01-24-002-bbb.md"])
-        assert seen == {"cached": True} and made == ["list"]  # made once, in the batch, before the commit
+        batch = asyncio.create_task(service.apply_async(["specs/2026-01-24-002-bbb.md"]))
+        while not service._early:  # the batch has begun: the old answer is gone from the cache
+            await asyncio.sleep(0.001)
         answer = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        answered.set()
+        await batch
+        assert seen == {"answered": True} and made == ["list"]  # made once, in the batch, before the commit
         assert answer["result"]["specs"]["id"] == ["2026-01-24-001-aaa", "2026-01-24-002-bbb"]
-        assert made == ["list"]  # sent from the cache
+        again = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        assert again == answer and made == ["list"]  # sent from the cache
         assert threading.current_thread() is threading.main_thread()
 
     try:
