@@ -136,7 +136,7 @@ def json_result(result: dict) -> dict:
 def render_list(out: Out, result: dict, args) -> int:
     specs = result["specs"]
     if isinstance(specs, dict):  # form=columns (what the command asks for, see _list_fields)
-        from chantlib.listing import unpack
+        from chantlib.columns import unpack
 
         columns = unpack(result)
         count = result["count"]
@@ -148,7 +148,7 @@ def render_list(out: Out, result: dict, args) -> int:
         return 0
     if args.json:
         if columns is not None:
-            from chantlib.listing import rows_of
+            from chantlib.columns import rows_of
 
             specs = rows_of(result)
         out.json(specs)

@@ -17,13 +17,12 @@ The pieces are each spec's JSON: one text per spec (``form="objects"``), or one 
 from __future__ import annotations
 
 from bisect import bisect_left
-from itertools import repeat
-from json import dumps, loads
+from json import dumps
 from json.encoder import encode_basestring_ascii
 
 from .ids import sort_key
 
-__all__ = ["Listing", "listed", "follows", "piece", "columns_text", "pack", "unpack", "rows_of"]
+__all__ = ["Listing", "listed", "follows", "piece", "columns_text"]
 
 _GROUP = "group"
 
@@ -179,7 +178,7 @@ def piece(value) -> str:
 
 def columns_text(fields: tuple, columns: list[list[str]]) -> str:
     """The ``specs`` of a ``form="columns"`` answer as JSON text, from each value's JSON text
-    (see :func:`pack`)."""
+    (see :func:`chantlib.columns.pack`)."""
     return "{" + ",".join(f'"{name}":' + _column_text(column) for name, column in zip(fields, columns,
                                                                                          strict=True)) + "}"
 
@@ -189,38 +188,3 @@ def _column_text(column: list[str]) -> str:
     if first is not None and column[-1] == first and column.count(first) == len(column):
         return '{"all":' + first + "}"
     return "[" + ",".join(column) + "]"
-
-
-def pack(names, specs: list[dict]) -> dict:
-    """``specs`` (spec objects) in the ``columns`` form: one entry per key, the values in spec
-    order, or ``{"all": value}`` when every spec has the same one (a ready list's ``held`` and
-    ``blocked``: 23,706 empty lists cost more to decode than all the IDs)."""
-    out: dict = {}
-    for name in names:
-        values = [spec[name] for spec in specs]
-        first = values[0] if values else None
-        if values and all(v.__class__ is first.__class__ and v == first for v in values):
-            out[name] = {"all": first}
-        else:
-            out[name] = values
-    return out
-
-
-def unpack(result: dict) -> dict:
-    """The columns of a ``form="columns"`` answer (``result``: the answer, with its ``count``),
-    each as a sequence of the specs' values (an ``all`` entry repeats its one value)."""
-    count = result["count"]
-    return {name: values if isinstance(values, list) else repeat(values["all"], count)
-            for name, values in result["specs"].items()}
-
-
-def rows_of(result: dict) -> list[dict]:
-    """A ``list`` answer's specs as spec objects, whichever form it came in (a library
-    caller's convenience: the CLI prints the columns as they are)."""
-    specs = result["specs"]
-    if isinstance(specs, list):
-        return specs
-    columns = unpack(result)
-    names = list(columns)
-    return [dict(zip(names, [loads(dumps(v)) if isinstance(v, (list, dict)) else v for v in values], strict=True))
-            for values in zip(*columns.values(), strict=True)] if names else [{} for _ in range(result["count"])]

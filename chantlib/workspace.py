@@ -18,9 +18,10 @@ import threading
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
+from .columns import pack
 from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError
 from .ids import sort_key
-from .listing import Listing, columns_text, follows, pack, piece
+from .listing import Listing, columns_text, follows, piece
 from .ops import for_method
 from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable

@@ -374,6 +374,45 @@ def test_a_kept_list_answer_after_a_change_looks_at_the_changed_spec_only(repo, 
     assert "2026-01-24-007-aaa" not in json.loads(dispatch_json(ws, "list", params))["specs"]["id"]
 
 
+@pytest.mark.parametrize("ready", [False, True])
+def test_the_columns_form_prints_what_the_objects_print(repo, ready):
+    """`chant list` prints from a columns answer the very lines it prints from spec objects
+    (approvals, a conflict, a spec held back by lint, a blocked one, one spec alone too),
+    and ``rows_of`` gives the objects back."""
+    import argparse
+    import io
+
+    from chant_cli.render import LINE_FIELDS, Out, render_list
+    from chantlib.columns import rows_of
+    from chantlib.ops import dispatch
+
+    repo.write("2026-01-24-001-aaa", "status: pending\napproval: {required: true, status: approved, by: a}")
+    repo.write("2026-01-24-002-bbb", "status: pending\napproval: {required: true, status: rejected, by: a}")
+    repo.write("2026-01-24-003-ccc", "status: pending\napproval: {required: true, status: pending}")
+    repo.write("2026-01-24-004-ddd", "type: conflict\nstatus: failed")
+    repo.write("2026-01-24-005-eee", "status: pending", body="no title here\n")  # held: lint's title rule
+    repo.write("2026-01-24-006-fff", "status: pending\ndepends_on: [2026-01-24-009-zzz]")  # blocked
+    repo.write("2026-01-24-007-ggg", "status: pending\nlabels: [bug]")
+    repo.write("2026-01-24-008-hhh", "status: failed\nlabels: [solo]")
+    repo.write("2026-01-24-010-jjj", "status: in_progress\nlabels: [bug]")
+    ws = repo.workspace()
+    args = argparse.Namespace(count=False, json=False, ready=ready, labels=None, status=None, type=None, project=None)
+    for filters in ({"labels": ["bug"]}, {}):  # the whole list last
+        params = {"ready": ready, "fields": list(LINE_FIELDS), **filters}
+        objects = dispatch(ws, "list", params)
+        columns = dispatch(ws, "list", dict(params, form="columns"))
+        assert rows_of(columns) == objects["specs"]
+        printed = []
+        for result in (objects, columns):
+            out, err = io.StringIO(), io.StringIO()
+            assert render_list(Out(out, err, color=True), result, args) == 0
+            printed.append((out.getvalue(), err.getvalue()))
+        assert printed[0] == printed[1] and printed[0][0]
+    assert "[not queued: lint error]" in printed[0][0]
+    lone = dispatch(ws, "list", {"ready": ready, "labels": ["solo"], "fields": list(LINE_FIELDS), "form": "columns"})
+    assert lone["count"] == 1 and lone["specs"]["id"] == {"all": "2026-01-24-008-hhh"}  # one spec: every key shared
+
+
 def test_list_fields_pick_keys_and_unknown_ones_are_refused(repo):
     from chantlib.errors import ChantError
     from chantlib.ops import dispatch

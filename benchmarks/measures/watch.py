@@ -113,7 +113,7 @@ def listed_ids(result: dict):
 
 
 def _column(result: dict, name: str):
-    from chantlib.listing import unpack
+    from chantlib.columns import unpack
 
     specs = result["specs"]
     return unpack(result)[name] if isinstance(specs, dict) else [spec.get(name) for spec in specs]
