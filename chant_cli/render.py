@@ -78,6 +78,22 @@ def _display_status(spec: dict) -> str:
 LINE_FIELDS = ("id", "title", "status", "type", "blocked", "approval", "held")
 
 
+class _Row:
+    """One spec of a ``form=columns`` answer, read as :func:`spec_line` reads a spec object."""
+
+    __slots__ = ("_at", "_values")
+
+    def __init__(self, at: dict, values: tuple) -> None:
+        self._at, self._values = at, values  # at: key -> its column
+
+    def get(self, key: str, default=None):
+        at = self._at.get(key)
+        return default if at is None else self._values[at]
+
+    def __getitem__(self, key: str):
+        return self._values[self._at[key]]
+
+
 def spec_line(out: Out, spec: dict) -> str:
     """``<id> <icon> <title>[ marker]``, as upstream's ``chant list``."""
     status = _display_status(spec)
@@ -119,13 +135,25 @@ def json_result(result: dict) -> dict:
 
 def render_list(out: Out, result: dict, args) -> int:
     specs = result["specs"]
+    if isinstance(specs, dict):  # form=columns (what the command asks for, see _list_fields)
+        from chantlib.columns import unpack
+
+        columns = unpack(result)
+        count = result["count"]
+    else:
+        columns = None
+        count = len(specs)
     if args.count:
-        out.line(str(len(specs)))
+        out.line(str(count))
         return 0
     if args.json:
+        if columns is not None:
+            from chantlib.columns import rows_of
+
+            specs = rows_of(result)
         out.json(specs)
         return 0
-    if not specs:
+    if not count:
         if args.ready and args.labels:
             out.note("No ready specs with specified labels.")
         elif args.ready:
@@ -137,8 +165,15 @@ def render_list(out: Out, result: dict, args) -> int:
         else:
             out.note('No specs. Create one with `chant add "description"`')
         return 0
-    for spec in specs:
-        out.line(spec_line(out, spec))
+    if columns is None:
+        for spec in specs:
+            out.line(spec_line(out, spec))
+        return 0
+    # one line per spec, read across the columns: no spec object is built (23,706 at scale)
+    at = {name: i for i, name in enumerate(columns)}
+    line = out.line
+    for values in zip(*columns.values(), strict=True):
+        line(spec_line(out, _Row(at, values)))
     return 0
 
 
@@ -459,6 +494,8 @@ def _list_fields(params: dict, args) -> None:
     # only what the renderer prints (--json prints every key): a smaller answer to send,
     # decode and, in the daemon, encode
     params["fields"] = ["id"] if args.count else None if args.json else list(LINE_FIELDS)
+    if not args.json:
+        params["form"] = "columns"  # one array per key: a third of the decoding (docs/design.md)
 
 
 #: operation -> its renderer: ``renderer(out, result, args) -> exit code``

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ LOAD_WAIT = 5.0
 #: workspace's events and the next lease expiry wake it first)
 WAIT_RECHECK = 5.0
 CACHE_BYTES = 64 << 20  # cached answers: at most this much of them
+KEPT_ANSWERS = 2  # list answers made again as soon as the specs change (see Service._answer_early)
 
 
 def dump_json(value) -> str:
@@ -148,6 +150,10 @@ class Service:
         self._changed: asyncio.Event | None = None
         self._unwatch = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the list requests asked since the last batch of file events (the last few): made
+        #: again as soon as the next batch is in the table (see apply), not when next asked
+        self._kept: dict[tuple, tuple[str, dict]] = {}
+        self._early: dict[tuple, asyncio.Future] = {}  # those a batch is making now: done when made
         workspace.service = self.status
         workspace.progress = self._on_progress
         workspace.subscribe(self._on_event, leases=False)  # readiness only: leases cost nothing extra
@@ -245,7 +251,15 @@ class Service:
         started = time.perf_counter()
         key = self._cache_key(cmd, params)
         raw = self._cache.get(key) if key is not None else None
+        if raw is None and key is not None and key[:2] in self._early:
+            # a batch of file events is making this answer before its index commit: wait for
+            # that, not for the batch (see _answer_early)
+            await asyncio.shield(self._early[key[:2]])
+            key = self._cache_key(cmd, params)
+            raw = self._cache.get(key)
         if raw is not None:
+            if isinstance(raw, _Encoded) and OPS[cmd].encoded is not None:
+                self._keep(key[:2], cmd, params)  # asked again: made again after the next change
             if self.metrics is not None:
                 self.metrics.observe_request(transport, cmd, time.perf_counter() - started)
                 if cmd in ("search", "query"):
@@ -261,8 +275,44 @@ class Service:
             # between our turn at the lock and now would make it stale)
             if key is not None and epoch == self._cache_epoch:
                 self._remember(key, raw)
+                if isinstance(raw, _Encoded) and OPS[cmd].encoded is not None:
+                    self._keep(key[:2], cmd, params)
         tail = b"}\n" if request_id is None else b',"id":' + dump_json(request_id).encode("utf-8") + b"}\n"
         return b'{"ok":true,"result":' + raw + tail
+
+    def _keep(self, request: tuple, cmd: str, params: dict) -> None:
+        kept = self._kept
+        kept.pop(request, None)
+        kept[request] = (cmd, params)
+        while len(kept) > KEPT_ANSWERS:
+            kept.pop(next(iter(kept)))
+
+    def _answer_early(self, loop, kept: dict) -> None:
+        """Between a batch's table step and its index commit (on the worker thread, the lock
+        held): make the ``kept`` list answers again, for the loop to send from the cache
+        while the index commits (tantivy lets the interpreter go meanwhile). A poll of `list
+        --ready` then waits for neither the commit nor its own answer's making."""
+        epoch = self._cache_epoch
+        generation = self.ws.table.generation
+        for request, (cmd, params) in reversed(kept.items()):  # the latest asked first
+            raw = None
+            try:
+                raw = _dispatch_encoded(self.ws, cmd, params)
+            except Exception:  # noqa: BLE001 - an answer made early, never a failed batch
+                log.exception("making the answer of %s %s early failed", cmd, params)
+            if self.ws.last_run_warnings:  # the batch's own (a file that could not be read): the log's
+                for text in self.ws.last_run_warnings:
+                    log.warning("%s", text)
+                raw = None
+            loop.call_soon_threadsafe(self._remember_early, epoch, request, generation, raw)
+
+    def _remember_early(self, epoch: int, request: tuple, generation: int, raw: bytes | None) -> None:
+        key = (*request, generation)
+        if raw is not None and epoch == self._cache_epoch and key not in self._cache:
+            self._remember(key, raw)
+        waiting = self._early.get(request)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def _forget(self) -> None:
         self._cache.clear()
@@ -501,15 +551,18 @@ class Service:
 
     # the file watcher's side
 
-    def apply(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
+    def apply(self, relpaths: list[str] | None, config_changed: bool = False, loop=None, kept=None) -> int:
         """Bring the table and index in step with changed files (``None``: walk everything).
 
         Runs on the worker thread with the lock held. Returns the documents written.
+        ``kept``: list requests whose answers are made once the table is in step and handed
+        to ``loop``, the event loop, before the index commits (see :meth:`_answer_early`).
         """
         self._forget()
+        early = functools.partial(self._answer_early, loop, kept) if loop is not None and kept else None
         try:
             # None: a full walk (start, folders moved); readiness comes as an event (_on_event)
-            written = self.ws.apply_changes(relpaths, config_changed).documents
+            written = self.ws.apply_changes(relpaths, config_changed, between=early).documents
         finally:
             self.log_warnings()
         if relpaths is None and not self._seeded:
@@ -521,7 +574,19 @@ class Service:
 
     async def apply_async(self, relpaths: list[str] | None, config_changed: bool = False) -> int:
         async with self.turn("loading" if not self.loaded else "applying file changes"), self.lock:
-            return await self.in_worker(self.apply, relpaths, config_changed)
+            loop = asyncio.get_running_loop()
+            kept: dict = {}
+            if relpaths is not None and self.loaded:
+                # those asked since the last batch: one nobody asked again is let go
+                kept, self._kept = self._kept, {}
+            self._early = {request: loop.create_future() for request in kept}
+            try:
+                return await self.in_worker(self.apply, relpaths, config_changed, loop, kept)
+            finally:
+                early, self._early = self._early, {}
+                for waiting in early.values():
+                    if not waiting.done():
+                        waiting.set_result(None)
 
     async def load(self) -> None:
         """Bring the table and index in step with every file, then let requests in."""

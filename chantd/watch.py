@@ -20,7 +20,10 @@ from watchfiles import Change, awatch
 
 log = logging.getLogger("chantd.watch")
 
-STEP_MS = 10  # wait this long for more changes after one arrives...
+# wait this long for more changes after one arrives (a save's events come within a
+# millisecond; a batch waits one to two steps: 5 ms took a change to `list --ready` at
+# 200,000 specs from 37-44 ms to 27-29 ms, p50, against 10 ms in the same runs)...
+STEP_MS = 5
 DEBOUNCE_MS = 60  # ...but answer within this long of the first
 
 

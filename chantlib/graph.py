@@ -65,7 +65,7 @@ class Graph:
 
     __slots__ = (
         "active", "archived", "_members", "_drivers", "_rdeps", "_blocked", "_ready", "_ready_keys", "_ready_set",
-        "_cycles", "_queue", "_queue_keys", "_queued", "_ready_changes", "_order", "_order_keys",
+        "_cycles", "_queue", "_queue_keys", "_queued", "_ready_changes", "_order", "_order_keys", "_followers",
     )
 
     def __init__(self, active: dict, archived=None) -> None:
@@ -95,6 +95,7 @@ class Graph:
         self._ready_changes: set[str] | None = None  # see take_ready_changes()
         self._order: list[str] | None = None  # every active ID in chant order, once asked for
         self._order_keys: list[tuple] = []
+        self._followers: list[Follower] = []  # see follow()
 
     # single-spec rules
 
@@ -209,6 +210,8 @@ class Graph:
         self._ready_set = set(self._ready)
         self._blocked = set(blocked)
         self._queue = None
+        for follower in self._followers:
+            follower.lost = True  # every state may have changed
 
     @property
     def ready(self) -> list[str]:
@@ -278,6 +281,18 @@ class Graph:
         changes, self._ready_changes = self._ready_changes, set()
         return changes
 
+    def follow(self) -> Follower:
+        """A :class:`Follower` that every later :meth:`update` tells which specs it may have
+        changed the row or state of, for an owner that keeps a view in step (the daemon's
+        kept ``list`` answers); :meth:`unfollow` it when done."""
+        follower = Follower()
+        self._followers.append(follower)
+        return follower
+
+    def unfollow(self, follower: Follower) -> None:
+        if follower in self._followers:
+            self._followers.remove(follower)
+
     def update(self, changed: dict, archived=()) -> None:
         """``active`` and ``archived`` were changed in place: follow.
 
@@ -325,6 +340,9 @@ class Graph:
                         members.setdefault(driver, []).append(spec_id)
                         drivers[spec_id] = driver
         self._cycles = None
+        followers = self._followers
+        for follower in followers:
+            follower.ids.update(changed)
         if self._ready is None:
             return  # nothing computed yet: the first use computes it all
         touched: set[str] = set()
@@ -340,6 +358,8 @@ class Graph:
                 touched.update(members.get(driver, ()))
         for spec_id in touched:
             self._settle(spec_id, spec_id in changed)
+        for follower in followers:
+            follower.ids.update(touched)  # their ready and blocked states were decided again
 
     def dependents(self, spec_id: str) -> set[str]:
         """Active specs whose ``depends_on`` names ``spec_id`` (present or not)."""
@@ -391,6 +411,18 @@ class Graph:
                 self._queue_keys.insert(at, key)
                 self._queue.insert(at, row)
                 self._queued[spec_id] = key
+
+
+class Follower:
+    """What :meth:`Graph.update` tells one follower: ``ids``, the specs whose row, ready or
+    blocked state may have changed since the follower last emptied it; ``lost``: every
+    state was set anew (the follower must start again)."""
+
+    __slots__ = ("ids", "lost")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.lost = False
 
 
 def _find_cycles(active: dict) -> list[list[str]]:

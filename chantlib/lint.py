@@ -266,7 +266,7 @@ class Gate:
     listener, so a daemon keeps one gate for its life and a change costs what changed.
     """
 
-    __slots__ = ("table", "config", "_disabled", "_duplicates", "_verdicts", "_member_refs", "__weakref__")
+    __slots__ = ("table", "config", "_disabled", "_duplicates", "_verdicts", "_member_refs", "cleared", "__weakref__")
 
     def __init__(self, table, config) -> None:
         self.table = table
@@ -275,6 +275,9 @@ class Gate:
         self._duplicates: frozenset | None = None
         self._verdicts: dict[str, tuple] = {}  # id -> (the row judged, its verdict)
         self._member_refs: set | None = None  # every ID some active spec lists in `members`
+        #: how many times every verdict was dropped: a view that holds verdicts (the daemon's
+        #: kept ``list`` answers) starts again when it moved; else only moved specs' changed
+        self.cleared = 0
         table.listeners.append(weakly(self._noted))  # the table must not keep its gates alive
 
     def _noted(self, changes) -> None:
@@ -302,6 +305,7 @@ class Gate:
             self._verdicts.pop(spec_id, None)
 
     def _clear(self) -> None:
+        self.cleared += 1
         self._verdicts = {}
         self._member_refs = None
 

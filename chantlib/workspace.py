@@ -18,8 +18,10 @@ import threading
 import time
 
 from ._version import PROTOCOL_VERSION, VERSION
+from .columns import pack
 from .errors import ChantError, InvalidValue, NotHolder, SpecNotFound, SpecParseError, SpecTimedOut, UnknownSpecRef
 from .ids import sort_key
+from .listing import Listing, columns_text, follows, piece
 from .ops import for_method
 from .store import SpecStore
 from .table import HOT_FIELDS, SpecTable
@@ -171,6 +173,7 @@ class Workspace:
         self._owns_locks = locks is None  # the file backend made on first use; a factory's table
         self._queue: Queue | None = None
         self._encoded: dict[tuple | None, dict] = {}  # fields -> id -> (row, ready, blocked, held, JSON text)
+        self._listings: dict[tuple, Listing] = {}  # a long-lived workspace's kept list answers
         self._gate: Gate | None = None
         self._limits_of: tuple | None = None  # (config, its Limits)
         self._events: Publisher | None = None  # made by the first subscribe()
@@ -340,19 +343,22 @@ class Workspace:
             if events is not None:
                 events.done()
 
-    def apply_changes(self, relpaths=None, config_changed: bool = False):
+    def apply_changes(self, relpaths=None, config_changed: bool = False, between=None):
         """Bring the table and index in step with files known to have changed (a watcher's
         events; ``None``: walk everything, every archived file included). For a workspace
         without ``auto_refresh``, whose owner watches the files. Returns an
         :class:`~chantlib.events.Applied`: the documents indexed, and the specs added,
-        modified and removed; subscribers are told (readiness too) once the index is in step."""
+        modified and removed; subscribers are told (readiness too) once the index is in step.
+        ``between()``: called once the table is in step and before the index is (when
+        ``relpaths`` changed something), for reads that do not need the index (a daemon
+        makes its kept ``list`` answers then, to send them while the index commits)."""
         events = self._events
         if events is not None:
             events.hold()
         try:
             if events is not None:
                 events.baseline()
-            documents, changes = self._apply(relpaths, config_changed)
+            documents, changes = self._apply(relpaths, config_changed, between)
         finally:
             if events is not None:
                 events.done()
@@ -360,7 +366,7 @@ class Workspace:
 
         return Applied(documents, *changed_specs(changes))
 
-    def _apply(self, relpaths, config_changed: bool):
+    def _apply(self, relpaths, config_changed: bool, between=None):
         if config_changed:
             self._config = None  # read again on next use (its files' stamps changed)
         if relpaths is None:
@@ -372,6 +378,8 @@ class Workspace:
             streamed, index.streamed = index.streamed, 0
             return streamed + index.sync(changes.parsed, changes, progress=self.progress), changes
         changes = self.table.refresh_paths(relpaths)
+        if between is not None and changes:
+            between()
         return self.index.sync(changes.parsed, changes), changes
 
     def _fresh(self):
@@ -533,31 +541,81 @@ class Workspace:
         return {"version": VERSION, "protocol": PROTOCOL_VERSION, "root": self.root}
 
     @_operation()
-    def list_specs(self, ready=False, status=None, labels=None, type=None, project=None, fields=None) -> dict:
+    def list_specs(self, ready=False, status=None, labels=None, type=None, project=None, fields=None,
+                   form="objects") -> dict:
         """Active specs in chant order (see the ``list`` operation); ``fields``: only these keys
-        of each spec (what a renderer prints), so that a large answer stays small."""
+        of each spec (what a renderer prints), so that a large answer stays small;
+        ``form="columns"``: ``specs`` is one array per key instead (far less to decode)."""
         self._fresh()
         rows = self._list_rows(ready, status, labels, type, project)
         fields = _fields(fields)
-        result = {"specs": [self.summary(r, fields) for r in rows]}
+        specs = [self.summary(r, fields) for r in rows]
+        if form == "columns":
+            result: dict = {"specs": pack(_picked(SPEC_FIELDS if fields is None else fields), specs),
+                            "count": len(specs)}
+        else:
+            result = {"specs": specs}
         self._done()
         return result
 
-    def list_specs_json(self, ready=False, status=None, labels=None, type=None, project=None, fields=None) -> str:
+    def list_specs_json(self, ready=False, status=None, labels=None, type=None, project=None, fields=None,
+                        form="objects") -> str:
         """:meth:`list_specs`'s answer as compact JSON text (the same bytes ``json.dumps``
-        gives), assembled from each spec's remembered encoding (see ``_summaries_json``): the
-        daemon's face of ``list``, whose answer at 200,000 specs holds tens of thousands."""
-        result = self._list_encoded(ready, status, labels, type, project, fields)
-        return '{"specs":[' + ",".join(result["specs"]) + '],"warnings":' + _json_dumps(result["warnings"]) + "}"
+        gives), assembled from each spec's remembered encoding: the daemon's face of
+        ``list``, whose answer at 200,000 specs holds tens of thousands (a long-lived
+        workspace keeps it in step, see :mod:`chantlib.listing`)."""
+        result = self._list_encoded(ready, status, labels, type, project, fields, form)
+        count = f',"count":{result["count"]}' if form == "columns" else ""
+        return '{"specs":' + result["specs"] + count + ',"warnings":' + _json_dumps(result["warnings"]) + "}"
 
     @_operation(op="list_specs")
-    def _list_encoded(self, ready, status, labels, type, project, fields) -> dict:
-        """list_specs with each spec as its JSON text (the warnings added as for any operation)."""
+    def _list_encoded(self, ready, status, labels, type, project, fields, form) -> dict:
+        """list_specs with its specs as JSON text (the warnings added as for any operation)."""
         self._fresh()
-        rows = self._list_rows(ready, status, labels, type, project)
-        result = {"specs": self._summaries_json(rows, _fields(fields))}
+        fields = _fields(fields)
+        names = _picked(SPEC_FIELDS if fields is None else fields)
+        if self.long_lived and follows(status):
+            specs, count = self._listed_json(ready, status, labels, type, project, fields, names, form)
+        else:
+            rows = self._list_rows(ready, status, labels, type, project)
+            count = len(rows)
+            if form == "columns":
+                specs = _json_dumps(pack(names, [self.summary(r, fields) for r in rows]))
+            else:
+                specs = "[" + ",".join(self._summaries_json(rows, fields)) + "]"
         self._done()
-        return result
+        return {"specs": specs, "count": count}
+
+    def _listed_json(self, ready, status, labels, type, project, fields, names, form) -> tuple[str, int]:
+        """The kept answer of this ``list`` request (a :class:`~chantlib.listing.Listing`)."""
+        key = (ready, status, tuple(labels) if labels else None, type, project, fields, form)
+        listing = self._listings.pop(key, None)
+        if listing is None:
+            listing = Listing(self.table, key[:5], len(names) if form == "columns" else 1)
+            if len(self._listings) >= 8:  # the oldest asked goes
+                self._listings.pop(next(iter(self._listings))).close()
+        self._listings[key] = listing
+        graph = self.table.graph
+        ready_set, blocked = graph.ready_set, graph.blocked
+        gate = self.gate() if "held" in names else None
+        errors = gate.errors if gate is not None else None
+
+        def state(row) -> tuple:  # what summary() reads beyond the row
+            is_ready = row[0] in ready_set
+            held = errors(row) if errors is not None and is_ready and row[_TYPE] != "group" else ()
+            return is_ready, row[0] in blocked, held
+
+        if form == "columns":
+            def encode(row) -> tuple:
+                return tuple(piece(value) for value in self.summary(row, fields).values())
+        else:
+            def encode(row) -> tuple:
+                return (_json_dumps(self.summary(row, fields)),)
+
+        columns = listing.pieces(lambda: self._list_rows(ready, status, labels, type, project), state, encode, gate)
+        if form == "columns":
+            return columns_text(names, columns), listing.count
+        return "[" + ",".join(columns[0]) + "]", listing.count
 
     def _list_rows(self, ready, status, labels, type, project) -> list:
         graph = self.table.graph

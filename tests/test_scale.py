@@ -243,6 +243,7 @@ _list_params = st.fixed_dictionaries(
         "type": st.sampled_from(["code", "group", "task"]),
         "project": st.sampled_from(["auth", "infra"]),
         "fields": st.lists(st.sampled_from(SPEC_FIELDS), max_size=5, unique=True),
+        "form": st.sampled_from(["objects", "columns"]),
     },
 )
 
@@ -280,6 +281,136 @@ def test_list_json_is_the_encoding_of_list(live, params, edits):
             fh.write(text.replace(f"status: {row.status}", f"status: {status}", 1))
         ws.apply_changes([row.path])
     assert dispatch_json(ws, "list", params) == json.dumps(dispatch(ws, "list", params), separators=(",", ":"))
+
+
+_STATUSES = ["completed", "pending", "failed", "in_progress", "cancelled", "blocked"]
+#: one change to a spec file, as a watcher reports it: (kind, which spec, which status, a number)
+_changes = st.lists(st.tuples(st.sampled_from(["status", "title", "new", "member", "remove", "depends"]),
+                              st.integers(0, 10**6), st.sampled_from(_STATUSES), st.integers(0, 99)),
+                    min_size=1, max_size=6)
+#: the kept answers asked after every change: the CLI's lines, its --json, and filtered ones
+_KEPT = [
+    {"ready": True, "fields": ["id", "title", "status", "type", "blocked", "approval", "held"], "form": "columns"},
+    {"ready": True},
+    {},
+    {"status": "pending", "form": "columns"},
+    {"ready": True, "labels": ["bug"], "fields": ["id", "held", "ready"]},
+    {"status": "failed", "type": "code", "form": "columns", "fields": ["id", "blocked"]},
+]
+
+
+def _change(ws, kind: str, pick: int, status: str, n: int) -> str:
+    """Make one change to the spec files of ``ws``; the path the watcher would report."""
+    import re
+
+    active = sorted(ws.table.active)
+    row = ws.table.active[active[pick % len(active)]]
+    path = os.path.join(ws.store.chant_dir, row.path)
+    if kind in ("new", "member"):
+        spec_id = f"{row.id}.{n + 1}" if kind == "member" else f"2030-01-01-{n:03d}-new"
+        deps = f"depends_on: [{row.id}]\n" if n % 3 == 0 and kind == "new" else ""
+        rel = f"specs/{spec_id}.md"
+        with open(os.path.join(ws.store.chant_dir, rel), "w", encoding="utf-8") as fh:
+            fh.write(f"---\ntype: code\nstatus: {status}\n{deps}---\n# New spec {n}\n\n- [ ] done\n")
+        return rel
+    if kind == "remove":
+        os.unlink(path)
+        return row.path
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if kind == "status":
+        text = re.sub(r"^status: .*$", f"status: {status}", text, count=1, flags=re.M)
+    elif kind == "title":
+        text = re.sub(r"^# .*$", f"# Retitled {n}", text, count=1, flags=re.M)
+    else:  # a dependency on another active spec (a cycle now and then)
+        other = active[(pick + n + 1) % len(active)]
+        text = re.sub(r"^depends_on:.*\n", "", text, flags=re.M).replace("---\n", f"---\ndepends_on: [{other}]\n", 1)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return row.path
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(changes=_changes)
+def test_kept_list_answers_equal_fresh_ones_after_random_changes(live, changes):
+    """The daemon's kept answers (chantlib.listing), patched after each change, are the bytes
+    a fresh answer encodes to: statuses, titles, specs that come and go, members, dependencies."""
+    import json
+
+    from chantlib.ops import dispatch, dispatch_json
+
+    ws = live
+    for change in changes:
+        ws.apply_changes([_change(ws, *change)])
+        for params in _KEPT:
+            assert dispatch_json(ws, "list", params) == json.dumps(dispatch(ws, "list", params), separators=(",", ":"))
+
+
+def test_a_kept_list_answer_after_a_change_looks_at_the_changed_spec_only(repo, monkeypatch):
+    """After one file changed, the kept answer of `chant list --ready` is patched: the listed
+    specs are not gathered again, and no other spec is encoded again."""
+    import json
+
+    from chantlib import listing
+    from chantlib.ops import dispatch_json
+
+    for n in range(30):
+        repo.write(f"2026-01-24-{n:03d}-aaa", "status: pending")
+    ws = repo.workspace(auto_refresh=False, long_lived=True)
+    ws.apply_changes(None)
+    params = {"ready": True, "fields": ["id", "title", "held"], "form": "columns"}
+    assert len(json.loads(dispatch_json(ws, "list", params))["specs"]["id"]) == 30
+    monkeypatch.setattr(ws, "_list_rows", lambda *a: pytest.fail("the listed specs were gathered again"))
+    encoded = []
+    real = listing.piece
+    monkeypatch.setattr("chantlib.workspace.piece", lambda value: encoded.append(value) or real(value))
+    repo.write("2026-01-24-007-aaa", "status: pending", "# Retitled\n")
+    ws.apply_changes(["specs/2026-01-24-007-aaa.md"])
+    specs = json.loads(dispatch_json(ws, "list", params))["specs"]
+    assert specs["title"][7] == "Retitled" and len(specs["id"]) == 30
+    assert encoded == ["2026-01-24-007-aaa", "Retitled", []]  # one spec's three values
+    repo.write("2026-01-24-007-aaa", "status: completed")
+    ws.apply_changes(["specs/2026-01-24-007-aaa.md"])
+    assert "2026-01-24-007-aaa" not in json.loads(dispatch_json(ws, "list", params))["specs"]["id"]
+
+
+@pytest.mark.parametrize("ready", [False, True])
+def test_the_columns_form_prints_what_the_objects_print(repo, ready):
+    """`chant list` prints from a columns answer the very lines it prints from spec objects
+    (approvals, a conflict, a spec held back by lint, a blocked one, one spec alone too),
+    and ``rows_of`` gives the objects back."""
+    import argparse
+    import io
+
+    from chant_cli.render import LINE_FIELDS, Out, render_list
+    from chantlib.columns import rows_of
+    from chantlib.ops import dispatch
+
+    repo.write("2026-01-24-001-aaa", "status: pending\napproval: {required: true, status: approved, by: a}")
+    repo.write("2026-01-24-002-bbb", "status: pending\napproval: {required: true, status: rejected, by: a}")
+    repo.write("2026-01-24-003-ccc", "status: pending\napproval: {required: true, status: pending}")
+    repo.write("2026-01-24-004-ddd", "type: conflict\nstatus: failed")
+    repo.write("2026-01-24-005-eee", "status: pending", body="no title here\n")  # held: lint's title rule
+    repo.write("2026-01-24-006-fff", "status: pending\ndepends_on: [2026-01-24-009-zzz]")  # blocked
+    repo.write("2026-01-24-007-ggg", "status: pending\nlabels: [bug]")
+    repo.write("2026-01-24-008-hhh", "status: failed\nlabels: [solo]")
+    repo.write("2026-01-24-010-jjj", "status: in_progress\nlabels: [bug]")
+    ws = repo.workspace()
+    args = argparse.Namespace(count=False, json=False, ready=ready, labels=None, status=None, type=None, project=None)
+    for filters in ({"labels": ["bug"]}, {}):  # the whole list last
+        params = {"ready": ready, "fields": list(LINE_FIELDS), **filters}
+        objects = dispatch(ws, "list", params)
+        columns = dispatch(ws, "list", dict(params, form="columns"))
+        assert rows_of(columns) == objects["specs"]
+        printed = []
+        for result in (objects, columns):
+            out, err = io.StringIO(), io.StringIO()
+            assert render_list(Out(out, err, color=True), result, args) == 0
+            printed.append((out.getvalue(), err.getvalue()))
+        assert printed[0] == printed[1] and printed[0][0]
+    assert "[not queued: lint error]" in printed[0][0]
+    lone = dispatch(ws, "list", {"ready": ready, "labels": ["solo"], "fields": list(LINE_FIELDS), "form": "columns"})
+    assert lone["count"] == 1 and lone["specs"]["id"] == {"all": "2026-01-24-008-hhh"}  # one spec: every key shared
 
 
 def test_list_fields_pick_keys_and_unknown_ones_are_refused(repo):
@@ -635,3 +766,55 @@ def test_a_read_only_command_leaves_the_graph_computed_for_the_next_one(repo):
     assert table.extra["graph"][0] == tuple(first.table.graph.ready)
     assert list(table.graph.ready) == ["2026-01-24-002-aaa", "2026-01-24-003-aaa", "2026-01-24-004-aaa",
                                        "2026-01-24-005-aaa"]
+
+
+def test_a_kept_list_answer_is_sent_while_the_index_commits(repo, monkeypatch):
+    """After a batch of file events, the daemon makes the answer of a `list` request it
+    answered before as soon as the table is in step, and caches it before the index commits:
+    a poll of `chant list --ready` waits for neither the commit nor the answer's making."""
+    import json
+    import threading
+    import time
+
+    from chantd import service as service_module
+
+    repo.write("2026-01-24-001-aaa", "status: pending")
+    service = _service(repo, time.time)
+    params = {"ready": True, "fields": ["id", "title"], "form": "columns"}
+
+    async def scenario():
+        await service.apply_async(None)
+        service.mark_loaded()
+        first = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        assert first["result"]["specs"]["id"] == {"all": "2026-01-24-001-aaa"}  # one spec: one value
+        index = service.ws.index
+        real_sync = index.sync
+        seen = {}
+
+        answered = threading.Event()
+
+        def sync(*args, **kwargs):  # on the worker thread: the loop is free while the index commits
+            seen["answered"] = answered.wait(5)  # a poll is answered before the commit goes on
+            return real_sync(*args, **kwargs)
+
+        monkeypatch.setattr(index, "sync", sync)
+        made = []
+        real = service_module._dispatch_encoded
+        monkeypatch.setattr(service_module, "_dispatch_encoded", lambda *a: made.append(a[1]) or real(*a))
+        repo.write("2026-01-24-002-bbb", "status: pending")
+        batch = asyncio.create_task(service.apply_async(["specs/2026-01-24-002-bbb.md"]))
+        while not service._early:  # the batch has begun: the old answer is gone from the cache
+            await asyncio.sleep(0.001)
+        answer = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        answered.set()
+        await batch
+        assert seen == {"answered": True} and made == ["list"]  # made once, in the batch, before the commit
+        assert answer["result"]["specs"]["id"] == ["2026-01-24-001-aaa", "2026-01-24-002-bbb"]
+        again = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
+        assert again == answer and made == ["list"]  # sent from the cache
+        assert threading.current_thread() is threading.main_thread()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()

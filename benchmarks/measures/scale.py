@@ -14,7 +14,7 @@ from chantlib.errors import ChantError
 
 from ..runner import BareStart, Daemon, Measure, StartFailed, repeats, run, stop_stray
 from ..settings import SLOW_TIMEOUT
-from .watch import cli_request, record_series, restore_leftovers, watch_latency
+from .watch import cli_request, listed_ids, record_series, restore_leftovers, watch_latency
 
 SCALE_TARGET_P50 = 0.060  # seconds, write -> visible in `list --ready`, at every size
 
@@ -42,8 +42,8 @@ def _side_by_side(client: DaemonClient, request: tuple[str, dict], seconds: floa
     hello, listed = [], []
     spec = None
     if fresh:
-        specs = client.call(op, params)["specs"]
-        spec = specs[0]["id"] if specs else None
+        ids = list(listed_ids(client.call(op, params)))
+        spec = ids[0] if ids else None
     deadline = time.perf_counter() + seconds
     while len(hello) < 10 or time.perf_counter() < deadline:
         if spec is not None:
@@ -111,9 +111,9 @@ def scale_bench(res: dict, args, chant: str, python: str, env: dict, baseline, l
             for _ in range(200):
                 c.call("hello")
             status = c.call("daemon_status", {})
-            listed = c.call(*request)["specs"]
+            listed = list(listed_ids(c.call(*request)))
             sc["specs"], sc["ready"] = status.get("specs"), len(listed)
-            sc["listed"] = len(c.call(*cli_request(["list", "--count"]))["specs"])
+            sc["listed"] = len(list(listed_ids(c.call(*cli_request(["list", "--count"])))))
         time.sleep(0.5)
         sc["rss"]["start"] = daemon.rss()
 
@@ -140,7 +140,7 @@ def scale_bench(res: dict, args, chant: str, python: str, env: dict, baseline, l
             sc["errors"].append(f"round trips: {type(exc).__name__}: {exc}")
 
         log(f"[{n}] scale: write -> visible in `list --ready` x{samples} new + x{samples} edits")
-        edit_id = listed[-1]["id"] if listed else None
+        edit_id = listed[-1] if listed else None
         before, t0 = _journal_bytes(root), time.monotonic()
         record_series(sc, "watch_list", "watch latency (list)", lambda: watch_latency(root, edit_id, samples, log, via="list"))
         sc["journal"] = {"seconds": time.monotonic() - t0, "grew": _journal_bytes(root) - before}

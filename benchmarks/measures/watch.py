@@ -94,12 +94,29 @@ class _Probe:
             q = {"id": f"id:{value}", "prefix": f"id:{value}*", "title": f"title:{value}"}[kind]
             return client.call("search", {"q": q, "limit": 5})["total"]
         op, params = self.request
-        specs = client.call(op, params)["specs"]
+        result = client.call(op, params)
+        if kind == "title":
+            titles = _column(result, "title")
+            # the word among a title's words; the substring test first spares a split of
+            # every title per poll (the probe's own cost, not the answer's)
+            return sum(1 for title in titles if title and value in title and value in title.split())
+        ids = listed_ids(result)
         if kind == "id":
-            return sum(1 for spec in specs if spec["id"] == value)
-        if kind == "prefix":
-            return sum(1 for spec in specs if spec["id"].startswith(value))
-        return sum(1 for spec in specs if value in (spec.get("title") or "").split())
+            return sum(1 for spec_id in ids if spec_id == value)
+        return sum(1 for spec_id in ids if spec_id.startswith(value))
+
+
+def listed_ids(result: dict):
+    """The IDs of a ``list`` answer, in either form (``form=columns``, what the CLI asks for
+    when it prints lines, is read by column, as the CLI reads it)."""
+    return _column(result, "id")
+
+
+def _column(result: dict, name: str):
+    from chantlib.columns import unpack
+
+    specs = result["specs"]
+    return unpack(result)[name] if isinstance(specs, dict) else [spec.get(name) for spec in specs]
 
 
 def _poll(check, want, timeout: float) -> bool:

@@ -339,7 +339,9 @@ def render_method(add) -> None:
         "the same 2-CPU machine as the daemon: with 8 clients, they and the daemon compete for the CPUs, so the "
         "8-client rates are what this machine can drive, not the daemon's ceiling. Latencies are per request "
         "(per pair for locks), measured in the client.")
-    add("- **Watch latency** depends on the watcher's debounce (10 ms step, 60 ms cap) plus the refresh and the "
-        "index commit of the changed file; the poll adds up to ~1 ms.")
+    from chantd.watch import DEBOUNCE_MS, STEP_MS
+
+    add(f"- **Watch latency** depends on the watcher's debounce ({STEP_MS} ms step, {DEBOUNCE_MS} ms cap) plus the "
+        "refresh and the index commit of the changed file; the poll adds up to ~1 ms.")
     add("- **Daemon RSS** from `/proc/<pid>/status` (VmRSS now, VmHWM its peak), 0.5 s after the last "
         "benchmark of the size; the daemon measured is the one of the steady-state phase (a warm restart).")
