@@ -136,6 +136,9 @@ class Service:
         self._lock: asyncio.Lock | None = None
         self._worker_lock: asyncio.Lock | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chantd-op")
+        self._indexing: asyncio.Task | None = None  # the index's catch-up after writes (_index_soon)
+        if workspace.long_lived:
+            workspace.defer_index = True
         #: since when each ready spec has waited in the queue (``None``: claimed since),
         #: kept from the workspace's events (for chant_queue_wait_seconds)
         self._ready_since: dict[str, float | None] = {}
@@ -488,6 +491,8 @@ class Service:
                     async with self.lock:
                         self._forget()
                         result, run_warnings = await self.in_worker(run, prepared)
+                    if ws.index_behind:
+                        self._index_soon()
             finally:
                 self.progress = None
                 self.log_warnings()  # what a failed request leaves (a success took its own)
@@ -496,6 +501,27 @@ class Service:
                 self._cache_epoch += 1
             self._after(cmd, result)
         return result
+
+    def _index_soon(self) -> None:
+        """The index takes the writes of operations (``Workspace.defer_index``) in one commit,
+        in a turn of its own on the worker thread, without the table lock: a tantivy commit
+        (~25 ms) then never holds up a claim or a renewal, and many writes share it."""
+        if self._indexing is None or self._indexing.done():
+            self._indexing = asyncio.get_running_loop().create_task(self._sync_index())
+
+    async def _sync_index(self) -> None:
+        try:
+            async with self.turn("indexing"):
+                if self.ws.index_behind:
+                    written = await self.in_worker(self.ws.sync_index)
+                    if written and self.metrics is not None:
+                        self.metrics.index_updates.inc(written)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next search or write syncs it again
+            log.exception("bringing the index in step with the writes failed")
+        finally:
+            self.log_warnings()
 
     def turn(self, activity: str):
         """The worker thread's turn, for ``activity`` (shown by daemon_status meanwhile)."""
@@ -581,12 +607,15 @@ class Service:
                 kept, self._kept = self._kept, {}
             self._early = {request: loop.create_future() for request in kept}
             try:
-                return await self.in_worker(self.apply, relpaths, config_changed, loop, kept)
+                written = await self.in_worker(self.apply, relpaths, config_changed, loop, kept)
             finally:
                 early, self._early = self._early, {}
                 for waiting in early.values():
                     if not waiting.done():
                         waiting.set_result(None)
+        if self.ws.index_behind:
+            self._index_soon()  # the index commits after, without the table lock
+        return written
 
     async def load(self) -> None:
         """Bring the table and index in step with every file, then let requests in."""

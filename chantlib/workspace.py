@@ -180,6 +180,12 @@ class Workspace:
         self._figures: SpecFigures | None = None  # the specs' part of statistics(), while they stay the same
         #: set by a daemon serving this workspace: a callable returning its status facts
         self.service = None
+        #: a write of ours leaves the index to :meth:`sync_index` (``index_behind`` says so)
+        #: instead of committing it at once: a daemon commits it after the write, off the lock
+        #: its claims and renewals take, one commit for however many writes came meanwhile
+        self.defer_index = False
+        self.index_behind = False
+        self._parsed_behind: dict = {}  # specs parsed by the writes left behind: spares a read
         #: ``progress(phase, done, total)``, called during long work when set: phase
         #: ``"reading"`` while the spec table parses files, ``"indexing"`` while the index
         #: writes documents, from :meth:`apply_changes` (``None``: the daemon's start),
@@ -380,6 +386,11 @@ class Workspace:
         changes = self.table.refresh_paths(relpaths)
         if between is not None and changes:
             between()
+        if self.defer_index and self._index is not None:
+            if changes:  # the index takes them in sync_index(), with what was just parsed
+                self._parsed_behind.update(changes.parsed or {})
+                self.index_behind = True
+            return 0, changes
         return self.index.sync(changes.parsed, changes), changes
 
     def _fresh(self):
@@ -423,6 +434,8 @@ class Workspace:
 
     def _close_index(self) -> None:
         if self._index is not None:
+            if self.index_behind:
+                self.sync_index()
             self._index.close()
 
     def _close_locks(self) -> None:
@@ -857,7 +870,19 @@ class Workspace:
         at the next file event (the table tells it; see SpecTable.listeners)."""
         self.table.refresh_paths(relpaths)
         if self._index is not None:
-            self._index.sync()
+            if self.defer_index:
+                self.index_behind = True  # the daemon syncs it after the write: sync_index()
+            else:
+                self._index.sync()
+
+    def sync_index(self) -> int:
+        """Bring an open index in step with the spec table (what :attr:`defer_index` left
+        behind); returns the documents written. A search does it by itself first."""
+        self.index_behind = False
+        parsed, self._parsed_behind = self._parsed_behind, {}
+        if self._index is None:
+            return 0
+        return self._index.sync(parsed or None) or 0
 
     @_operation()
     def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:

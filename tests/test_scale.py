@@ -808,7 +808,11 @@ def test_a_kept_list_answer_is_sent_while_the_index_commits(repo, monkeypatch):
         answer = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
         answered.set()
         await batch
+        assert not seen  # the batch itself commits nothing: the index follows after, off the lock
+        assert service._indexing is not None
+        await service._indexing
         assert seen == {"answered": True} and made == ["list"]  # made once, in the batch, before the commit
+        assert not service.ws.index_behind
         assert answer["result"]["specs"]["id"] == ["2026-01-24-001-aaa", "2026-01-24-002-bbb"]
         again = json.loads(await service.call_encoded("list", dict(params), "test", None, None))
         assert again == answer and made == ["list"]  # sent from the cache
