@@ -286,7 +286,8 @@ class DaemonBackend(Backend):
                 raise Unavailable(
                     f"the daemon went away after it was sent `{op}` ({exc}); it may have done it before it went, "
                     "so it is not run again here: look (`chant show`, `chant lock status`) before you retry"
-                    if maybe_done else f"the daemon went away in the middle of `{op}` ({exc})"
+                    if maybe_done else f"the daemon went away in the middle of `{op}` ({exc})",
+                    maybe_done=maybe_done or None,
                 ) from None
             self.note(f"warning: the daemon went away ({exc}); running this command in direct mode")
             return self._fallback().call(op, params)

@@ -374,36 +374,50 @@ class Worker:
         """``complete`` with the token, tried again while the daemon cannot take it; None
         when the lease is lost (refused: nothing was written)."""
         failures = 0
-        uncertain = False  # a try that may have been done before its answer was lost
+        #: when a try was sent that may have been done before its answer was lost (the
+        #: daemon went away after it had the request): the end of that try, wall clock
+        uncertain: float | None = None
         while True:
             try:
                 return self.backend.call("complete", spec=spec_id, token=token, outcome=outcome)
             except LOST as exc:
-                if uncertain:
-                    done = self._done_already(spec_id, outcome)
+                if uncertain is not None:
+                    done = self._done_already(spec_id, outcome, uncertain)
                     if done is not None:
                         return done
                 self.log(f"{spec_id}: completion refused ({exc.message})")
                 return None
             except Unavailable as exc:
+                if exc.details.get("maybe_done"):
+                    uncertain = time.time()
                 if self._hurry.is_set() or self._stopped_at is not None and \
                         time.monotonic() > self._stopped_at + self.grace:
                     self.log(f"{spec_id}: cannot report the result ({exc.message}); stopping without it")
                     return None
-                uncertain = True
                 failures += 1
                 self._pause_always(failures, f"{spec_id}: cannot report the result ({exc.message})")
 
-    def _done_already(self, spec_id: str, outcome: str) -> dict | None:
-        """After a ``complete`` whose answer was lost: the spec as it is, if it shows that
-        result (the lost try was done), else None."""
+    def _done_already(self, spec_id: str, outcome: str, by: float) -> dict | None:
+        """After a ``complete`` whose answer was lost (sent, the daemon gone before it
+        answered, at the latest at ``by``): the spec as it is, if it shows that result
+        written no later than then (the lost try was done; a result written later is
+        another worker's, who took the spec once this lease ran out), else None."""
         try:
             shown = self.backend.call("show", spec=spec_id)
         except ChantError:
             return None
-        status = shown.get("status") if isinstance(shown, dict) else None
-        wanted = ("completed",) if outcome == "success" else ("failed", "needs_attention")
-        return {"spec": {"id": spec_id, "status": status}} if status in wanted else None
+        if not isinstance(shown, dict):
+            return None
+        status = shown.get("status")
+        if outcome == "success":
+            ok, written = status == "completed", shown.get("completed_at")
+        else:
+            retry = (shown.get("frontmatter") or {}).get("retry_state")
+            ok = status in ("failed", "needs_attention")
+            written = retry.get("last_retry_time") if isinstance(retry, dict) else None
+        if not ok or not _no_later(written, by):
+            return None
+        return {"spec": {"id": spec_id, "status": status}}
 
     def _pause_always(self, failures: int, why: str) -> None:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(failures - 1, 16)) * random.uniform(0.5, 1.0)
@@ -488,6 +502,18 @@ _KEEPER = (
     '/bin/sh -c "$1" & child=$!; status=0; '
     'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done; exit "$status"'
 )
+
+
+def _no_later(stamp, by: float) -> bool:
+    """Whether the ISO time ``stamp`` (second precision, UTC) is no later than ``by`` (unix
+    time, rounded up to its second); an unreadable or missing stamp says no."""
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return when <= int(by) + 1
 
 
 def _argv(command: str) -> list[str]:
