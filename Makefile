@@ -21,11 +21,13 @@ install: $(BIN)/.installed
 run: install
 	@$(BIN)/python scripts/demo.py $(DEMO)
 
+# Two processes (pytest-xdist): most tests wait on real processes (daemons, git, workers),
+# so two share the two cores well; every test stands alone (its own repository, ports, daemon).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # SIZES=5000,200000 picks the repository sizes (default 500,5000,50000; 200000 works, slowly)
 bench: install

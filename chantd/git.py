@@ -48,8 +48,8 @@ POLL_SECONDS = 1.0
 #: how long a burst of reflog writes is let settle before a poll (a commit writes two logs).
 #: It is also how often watchfiles' loop wakes while nothing happens (it takes the GIL each
 #: time): idle, 5 ms cost 1.0% of a core, 10 ms 0.5%, 50 ms 0.07% (watchfiles 1.3, this
-#: machine); 25 ms keeps a commit's record well under the 200 ms target (docs/benchmarks.md, "Git")
-SETTLE_MS = 25
+#: machine); 50 ms keeps a commit's record well under the 200 ms target (docs/benchmarks.md, "Git")
+SETTLE_MS = 50
 #: the spec changes one event may bring into the table at once (a checkout across years of
 #: history): more and the whole tree is walked instead, once
 MAX_PATHS = 20_000

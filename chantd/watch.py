@@ -21,10 +21,16 @@ from watchfiles import Change, awatch
 log = logging.getLogger("chantd.watch")
 
 # wait this long for more changes after one arrives (a save's events come within a
-# millisecond; a batch waits one to two steps: 5 ms took a change to `list --ready` at
-# 200,000 specs from 37-44 ms to 27-29 ms, p50, against 10 ms in the same runs)...
-STEP_MS = 5
+# millisecond; a batch waits one to two steps). It is also how often watchfiles' loop wakes
+# while nothing happens, taking the GIL: idle, 5 ms cost 1.0% of a core, 10 ms 0.5%. 5 ms
+# took a change to `list --ready` at 200,000 specs from 37-44 ms to 27-29 ms p50; 10 ms keeps
+# that well inside the 60 ms target and the idle daemon under 1% of a core (issue 9)...
+STEP_MS = 10
 DEBOUNCE_MS = 60  # ...but answer within this long of the first
+#: config.md alone: rarely changed, and nobody waits on it, so its watch wakes far less
+#: often (watchfiles' watch wakes every step, idle or not: ~1% of a core at 5 ms)
+CONFIG_STEP_MS = 250
+CONFIG_DEBOUNCE_MS = 500
 
 
 class Watcher:
@@ -98,7 +104,8 @@ class Watcher:
             os.makedirs(folder, exist_ok=True)  # a folder that does not exist cannot be watched
         async with asyncio.TaskGroup() as group:
             group.create_task(self._loop((store.specs_dir, store.archive_dir), True, self._relevant))
-            group.create_task(self._loop((self.chant_dir,), False, self._config_only))
+            group.create_task(self._loop((self.chant_dir,), False, self._config_only, CONFIG_STEP_MS,
+                                         CONFIG_DEBOUNCE_MS))
 
     def _config_only(self, change: Change, path: str) -> bool:
         return os.path.basename(path) == "config.md"
@@ -111,13 +118,14 @@ class Watcher:
         if self._arming >= 2:
             self.armed.set()
 
-    async def _loop(self, paths, recursive: bool, watch_filter) -> None:
+    async def _loop(self, paths, recursive: bool, watch_filter, step: int = STEP_MS,
+                    debounce: int = DEBOUNCE_MS) -> None:
         self._arm()
         async for changes in awatch(
             *paths,
             watch_filter=watch_filter,
-            debounce=DEBOUNCE_MS,
-            step=STEP_MS,
+            debounce=debounce,
+            step=step,
             stop_event=self._stop,
             force_polling=self.poll,
             poll_delay_ms=self.poll_delay_ms,

@@ -434,7 +434,9 @@ OPS: dict[str, Op] = {
             "record_commit",
             (
                 Param("commit", default="HEAD", doc="the commit: a hash, or any revision git knows (default HEAD)",
-                      pattern=_NOT_BLANK, hint="must not be blank", metavar="REV"),
+                      pattern=r"^[A-Za-z0-9_.~^@{}/:+][A-Za-z0-9_.~^@{}/:+-]*$",
+                      hint="must be a revision (a hash, HEAD, HEAD~1, a branch: letters, digits and _.~^@{}/:+-, "
+                           "not starting with -)", metavar="REV"),
                 Param("subject", doc="its subject (default: asked of git); chant(<id>): ... names the spec",
                       metavar="TEXT"),
                 Param("replaces", doc="the hash of the commit it rewrote (amend, rebase): replaced, not kept",

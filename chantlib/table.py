@@ -358,13 +358,14 @@ class SpecTable:
     ``cache_dir``: where to persist the table (``None``: memory only).
     """
 
-    def __init__(self, store, cache_dir: str | None = None) -> None:
+    def __init__(self, store, cache_dir: str | None = None, *, rows: dict | None = None) -> None:
+        # rows: a table of these rows alone, in memory, taken as loaded (see overlay)
         self.store = store
         self.cache_dir = cache_dir
         self.files: dict[str, tuple] = {}  # relpath -> (mtime_ns, size, ino, crc)
         self.folders: dict[str, tuple] = {}  # archive folder prefix -> (mtime_ns, ino) when last read
         self.archive_verified_ns = 0  # when every archived file was last stat'ed
-        self.rows: dict[str, tuple] = {}  # relpath -> row tuple (see row())
+        self.rows: dict[str, tuple] = rows if rows is not None else {}  # relpath -> row tuple (see row())
         self.extra: dict = {}  # other cached facts (config, graph), dropped on any change
         self.generation = 0
         self.warnings: list[str] = []
@@ -378,7 +379,7 @@ class SpecTable:
         self._broken: dict[str, Row] = {}
         self._duplicates: list[tuple[str, list[str]]] = []
         self._graph: Graph | None = None
-        self._loaded = False
+        self._loaded = rows is not None
         self._dirty = False
         # what changed since the last save, for appending it (see flush)
         self._snapshot: Snapshot | None = None
@@ -871,16 +872,13 @@ class SpecTable:
         the staged content, with the rest as the commit has it) without writing or copying
         a file. Memory only, never saved or refreshed, and no listener is told; the rows of
         the other files are this table's (shared: a row is never changed in place)."""
-        view = SpecTable(self.store, None)
         rows = dict(self.rows)
         for rel, raw in texts.items():
             if raw is None:
                 rows.pop(rel, None)
             else:
                 rows[rel] = parse_file(rel, raw)[0]
-        view.rows = rows
-        view._loaded = True
-        return view
+        return SpecTable(self.store, None, rows=rows)
 
     # views
 

@@ -73,6 +73,8 @@ def parts(repo):
     made = build(repo.root, api_port=0, metrics_port=0)
     yield made
     made.service.close()
+    if made.notifier is not None:
+        made.notifier.close()
 
 
 @pytest.fixture

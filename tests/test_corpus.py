@@ -390,7 +390,9 @@ EXPECTED_READY = sorted((i for i, (ready, _why) in READY.items() if ready), key=
 
 @pytest.fixture(scope="module")
 def jan_ws(copies):
-    return Workspace(copies[JAN24])
+    ws = Workspace(copies[JAN24])
+    ws.refresh()  # read: a test may run first, or alone (pytest -n, -k)
+    return ws
 
 
 def test_ready_table_covers_every_spec():

@@ -37,6 +37,7 @@ import time
 import urllib.request
 
 from chantlib.client import DaemonClient, DaemonGone, DaemonUnavailable
+from chantlib.columns import rows_of
 from chantlib.errors import ChantError
 
 from ..runner import Daemon, StartFailed
@@ -257,7 +258,7 @@ def checkout_latency(git: Git, client: DaemonClient, daemon: Daemon, branch: dic
             out["first"].append((first or now) - t1)
         out["git"].append(t1 - t0)
         # `list --ready` agrees (once per checkout, not timed: its answer is large)
-        listed = {s["id"] for s in client.call(*ready_request)["specs"]}
+        listed = {s["id"] for s in rows_of(client.call(*ready_request))}  # the CLI asks for columns
         out["ready_checked"] += 1
         if (branch["completed"] in listed) == want[0] or (NEW_ID in listed) != want[2]:
             out["ready_wrong"] += 1
