@@ -147,6 +147,32 @@ def parse_args(argv=None):
     return args
 
 
+def _ended(info: dict, started: float, log) -> None:
+    """The load average at the end, and the total time, of a section's run."""
+    try:
+        info["loadavg_end"] = os.getloadavg()
+    except OSError:
+        info["loadavg_end"] = None
+    log(f"total {time.perf_counter() - started:.0f}s")
+
+
+def _publish(args, text: str, section, name: str, raw, log) -> int:
+    """A section's markdown spliced into --write's file (``section``: its begin and end
+    markers), its raw figures written as JSON (--json, else beside the repositories), and
+    the markdown printed."""
+    begin, end = section
+    if args.write:
+        splice(args.write, text, begin, end)
+        log(f"wrote the {name} section of {args.write}")
+    json_path = args.json or (os.path.join(args.out, f"last-{name}-run.json") if args.write else None)
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump(raw, fh, indent=2, default=str)
+    print(text)
+    return 0
+
+
 def scale_main(args, chant: str, python: str, info: dict, log) -> int:
     """`--scale`: the scale table alone (see :func:`benchmarks.measures.scale.scale_bench`),
     spliced into --write's file."""
@@ -169,20 +195,13 @@ def scale_main(args, chant: str, python: str, info: dict, log) -> int:
                 res["scale"] = {"errors": [f"the scale benchmark failed: {type(exc).__name__}: {exc}"]}
             log(f"[{n}] scale done in {time.perf_counter() - t0:.0f}s")
         results.append(res)
-    try:
-        info["loadavg_end"] = os.getloadavg()
-    except OSError:
-        info["loadavg_end"] = None
-    log(f"total {time.perf_counter() - started:.0f}s")
+    _ended(info, started, log)
     before = None
     if args.before:
         with open(args.before, encoding="utf-8") as fh:
             before = json.load(fh)
     bare = baseline.median
     text = "\n".join(scale_report.render_scale(results, bare, info, before))
-    if args.write:
-        splice(args.write, text, scale_report.SCALE_BEGIN, scale_report.SCALE_END)
-        log(f"wrote the scale section of {args.write}")
     load, load_end = info.get("loadavg"), info.get("loadavg_end")
     raw = {
         "label": args.label or f"commit {info.get('commit')} ({info.get('code')})",
@@ -193,13 +212,7 @@ def scale_main(args, chant: str, python: str, info: dict, log) -> int:
         "figures": {str(r["n"]): scale_report.scale_figures(r["scale"], bare) for r in results if r.get("scale")},
         "results": [{"n": r["n"], "scale": daemon.to_json(r.get("scale") or {})} for r in results],
     }
-    json_path = args.json or (os.path.join(args.out, "last-scale-run.json") if args.write else None)
-    if json_path:
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump(raw, fh, indent=2, default=str)
-    print(text)
-    return 0
+    return _publish(args, text, (scale_report.SCALE_BEGIN, scale_report.SCALE_END), "scale", raw, log)
 
 
 def renew_main(args, chant: str, python: str, info: dict, log) -> int:
@@ -221,17 +234,8 @@ def renew_main(args, chant: str, python: str, info: dict, log) -> int:
                                 "errors": [f"the renew benchmark failed: {type(exc).__name__}: {exc}"]}
         results.append(res)
     text = "\n".join(renew_report.render_renew(results, info))
-    if args.write:
-        splice(args.write, text, renew_report.RENEW_BEGIN, renew_report.RENEW_END)
-        log(f"wrote the renew section of {args.write}")
-    json_path = args.json or (os.path.join(args.out, "last-renew-run.json") if args.write else None)
-    if json_path:
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({"info": info, "results": [{"n": r["n"], "renew": r["renew"]} for r in results]}, fh,
-                      indent=2, default=str)
-    print(text)
-    return 0
+    return _publish(args, text, (renew_report.RENEW_BEGIN, renew_report.RENEW_END), "renew",
+                    {"info": info, "results": [{"n": r["n"], "renew": r["renew"]} for r in results]}, log)
 
 
 def _any_generated(args, n: int, log) -> tuple[str, dict, None] | None:
@@ -278,23 +282,10 @@ def git_main(args, chant: str, python: str, info: dict, log) -> int:
                               "off": {}}
             log(f"[{n}] git done in {time.perf_counter() - t0:.0f}s")
         results.append(res)
-    try:
-        info["loadavg_end"] = os.getloadavg()
-    except OSError:
-        info["loadavg_end"] = None
-    log(f"total {time.perf_counter() - started:.0f}s")
+    _ended(info, started, log)
     text = "\n".join(git_report.render_git(results, info))
-    if args.write:
-        splice(args.write, text, git_report.GIT_BEGIN, git_report.GIT_END)
-        log(f"wrote the git section of {args.write}")
-    json_path = args.json or (os.path.join(args.out, "last-git-run.json") if args.write else None)
-    if json_path:
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({"info": info, "results": [{"n": r["n"], "git": r["git"]} for r in results]}, fh,
-                      indent=2, default=str)
-    print(text)
-    return 0
+    return _publish(args, text, (git_report.GIT_BEGIN, git_report.GIT_END), "git",
+                    {"info": info, "results": [{"n": r["n"], "git": r["git"]} for r in results]}, log)
 
 
 def workers_main(args, chant: str, python: str, info: dict, log) -> int:
@@ -304,22 +295,10 @@ def workers_main(args, chant: str, python: str, info: dict, log) -> int:
     env.pop("CHANT_DEBUG", None)
     started = time.perf_counter()
     res = workers.bench([chant], python, chant, env, log, specs=args.specs, workers=args.worker_count)
-    try:
-        info["loadavg_end"] = os.getloadavg()
-    except OSError:
-        info["loadavg_end"] = None
-    log(f"total {time.perf_counter() - started:.0f}s")
+    _ended(info, started, log)
     text = "\n".join(workers_report.render_workers(res, info))
-    if args.write:
-        splice(args.write, text, workers_report.WORKERS_BEGIN, workers_report.WORKERS_END)
-        log(f"wrote the workers section of {args.write}")
-    json_path = args.json or (os.path.join(args.out, "last-workers-run.json") if args.write else None)
-    if json_path:
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({"info": info, "workers": res}, fh, indent=2, default=str)
-    print(text)
-    return 0
+    return _publish(args, text, (workers_report.WORKERS_BEGIN, workers_report.WORKERS_END), "workers",
+                    {"info": info, "workers": res}, log)
 
 
 def _terminate(signum, _frame):
