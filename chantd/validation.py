@@ -23,6 +23,8 @@ __all__ = ["Validator"]
 
 #: the specs linted in one request at most (a checkout of thousands: several requests)
 BATCH = 500
+#: a save is judged this long after it (more saves meanwhile are judged together)
+SETTLE = 0.25
 
 
 class Validator:
@@ -83,6 +85,9 @@ class Validator:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            # let the saves settle first: the lint takes its turn on the worker thread, and the
+            # reads that follow a save (a poll of `list --ready`) must not queue behind it
+            await asyncio.sleep(SETTLE)
             self._wake.clear()
             while self._pending or self._removed:
                 batch = sorted(self._pending)[:BATCH]
