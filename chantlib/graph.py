@@ -270,6 +270,17 @@ class Graph:
             self._cycles = _find_cycles(self.active)
         return self._cycles
 
+    def cycles_through(self, spec_ids) -> list[list[str]]:
+        """The :attr:`cycles` whose component holds one of ``spec_ids``, at the cost of the
+        specs those reach through ``depends_on`` (a component lies wholly within what any of
+        its members reaches), not of the whole table: what linting a few saved specs needs
+        (at 200,000 specs the whole search took ~70 ms per save)."""
+        wanted = {spec_id for spec_id in spec_ids if spec_id in self.active}
+        if not wanted:
+            return []
+        found = self._cycles if self._cycles is not None else _find_cycles(self.active, wanted)
+        return [cycle for cycle in found if wanted.intersection(cycle)]
+
     # keeping up with changes
 
     def take_ready_changes(self) -> set[str] | None:
@@ -425,8 +436,10 @@ class Follower:
         self.lost = False
 
 
-def _find_cycles(active: dict) -> list[list[str]]:
-    """Every strongly connected component with a cycle, reported once, in chant order."""
+def _find_cycles(active: dict, roots=None) -> list[list[str]]:
+    """Every strongly connected component with a cycle, reported once, in chant order; with
+    ``roots``, those reachable from them (each whole: Tarjan's search from a root completes
+    every component it enters)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
@@ -438,7 +451,7 @@ def _find_cycles(active: dict) -> list[list[str]]:
         row = active.get(node)
         return [d for d in (row.depends_on or ()) if d in active] if row is not None else []
 
-    for root in sorted(active, key=sort_key):
+    for root in sorted(active if roots is None else roots, key=sort_key):
         if root in index:
             continue
         # iterative Tarjan: (node, iterator over its edges)

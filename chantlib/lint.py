@@ -177,12 +177,12 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
             for spec_id, row in table.archived.items():
                 rows.setdefault(spec_id, row)
     else:  # a few specs (a save, a commit): their rows alone, not a copy of the table
-        active, archived = table.active, table.archived
+        active, by_id = table.active, table.by_id  # a view: the archive's rows are not all made
         rows = {}
         for i in ids:
             row = active.get(i)
             if row is None and include_archive:
-                row = archived.get(i)
+                row = by_id.get(i)
             if row is not None:
                 rows[i] = row
     disabled = config.lint_disabled
@@ -190,10 +190,11 @@ def lint_rows(table, config, *, include_archive: bool = False, ids=None) -> dict
     for row in table.broken.values():  # files that do not parse are left out of every other view
         if (include_archive or not row.archived) and (ids is None or row.id in ids):
             per_spec.setdefault(row.id, []).extend(_row_rules(row, table, config))
-    # a spec can be the one lint names for a cycle only if it depends on something: a few
-    # specs without dependencies never need the cycles worked out again (a walk of the table)
-    maybe_cyclic = ids is None or any(row.depends_on for row in rows.values())
-    for cycle in table.graph.cycles if maybe_cyclic else ():
+    # a spec can be the one lint names for a cycle only if it depends on something; for a
+    # few specs, only the cycles through them are looked for (what they reach, not the table)
+    graph = table.graph
+    cycles = graph.cycles if ids is None else graph.cycles_through(r.id for r in rows.values() if r.depends_on)
+    for cycle in cycles:
         head = cycle[0]
         if head in per_spec:
             per_spec[head].append(
@@ -227,23 +228,22 @@ def lint_changes(table, config, changed, removed=()) -> dict:
     changes break elsewhere: the spec lint names for a dependency cycle through one of them
     (the cycle is reported on its first spec in chant order), and the specs whose
     ``depends_on`` or ``members`` name an ID that the files ``removed`` took away. What
-    judging a change costs: the rules of those specs, and one pass over the active specs
-    when something was removed (the pre-commit hook; a validation on save could use it too)."""
+    judging a change costs: the rules of those specs, a walk of what they depend on, and one
+    pass over the active specs when something was removed (the pre-commit hook; a validation on save could use it too)."""
     rows = table.rows
     touched = {rows[rel][_ID] for rel in changed if rel in rows}
     ids = set(touched)
     known = table.by_id
-    gone = {rel.rsplit("/", 1)[-1][:-3] for rel in removed} - set(known)
+    gone = {spec_id for spec_id in (rel.rsplit("/", 1)[-1][:-3] for rel in removed) if spec_id not in known}
     if gone:
         for row in table.active.values():
             if gone.intersection(row.depends_on or ()) or gone.intersection(row.members):
                 ids.add(row.id)
-    if touched and any(rows[rel][_DEPS] for rel in changed if rel in rows):
-        # only a spec that depends on something can be in a cycle: a save of one that does not
-        # never needs the cycles worked out again (a walk of the whole table)
-        for cycle in table.graph.cycles:
-            if touched.intersection(cycle):
-                ids.add(cycle[0])
+    # only a spec that depends on something can be in a cycle, and only the cycles through
+    # those are looked for: what they reach, never a walk of the whole table
+    cyclic = [rows[rel][_ID] for rel in changed if rel in rows and rows[rel][_DEPS]]
+    for cycle in table.graph.cycles_through(cyclic):
+        ids.add(cycle[0])
     return lint_rows(table, config, include_archive=True, ids=ids)
 
 
