@@ -488,9 +488,14 @@ class Service:
                     prepared = None
                     if op.prepare is not None:
                         prepared = await self.in_worker(prepare, ws, cmd, params)
-                    async with self.lock:
-                        self._forget()
-                        result, run_warnings = await self.in_worker(run, prepared)
+                    try:
+                        async with self.lock:
+                            self._forget()
+                            result, run_warnings = await self.in_worker(run, prepared)
+                    finally:  # a prepared step never run (a stop meanwhile) leaves nothing behind
+                        discard = getattr(prepared, "discard", None)
+                        if discard is not None:
+                            discard()
                     if ws.index_behind:
                         self._index_soon()
             finally:

@@ -226,7 +226,9 @@ class Op:
       whatever the daemon is busy with (``hello``);
     - ``prepare``: a Workspace method that does the long part of a ``specs: write``
       operation without changing anything another operation reads (a rebuild reads every
-      file into a new table); the method then takes its result and makes the short change.
+      file into a new table; complete writes and syncs its new text to a temp file); the
+      method then takes its result and makes the short change. A result with ``discard()``
+      is discarded if the operation never ran.
 
     - ``waits``: the name of a parameter (seconds) for which it may wait for work when there
       is none yet (a long poll: ``queue_claim``'s ``wait``). The daemon never waits inside
@@ -424,7 +426,7 @@ OPS: dict[str, Op] = {
             (_SPEC, _OWNER, _TOKEN, _FORCE, Param("outcome", default="success", choices=("success", "failure"),
                                                   doc="success, or failure (status failed)")),
             doc="mark a spec completed (or failed) and release its lease (fenced by the token)",
-            specs="write", leases="write", slow=True,
+            specs="write", leases="write", slow=True, prepare="prepare_complete",
             cli=Cli("complete", "mark a spec completed (and release its lease)", positional=("spec",),
                     consts={"outcome": ("failed", "failure", "the work failed: set status failed instead")}),
             http=Http("POST", "/api/specs/{spec}/complete"),

@@ -165,6 +165,32 @@ def atomic_write(
     ``before_rename()`` runs once the temp file is complete, just before it replaces
     ``path``: it may raise to call the write off (the temp file is removed).
     """
+    tmp = _write_temp(path, data, mode, durable)
+    try:
+        if before_rename is not None:
+            try:
+                before_rename()
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise AlreadyExists(f"{path} already exists", path=path) from None
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise StorageError.from_os_error(exc, "write", path) from None
+
+
+def _write_temp(path: str, data: str | bytes, mode: int | None = None, durable: bool = True) -> str:
+    """The first half of :func:`atomic_write`: ``data`` in a temp file beside ``path`` (named
+    so that :meth:`SpecStore.remove_dead_temps` knows it for ours), synced with ``durable``;
+    returns its path."""
     folder = os.path.dirname(path) or "."
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -183,27 +209,35 @@ def atomic_write(
                 os.fsync(fd)
         finally:
             os.close(fd)
-        if before_rename is not None:
-            try:
-                before_rename()
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        if exclusive:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise AlreadyExists(f"{path} already exists", path=path) from None
-            finally:
-                os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise StorageError.from_os_error(exc, "write", path) from None
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class StagedEdit:
+    """An edit of a spec file made ahead of its place (:meth:`SpecStore.stage_text`): the
+    new text written and synced to a temp file beside the file, from ``base``, the bytes
+    the file had. :meth:`SpecStore.commit_staged` puts it in place; :meth:`discard` drops it
+    (idempotent: a staged edit never committed leaves nothing behind)."""
+
+    __slots__ = ("relpath", "path", "base", "text", "tmp")
+
+    def __init__(self, relpath: str, path: str, base: bytes, text: str, tmp: str) -> None:
+        self.relpath, self.path, self.base, self.text = relpath, path, base, text
+        self.tmp: str | None = tmp
+
+    def discard(self) -> None:
+        tmp, self.tmp = self.tmp, None
+        if tmp is not None:
+            _unlink_quietly(tmp)
 
 
 class SpecStore:
@@ -330,7 +364,7 @@ class SpecStore:
             raise StorageError.from_os_error(exc, "create", os.path.dirname(path)) from None
         atomic_write(path, text, exclusive=exclusive)
 
-    def edit_text(self, relpath: str, change, *, keys=(), wait: float = EDIT_WAIT) -> str:
+    def edit_text(self, relpath: str, change, *, keys=(), wait: float = EDIT_WAIT, base: bytes | None = None) -> str:
         """Rewrite a spec file from its text, as a compare-and-swap; returns the text written.
 
         ``change(text) -> text`` makes the new text (an edit of a few frontmatter ``keys``).
@@ -340,13 +374,19 @@ class SpecStore:
         then :class:`Conflict`, nothing written). Just before the rename the file is read
         again; if it changed meanwhile the edit is made again on the new text, unless one of
         ``keys`` itself changed, which is a :class:`Conflict` (two writers of one key: the
-        later one is told, never silently reverted).
+        later one is told, never silently reverted). ``base``: the bytes an earlier read of
+        the file found (a staged edit's), from which ``keys`` must not have changed either.
         """
         import time
 
         path = self.abspath(relpath)
         deadline = time.monotonic() + wait
-        base = _settled_read(path, deadline)
+        if base is None:
+            base = _settled_read(path, deadline)
+        else:
+            current = _settled_read(path, deadline)
+            _same_keys(relpath, base, current, keys)
+            base = current
         for _attempt in range(8):
             text = change(base.decode("utf-8"))
 
@@ -362,6 +402,33 @@ class SpecStore:
                 _same_keys(relpath, base, current, keys)
                 base = current
         raise Conflict(f"cannot edit {path}: it keeps changing while it is written; try again", path=path)
+
+    def stage_text(self, relpath: str, change, *, wait: float = EDIT_WAIT) -> StagedEdit:
+        """The long part of :meth:`edit_text`, done ahead: a read that can be trusted (which
+        may wait out an editor's save), the new text, written and synced to a temp file. The
+        file itself is not touched; :meth:`commit_staged` puts the edit in place (a daemon
+        stages a write before it takes its table lock, so the lock is held for a rename)."""
+        import time
+
+        path = self.abspath(relpath)
+        base = _settled_read(path, time.monotonic() + wait)
+        text = change(base.decode("utf-8"))
+        return StagedEdit(relpath, path, base, text, _write_temp(path, text))
+
+    def commit_staged(self, staged: StagedEdit, change, *, keys=(), wait: float = EDIT_WAIT) -> str:
+        """Put a staged edit in place if the file is still what it was based on (a rename);
+        else the edit is made again on the file as it is now, as :meth:`edit_text` makes it
+        (a :class:`Conflict` if one of ``keys`` changed meanwhile). Returns the text written."""
+        if staged.tmp is not None and _read_bytes(staged.path) == staged.base:
+            tmp, staged.tmp = staged.tmp, None
+            try:
+                os.replace(tmp, staged.path)
+            except OSError as exc:
+                _unlink_quietly(tmp)
+                raise StorageError.from_os_error(exc, "write", staged.path) from None
+            return staged.text
+        staged.discard()
+        return self.edit_text(staged.relpath, change, keys=keys, wait=wait, base=staged.base)
 
     def write_gitignore(self) -> None:
         """``.chant/.gitignore``: the runtime entries; one that exists keeps every line it has

@@ -29,7 +29,6 @@ from .values import BLANK, DEFAULT_TYPE, SEARCH_LIMIT, SPEC_FIELDS
 
 TYPE_CHECKING = False  # no typing import at run time; mypy reads the block
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from .config import Config
     from .events import Publisher
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
     from .lint import Gate
     from .locks import LockTable
     from .queue import Queue
-    from .spec import Spec
     from .statistics import SpecFigures
+    from .store import StagedEdit
 
 __all__ = ["Workspace", "VERSION"]
 
@@ -850,18 +849,19 @@ class Workspace:
             return {"id": spec_id, "path": f".chant/{relpath}", "title": title}
         raise ChantError("could not find a free spec ID after 5 tries")
 
-    def _write_spec(self, row, values, keys=None) -> None:
+    def _write_spec(self, row, values, keys=None, staged=None) -> None:
         """Set frontmatter ``values`` in a spec file: a compare-and-swap on the file's text
         (:meth:`SpecStore.edit_text`), so an editor's save is never lost or half-read.
         ``values`` may be a callable ``values(spec) -> dict``, worked out from the text being
-        edited (so a count is never based on a stale read), with the ``keys`` it sets."""
-        from .spec import Spec
-
-        def change(text: str) -> str:
-            spec = Spec.parse(row.id, text)
-            return spec.with_values(values(spec) if callable(values) else values).render()
-
-        self.store.edit_text(row.path, change, keys=tuple(values) if keys is None else tuple(keys))
+        edited (so a count is never based on a stale read), with the ``keys`` it sets.
+        ``staged``: the same edit made ahead (:meth:`SpecStore.stage_text`), put in place
+        if the file did not change since."""
+        change = _edit(row.id, values)
+        keys = tuple(values) if keys is None else tuple(keys)
+        if staged is None:
+            self.store.edit_text(row.path, change, keys=keys)
+        else:
+            self.store.commit_staged(staged, change, keys=keys)
         self._wrote([row.path])
 
     def _wrote(self, relpaths) -> None:
@@ -884,34 +884,67 @@ class Workspace:
             return 0
         return self._index.sync(parsed or None) or 0
 
-    @_operation()
-    def complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> dict:
-        """Finish a spec: ``completed`` (with ``completed_at``) or, for ``outcome="failure"``,
-        ``failed``; then release its lease. The check of the lease, the write and the release
-        happen in one critical section of the lock table, so a lease taken over meanwhile
-        can never be written through (fencing)."""
+    def _completion(self, spec: str, outcome: str) -> _Completion:
+        """What :meth:`complete` writes into ``spec``, checked and worked out."""
         if outcome not in ("success", "failure"):
             raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
-        self._fresh()
         row = self._resolve(spec)
         if row.error is not None:
             raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
         if row.archived:
             raise InvalidValue(f"{row.id} is archived")
-        values: dict | Callable[[Spec], dict]
-        keys = None
-        wrote: dict = {}
         if outcome == "success":
-            values = {"status": "completed", "completed_at": _now_utc()}
-        else:
-            max_retries = self.config.max_retries
-            now = _now_utc()
+            return _Completion(row.id, row.path, {"status": "completed", "completed_at": _now_utc()}, None, {})
+        max_retries = self.config.max_retries
+        now = _now_utc()
+        wrote: dict = {}
 
-            def failure(spec) -> dict:  # from the text being written: the count is never stale
-                wrote.update(_failure(spec, max_retries, now))
-                return wrote
+        def failure(spec) -> dict:  # from the text being written: the count is never stale
+            wrote.clear()
+            wrote.update(_failure(spec, max_retries, now))
+            return wrote
 
-            values, keys = failure, ("status", "retry_state")
+        return _Completion(row.id, row.path, failure, ("status", "retry_state"), wrote)
+
+    def prepare_complete(self, spec: str, owner=None, token=None, force=False, outcome="success") -> _Completion:
+        """The long part of :meth:`complete`, with nothing another operation reads changed:
+        the spec's new text made and synced to a temp file beside it (a read that may wait
+        out an editor's save, a parse, an fsync). :meth:`complete` then checks the lease and
+        renames it into place, or edits again if the file changed meanwhile; so a daemon holds
+        its table lock, which claims and renewals wait for, for a rename, not for a disk's
+        sync. Returns what :meth:`complete` takes as ``prepared`` (``discard()`` it if unused)."""
+        done = self._completion(spec, outcome)
+        done.staged = self.store.stage_text(done.relpath, _edit(done.spec_id, done.values))
+        return done
+
+    @_operation()
+    def complete(self, spec: str, owner=None, token=None, force=False, outcome="success", prepared=None) -> dict:
+        """Finish a spec: ``completed`` (with ``completed_at``) or, for ``outcome="failure"``,
+        ``failed``; then release its lease. The check of the lease, the write and the release
+        happen in one critical section of the lock table, so a lease taken over meanwhile
+        can never be written through (fencing). ``prepared``: see :meth:`prepare_complete`."""
+        self._fresh()
+        if prepared is not None:
+            row = self._resolve(spec)
+            if row.path != prepared.relpath or row.error is not None:  # moved or broken since
+                prepared.discard()
+                prepared = None
+        done = prepared if prepared is not None else self._completion(spec, outcome)
+        row = self._resolve(done.spec_id)
+        try:
+            released = self._complete_locked(row, done, owner, token, force)
+        finally:
+            done.discard()  # a lease refused: what was staged goes (put in place, nothing is left)
+        self._done()
+        current = self.table.active[row.id]
+        out = {"spec": self.summary(current), "released": released, "outcome": outcome}
+        if outcome == "failure":  # what was written: the attempt counted, and the status it led to
+            out["attempts"] = done.wrote["retry_state"]["attempts"]
+            out["max_retries"] = self.config.max_retries
+        return out
+
+    def _complete_locked(self, row, done: _Completion, owner, token, force) -> dict | None:
+        """complete's critical section: the lease checked, the spec written, the lease released."""
         locks = self.locks
         with locks.critical():
             locks.check_writable()  # the spec is written only if its lease can be released after
@@ -926,18 +959,11 @@ class Workspace:
                         spec=row.id,
                         holder=lease.owner,
                     )
-            self._write_spec(row, values, keys)
+            self._write_spec(row, done.values, done.keys, staged=done.staged)  # staged: put in place
             # authorised above, in this same critical section: nobody can have taken it since,
             # and a lease that expired in these few milliseconds must not leave the spec
             # completed with its lease still standing
-            released = locks.release(row.id, force=True).to_dict() if lease is not None else None
-        self._done()
-        current = self.table.active[row.id]
-        out = {"spec": self.summary(current), "released": released, "outcome": outcome}
-        if outcome == "failure":  # what was written: the attempt counted, and the status it led to
-            out["attempts"] = wrote["retry_state"]["attempts"]
-            out["max_retries"] = self.config.max_retries
-        return out
+            return locks.release(row.id, force=True).to_dict() if lease is not None else None
 
     @_operation()
     def record_commit(self, commit: str = "HEAD", subject=None, replaces=None) -> dict:
@@ -1206,6 +1232,36 @@ def _failure(spec, max_retries: int, now: str) -> dict:
     kept = dict(state) if isinstance(state, dict) else {}
     kept.update(attempts=attempts, last_retry_time=now)
     return {"status": "failed" if attempts <= max_retries else "needs_attention", "retry_state": kept}
+
+
+def _edit(spec_id: str, values):
+    """The change of a spec's text that sets frontmatter ``values`` (a dict, or a callable
+    ``values(spec) -> dict`` worked out from the text being edited)."""
+
+    def change(text: str) -> str:
+        from .spec import Spec
+
+        spec = Spec.parse(spec_id, text)
+        return spec.with_values(values(spec) if callable(values) else values).render()
+
+    return change
+
+
+class _Completion:
+    """What :meth:`Workspace.complete` writes into one spec file, and, prepared, that edit
+    staged (:meth:`Workspace.prepare_complete`)."""
+
+    __slots__ = ("spec_id", "relpath", "values", "keys", "wrote", "staged")
+
+    def __init__(self, spec_id: str, relpath: str, values, keys, wrote: dict) -> None:
+        self.spec_id, self.relpath, self.values, self.keys, self.wrote = spec_id, relpath, values, keys, wrote
+        self.staged: StagedEdit | None = None
+
+    def discard(self) -> None:
+        """Drop the staged edit, if it was not put in place (idempotent)."""
+        staged, self.staged = self.staged, None
+        if staged is not None:
+            staged.discard()
 
 
 class _Rebuilt:

@@ -250,3 +250,115 @@ def test_an_editor_and_the_daemons_complete_and_lease_writes_in_loops_lose_nothi
     assert "status: completed\n" in text and "completed_at: " in text
     assert text.endswith(BODY) and "labels: [auth]" in text and "type: code" in text
     daemon.stop()
+
+
+# --- a write staged ahead (the daemon's complete: synced to a temp file before its table lock) ---
+
+def _temps(repo) -> list[str]:
+    specs = os.path.join(repo.root, ".chant", "specs")
+    return [name for name in os.listdir(specs) if name.endswith(".tmp")]
+
+
+def _completed(text: str) -> str:
+    return text.replace("status: pending", "status: completed")
+
+
+def test_a_staged_edit_touches_nothing_until_it_is_put_in_place(repo, spec):
+    ws = repo.workspace()
+    staged = ws.store.stage_text(f"specs/{SPEC_ID}.md", _completed)
+    assert _read(spec) == _full() and len(_temps(repo)) == 1  # synced beside the file, not in it
+    assert ws.store.commit_staged(staged, _completed, keys=("status",)) == _completed(_full())
+    assert _read(spec) == _completed(_full()) and _temps(repo) == []
+    staged.discard()  # once in place, a discard is nothing
+    assert _read(spec) == _completed(_full())
+
+
+def test_a_staged_edit_of_a_file_saved_since_is_made_again_on_the_save(repo, spec):
+    ws = repo.workspace()
+    staged = ws.store.stage_text(f"specs/{SPEC_ID}.md", _completed)
+    edited = _full(FRONT.replace("labels: [auth]", "labels: [auth, urgent]"))
+    with open(spec, "w", encoding="utf-8", newline="") as fh:
+        fh.write(edited)
+    old = time.time() - 10
+    os.utime(spec, (old, old))
+    ws.store.commit_staged(staged, _completed, keys=("status",))
+    text = _read(spec)
+    assert "labels: [auth, urgent]" in text and "status: completed" in text and text.endswith(BODY)
+    assert _temps(repo) == []
+
+
+def test_a_staged_edit_whose_key_was_changed_since_is_a_conflict_and_the_save_stands(repo, spec):
+    ws = repo.workspace()
+    staged = ws.store.stage_text(f"specs/{SPEC_ID}.md", _completed)
+    theirs = _full(FRONT.replace("status: pending", "status: cancelled"))
+    with open(spec, "w", encoding="utf-8", newline="") as fh:
+        fh.write(theirs)
+    old = time.time() - 10
+    os.utime(spec, (old, old))
+    with pytest.raises(Conflict, match="status of 2026-01-24-001-aaa was changed by someone else"):
+        ws.store.commit_staged(staged, _completed, keys=("status",))
+    assert _read(spec) == theirs and _temps(repo) == []
+
+
+def test_a_prepared_complete_refused_by_its_lease_writes_nothing_and_leaves_no_temp(repo, spec):
+    from chantlib.errors import StaleToken
+
+    ws = repo.workspace()
+    ws.refresh()
+    lease = ws.lock_acquire(SPEC_ID, owner="w1", ttl=60)
+    prepared = ws.prepare_complete(SPEC_ID, token=lease["token"] + 1)
+    assert len(_temps(repo)) == 1
+    with pytest.raises(StaleToken):
+        ws.complete(SPEC_ID, token=lease["token"] + 1, prepared=prepared)
+    assert _read(spec) == _full() and _temps(repo) == []
+    prepared = ws.prepare_complete(SPEC_ID, token=lease["token"])
+    done = ws.complete(SPEC_ID, token=lease["token"], prepared=prepared)
+    assert done["spec"]["status"] == "completed" and done["released"] is not None
+    assert "status: completed\n" in _read(spec) and _read(spec).endswith(BODY) and _temps(repo) == []
+
+
+def test_the_daemon_answers_claims_while_a_complete_syncs_its_write(repo, monkeypatch):
+    """complete's fsync (a slow disk: here one that never finishes until told) happens
+    before the daemon takes its table lock: a claim is answered meanwhile, then the
+    complete finishes. Ordered by events, never timed."""
+    import asyncio
+
+    from chantd import build
+    from chantlib import store
+
+    repo.write("2026-01-24-001-aaa", "status: pending")
+    repo.write("2026-01-24-002-bbb", "status: pending")
+    syncing, go = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        if threading.current_thread().name.startswith("chantd-op") and not go.is_set():
+            syncing.set()
+            go.wait(30)
+        real_fsync(fd)
+
+    parts = build(repo.root, serve=False)
+
+    async def scenario():
+        async with parts:
+            await parts.load()
+            service = parts.service
+            first = (await service.call("queue_claim", {"owner": "w1", "ttl": 60}, "test"))["result"]
+            monkeypatch.setattr(store.os, "fsync", slow_fsync)
+            completing = asyncio.ensure_future(service.call(
+                "complete", {"spec": first["spec"]["id"], "token": first["lease"]["token"]}, "test"))
+            while not syncing.is_set():
+                await asyncio.sleep(0.01)
+            claim = await asyncio.wait_for(service.call("queue_claim", {"owner": "w2", "ttl": 60}, "test"), 10)
+            still_syncing = not completing.done()
+            go.set()
+            return claim, still_syncing, await asyncio.wait_for(completing, 30)
+
+    try:
+        claim, still_syncing, done = asyncio.run(scenario())
+    finally:
+        go.set()
+    assert claim["ok"] and claim["result"]["spec"]["id"] == "2026-01-24-002-bbb", claim
+    assert still_syncing
+    assert done["ok"] and done["result"]["spec"]["status"] == "completed", done
+    assert _temps(repo) == []

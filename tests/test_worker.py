@@ -382,3 +382,28 @@ def test_a_daemon_restart_mid_run_keeps_the_command_and_the_lease(repo, daemon_f
     assert done_lines(repo) == [f"done {A}"]
     w.signal(signal.SIGTERM)
     assert w.wait() == 0
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_the_end_of_a_command_is_seen_with_a_pidfd_or_without(monkeypatch, pidfd):
+    import subprocess
+
+    from chantlib import worker as worker_module
+
+    if not pidfd:
+        monkeypatch.delattr(worker_module.os, "pidfd_open", raising=False)
+    elif not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd_open here")
+    proc = subprocess.Popen(["/bin/sh", "-c", "read line; exit 7"], stdin=subprocess.PIPE)
+    ended = worker_module._Exit(proc)
+    try:
+        assert (ended.fd is not None) is pidfd
+        assert not ended.wait(0.05) and proc.returncode is None  # still running
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        assert ended.wait(10) and proc.returncode == 7  # ended, reaped, its status kept
+    finally:
+        ended.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
