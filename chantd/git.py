@@ -1,7 +1,9 @@
 """The daemon's git integration: what git did, followed, and acted on (docs/git.md).
 
-Owns: a :class:`~chantlib.gitwatch.GitWatcher` on the daemon's repository, woken by a file
-watch on the reflog folders (and a timer, for whatever a watch misses), its position kept in
+Owns: a :class:`~chantlib.gitwatch.GitWatcher` on the daemon's repository, woken by an
+inotify watch (:mod:`chantd.inotify`) on the reflog folders and, without recursion, on the
+git folder itself (where ``logs/`` and ``worktrees/`` appear), and by a timer for whatever a
+watch misses (the timer alone with ``watch_mode: poll``, or where inotify fails); its position kept in
 ``.chant/.index/gitwatch.json`` and saved only once the events a poll returned are handled
 (so an event is acted on at least once across a crash or a restart, and a commit made while
 the daemon was down is handled at its start); and what each event does, as the
@@ -45,11 +47,14 @@ STATE_FILE = "gitwatch.json"
 #: a poll at least this often, whatever the file watch says (a poll with nothing new costs a
 #: stat per reflog: well under a millisecond)
 POLL_SECONDS = 1.0
-#: how long a burst of reflog writes is let settle before a poll (a commit writes two logs).
-#: It is also how often watchfiles' loop wakes while nothing happens (it takes the GIL each
-#: time): idle, 5 ms cost 1.0% of a core, 10 ms 0.5%, 50 ms 0.07% (watchfiles 1.3, this
-#: machine); 50 ms keeps a commit's record well under the 200 ms target (docs/benchmarks.md, "Git")
-SETTLE_MS = 50
+#: how long a burst of reflog writes is let settle before a poll: a git command writes its
+#: reflogs (a commit: HEAD's and the branch's) within a millisecond or two of each other, so
+#: one poll sees them all. The inotify watch costs nothing while idle whatever this is (a
+#: timer runs only while a burst settles; watchfiles' loop, before, woke every step: 50 ms
+#: was its price, 0.07% of a core), so it is chosen for latency: a commit is recorded ~10 ms
+#: after git wrote it, well under the 200 ms target (docs/benchmarks.md, "Git")...
+SETTLE_MS = 10
+SETTLE_MAX_MS = 50  # ...and a long burst (a rebase's many steps) is polled at least this often
 #: the spec changes one event may bring into the table at once (a checkout across years of
 #: history): more and the whole tree is walked instead, once
 MAX_PATHS = 20_000
@@ -195,29 +200,53 @@ class GitFollower:
             await asyncio.to_thread(self.watcher.save)  # handled: a restart starts after them
 
     async def _watch_files(self) -> None:
-        """Wake the poll when a reflog folder changes; watch again when the set of folders
-        grows (the first commit makes ``logs/``, the first ``git worktree add`` ``worktrees/``)."""
-        from watchfiles import awatch
+        """Wake the poll when a reflog changes. The reflog folders are watched recursively
+        and the git folder flat, for the folders git makes later (the first commit makes
+        ``logs/``, the first ``git worktree add`` ``worktrees/``): when the set of folders to
+        watch changes, they are watched again."""
+        from .inotify import Inotify, RootGone
 
-        assert self.watcher is not None
+        watcher = self.watcher
+        assert watcher is not None and watcher.common_dir is not None
+        common = os.path.abspath(watcher.common_dir)
+        shown = (os.path.join(common, "logs"), os.path.join(common, "worktrees"))
+
+        def wanted(_change, path: str) -> bool:
+            # in the git folder itself only those two matter: not the index, HEAD or the
+            # lock files every `git status` writes there
+            return os.path.dirname(path) != common or path in shown
+
+        def folders() -> dict[str, bool]:
+            # what the watcher asks for (recursively), and both folders once they exist (a
+            # worktree added before the first commit is there before logs/); the git folder
+            # itself flat: before the first commit that is all there is
+            roots = {os.path.abspath(path): True for path in watcher.paths_to_watch()}
+            roots.update((path, True) for path in shown if os.path.isdir(path))
+            roots[common] = False
+            return roots
+
         while True:
-            paths = self.watcher.paths_to_watch()
-            if not paths:
-                return
-            stop = asyncio.Event()
+            roots = folders()
             try:
-                async for _changes in awatch(*paths, watch_filter=None, debounce=50, step=SETTLE_MS,
-                                             stop_event=stop, recursive=True, ignore_permission_denied=True):
-                    self._wake.set()
-                    if self.watcher.paths_to_watch() != paths:
-                        break
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # cannot watch (inotify limits): the timer alone
-                log.warning("cannot watch git's reflogs natively; polling them every %.1f s", self.poll_seconds)
+                watch = Inotify(roots, step_ms=SETTLE_MS, debounce_ms=SETTLE_MAX_MS, watch_filter=wanted)
+            except OSError as exc:  # cannot watch (the watch limit): the timer alone
+                log.warning("cannot watch git's reflogs with inotify (%s); polling them every %.1f s", exc,
+                            self.poll_seconds)
                 return
-            finally:
-                stop.set()
+            with watch:
+                self._wake.set()  # what was written before this watch existed: the next poll sees it
+                try:
+                    async with contextlib.aclosing(watch.batches()) as batches:
+                        async for _changes in batches:
+                            self._wake.set()
+                            if folders() != roots:
+                                break
+                except RootGone:  # logs/ or worktrees/ removed: watch what there is now
+                    self._wake.set()
+                except OSError as exc:
+                    log.warning("watching git's reflogs failed (%s); polling them every %.1f s", exc,
+                                self.poll_seconds)
+                    return
 
     # -- events -------------------------------------------------------------------------
 

@@ -163,7 +163,7 @@ def build(root: str | None = None, *, serve: bool = True, leases_dir: str | None
 
     from .git import GitSettings
     from .metrics import Metrics
-    from .notify import Notifier, NotifySettings  # prometheus_client and watchfiles: only for a serving daemon
+    from .notify import Notifier, NotifySettings  # prometheus_client: only for a serving daemon
     from .watch import Watcher
 
     root = find_root(root)

@@ -322,7 +322,7 @@ class Daemon:
             parts.task(self._sweeper(service))
             parts.task(sock_server.guard())
             parts.task(self._watch_root(parts.workspace.store.chant_dir))
-            service.describe(watch="poll" if parts.watcher.poll else "native")
+            service.describe(watch=parts.watcher.mode)  # inotify or poll
             service.ready = True
             stack.callback(setattr, service, "ready", False)
             log.info(

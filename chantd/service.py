@@ -181,7 +181,7 @@ class Service:
 
     def describe(self, **facts) -> None:
         """Record what the daemon serves, as ``daemon_status`` shows it: ``socket`` (its
-        path), ``api`` and ``metrics`` (URLs), ``watch`` (``native`` or ``poll``, set once
+        path), ``api`` and ``metrics`` (URLs), ``watch`` (``inotify`` or ``poll``, set once
         the daemon is fully started; the watcher sets ``poll`` when it falls back to it)."""
         self.info.update(facts)
 
