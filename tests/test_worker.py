@@ -407,3 +407,24 @@ def test_the_end_of_a_command_is_seen_with_a_pidfd_or_without(monkeypatch, pidfd
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_command_runs_in_a_shell_of_its_own_under_the_keeper(tmp_path):
+    """``$$`` in an agent command is its own shell's PID, as with ``sh -c`` alone (a command
+    that writes its PID and execs the agent writes the agent's)."""
+    import subprocess
+
+    from chantlib import worker as worker_module
+
+    out = tmp_path / "pid"
+    proc = subprocess.Popen(worker_module._argv(f"echo $$ > {out}; exec sleep 30"), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (out.exists() and out.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        agent = int(out.read_text())
+        with open(f"/proc/{agent}/cmdline", "rb") as fh:
+            assert fh.read().split(b"\0")[0].endswith(b"sleep")  # the exec replaced the shell $$ named
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own group: the keeper and the command
+        proc.wait()
