@@ -113,3 +113,37 @@ def test_no_specs_at_all_is_one_zero_sample(service):
     text = service.metrics.render().decode()
     assert _samples(text, "chant_queue_depth") == {'chant_queue_depth{project=""}': 0.0}
     assert _samples(text, "chant_specs_ready") == {'chant_specs_ready{project=""}': 0.0}
+
+
+def test_an_idle_http_server_ticks_once_a_second_and_stops_at_once():
+    """uvicorn's loop would wake every 100 ms (two servers: most of an idle daemon's CPU)."""
+    import asyncio
+    import socket
+
+    from chantd.server import _Uvicorn
+
+    async def app(scope, receive, send):  # never asked: nothing connects
+        raise AssertionError("no request was made")
+
+    async def scenario():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        server = _Uvicorn(app, sock)
+        ticks = []
+        real_tick = server.server.on_tick
+
+        async def counted(counter):
+            ticks.append(counter)
+            return await real_tick(counter)
+
+        server.server.on_tick = counted
+        await server.start()
+        await asyncio.sleep(2.5)
+        idle_ticks = len(ticks)
+        await asyncio.wait_for(server.stop(), 10)
+        return idle_ticks, server.task
+
+    idle_ticks, task = asyncio.run(scenario())
+    assert 1 <= idle_ticks <= 4, idle_ticks  # ~3 in 2.5 s; uvicorn's own loop: ~25
+    assert task.done() and not task.cancelled()  # stopped by stop(), not cancelled
