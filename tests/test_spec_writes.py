@@ -273,14 +273,19 @@ def test_a_staged_edit_touches_nothing_until_it_is_put_in_place(repo, spec):
     assert _read(spec) == _completed(_full())
 
 
-def test_a_staged_edit_of_a_file_saved_since_is_made_again_on_the_save(repo, spec):
+def _staged_then_saved(repo, spec: str, saved: str):
+    """An edit staged, then the file saved by someone else (settled: trusted at once)."""
     ws = repo.workspace()
     staged = ws.store.stage_text(f"specs/{SPEC_ID}.md", _completed)
-    edited = _full(FRONT.replace("labels: [auth]", "labels: [auth, urgent]"))
     with open(spec, "w", encoding="utf-8", newline="") as fh:
-        fh.write(edited)
+        fh.write(saved)
     old = time.time() - 10
     os.utime(spec, (old, old))
+    return ws, staged
+
+
+def test_a_staged_edit_of_a_file_saved_since_is_made_again_on_the_save(repo, spec):
+    ws, staged = _staged_then_saved(repo, spec, _full(FRONT.replace("labels: [auth]", "labels: [auth, urgent]")))
     ws.store.commit_staged(staged, _completed, keys=("status",))
     text = _read(spec)
     assert "labels: [auth, urgent]" in text and "status: completed" in text and text.endswith(BODY)
@@ -288,13 +293,8 @@ def test_a_staged_edit_of_a_file_saved_since_is_made_again_on_the_save(repo, spe
 
 
 def test_a_staged_edit_whose_key_was_changed_since_is_a_conflict_and_the_save_stands(repo, spec):
-    ws = repo.workspace()
-    staged = ws.store.stage_text(f"specs/{SPEC_ID}.md", _completed)
     theirs = _full(FRONT.replace("status: pending", "status: cancelled"))
-    with open(spec, "w", encoding="utf-8", newline="") as fh:
-        fh.write(theirs)
-    old = time.time() - 10
-    os.utime(spec, (old, old))
+    ws, staged = _staged_then_saved(repo, spec, theirs)
     with pytest.raises(Conflict, match="status of 2026-01-24-001-aaa was changed by someone else"):
         ws.store.commit_staged(staged, _completed, keys=("status",))
     assert _read(spec) == theirs and _temps(repo) == []
