@@ -228,7 +228,8 @@ class GitFollower:
         while True:
             roots = folders()
             try:
-                watch = Inotify(roots, step_ms=SETTLE_MS, debounce_ms=SETTLE_MAX_MS, watch_filter=wanted)
+                watch = await asyncio.to_thread(  # a walk of the reflog folders: off the event loop
+                    Inotify, roots, step_ms=SETTLE_MS, debounce_ms=SETTLE_MAX_MS, watch_filter=wanted)
             except OSError as exc:  # cannot watch (the watch limit): the timer alone
                 log.warning("cannot watch git's reflogs with inotify (%s); polling them every %.1f s", exc,
                             self.poll_seconds)

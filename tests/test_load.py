@@ -43,6 +43,8 @@ def test_every_spec_is_completed_exactly_once_by_socket_and_http_workers(tmp_pat
     assert not run["lost_lines"] and not run["unexpected"]
     assert run["completed_once"] == SPECS
     assert run["by_transport"]["socket"] + run["by_transport"]["http"] == SPECS
+    probe = run["probe"]  # the bare claimer beside the workers: it claimed and gave back, no error
+    assert probe and probe["n"] and not probe["errors"], probe
 
 
 def test_the_same_with_a_worker_killed_and_the_daemon_restarted_mid_run(tmp_path):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -52,6 +53,9 @@ TTL = 6.0  # seconds: a SIGKILLed worker's spec is claimable again this long aft
 WAIT = 30.0  # seconds of one long poll
 GRACE = 5.0
 BARE_CLAIMERS = (1, 16)
+#: seconds between two claims of the probe beside the workers (~100 claims/s: a sample of
+#: the load, not a load of its own; each claim is released at once)
+PROBE_PACE = 0.01
 RATIO_LIMIT = 2.0  # a worker's claim within 2x the bare socket claim (issue 10)
 
 #: what a worker says on stderr in a run like this one (anything else is reported)
@@ -208,9 +212,10 @@ def bare_claims(python: str, root: str, api_port: int, env: dict, seconds: float
 
 
 def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str], *, workers: int, ttl: float,
-          fault: bool, env: dict, log, timeout: float) -> dict:
+          fault: bool, env: dict, log, timeout: float, probe: str | None = None) -> dict:
     """One run on the running ``daemon`` (see the module's docstring); the daemon is left running
-    (restarted in a fault run), every worker stopped."""
+    (restarted in a fault run), every worker stopped. ``probe``: the Python of a bare claimer
+    (:func:`start_probe`) that claims beside the workers the whole run."""
     n = len(ids)
     done = os.path.join(folder, "done.txt")
     out: dict = {"specs": n, "workers": workers, "fault": fault, "errors": [], "events": []}
@@ -219,6 +224,7 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
     api = f"http://127.0.0.1:{daemon.api_port}"
     token = read_token(root)
     procs: list[WorkerProc] = []
+    prober: Claimer | None = None
     try:
         for i in range(workers):
             http = i % 2 == 1
@@ -230,9 +236,14 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
         early = [p.name for p in procs if p.proc.poll() is not None]
         if early:
             out["errors"].append(f"workers exited at the start: {', '.join(early)}")
+        prober = start_probe(probe, root, daemon.api_port, env, out) if probe else None
         log(f"    {workers} workers up; opening the queue of {n} specs")
         t0 = time.time()
         write_gate(root, "completed")
+        if prober is not None:
+            prober.send({"mode": "claim", "cap": 1_000_000, "owner": "bench-probe", "labels": [LABEL],
+                         "pace": PROBE_PACE, "until_empty": True, "start": time.time(),
+                         "deadline": time.time() + timeout})
         deadline = time.monotonic() + timeout
         killed: WorkerProc | None = None
         restarted = False
@@ -261,7 +272,11 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
         out["seconds"] = (t1 or time.time()) - t0
         out["rate"] = n / out["seconds"] if t1 else None
         out["t0"] = t0
+        if prober is not None:
+            out["probe"] = probe_result(prober, out)
     finally:
+        if prober is not None:
+            prober.close()  # once more, if a failure came first: the process never outlives the run
         for p in procs:
             p.signal(signal.SIGTERM)
         for p in procs:
@@ -272,6 +287,34 @@ def drive(argv: list[str], daemon: Daemon, root: str, folder: str, ids: list[str
     out.update(check(root, ids, procs, done, out))
     out.update(latencies(procs, out.get("t0", 0.0), out.get("t0", 0.0) + out.get("seconds", 0.0)))
     return out
+
+
+def start_probe(python: str, root: str, api_port: int, env: dict, out: dict) -> Claimer | None:
+    """A bare claimer beside the workers (``programs/worker.py``, one socket connection):
+    ``queue_claim`` then ``lock_release`` by token every :data:`PROBE_PACE` s while the run
+    lasts, until nothing is ready; the baseline measured under the same load as the workers'
+    claims (what the machine, not the worker, adds). A spec it claims is back at once."""
+    prober = Claimer(python, root, api_port, env)
+    if prober.recv(time.monotonic() + 60.0) != "ready":
+        out["errors"].append(f"the probe claimer did not start: {prober.why()}")
+        prober.close()
+        return None
+    return prober
+
+
+def probe_result(prober: Claimer, out: dict) -> dict | None:
+    try:
+        line = prober.recv(time.monotonic() + 30.0)
+        got = json.loads(line) if line else None
+    except ValueError:
+        got = None
+    finally:
+        prober.close()
+    if got is None:
+        out["errors"].append("the probe claimer sent no result")
+        return None
+    lat = sorted(x / 1e7 for x in got["lat"])
+    return {**summary(lat), "errors": got["errors"], "error": got["error"]}
 
 
 def _distinct(path: str) -> int:
@@ -465,7 +508,8 @@ def bench(argv: list[str], python: str, chant: str, env: dict, log, *, specs: in
                     res["bare"] = bare_claims(python, root, daemon.api_port, env, seconds, log)
                 t = time.perf_counter()
                 res["runs"][kind] = drive(argv, daemon, root, folder, ids, workers=workers, ttl=ttl,
-                                          fault=kind == "fault", env=env, log=log, timeout=timeout)
+                                          fault=kind == "fault", env=env, log=log, timeout=timeout,
+                                          probe=python if kind == "plain" else None)
                 log(f"  workers ({kind}): done in {time.perf_counter() - t:.0f}s")
             except Exception as exc:  # reported in the document, never a crash
                 res["runs"].setdefault(kind, {"errors": []})["errors"].append(

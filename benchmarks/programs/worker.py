@@ -2,7 +2,8 @@
 
 It opens one persistent socket connection (``hello``), prints ``ready``, then runs the jobs
 it reads from stdin, one JSON line each (``mode``: hello, lock, mix, claim, http, quit), from
-the job's common ``start`` until its ``deadline`` (or ``cap`` requests), and prints one JSON
+the job's common ``start`` until its ``deadline`` (or ``cap`` requests; ``pace``: seconds
+between two; ``until_empty``: a claim finding nothing ready ends it), and prints one JSON
 line of results per job: the count, the window, the latencies in units of 0.1 µs.
 """
 
@@ -14,6 +15,7 @@ import sys
 import time
 
 from chantlib.client import DaemonClient, DaemonGone, read_token
+from chantlib.errors import NothingReady
 
 
 def run_job(client: DaemonClient, job: dict, api_port: int, headers: dict, conn):
@@ -56,6 +58,15 @@ def run_job(client: DaemonClient, job: dict, api_port: int, headers: dict, conn)
                 body = resp.read()
                 if resp.status != 200:
                     raise RuntimeError(f"HTTP {resp.status}: {body[:120]!r}")
+        except NothingReady:
+            if job.get("until_empty"):  # a probe beside a run: done once it had work and it is gone
+                if n:
+                    break
+                time.sleep(job.get("pace") or 0.01)  # the queue not open yet
+                continue
+            errors += 1
+            first = first or "NothingReady"
+            continue
         except DaemonGone as exc:
             errors += 1
             first = first or f"DaemonGone: {exc}"
@@ -72,6 +83,8 @@ def run_job(client: DaemonClient, job: dict, api_port: int, headers: dict, conn)
         end = t1 if mode in ("claim", "mix") else time.perf_counter()
         lat.append(round((end - t) * 1e7))  # units of 0.1 us
         n += 1
+        if job.get("pace"):  # a probe: one request every so often, not as many as it can
+            time.sleep(job["pace"])
     out = {"n": n, "t0": t_start, "t1": time.time(), "lat": lat, "pair": pair, "errors": errors, "error": first}
     return out, conn
 

@@ -3,7 +3,7 @@ bare socket claim of the same run (between its markers, so that `--workers` can 
 
 from __future__ import annotations
 
-from ..measures.workers import BARE_CLAIMERS, GRACE, RATIO_LIMIT, WAIT, interrupted, problems, summary
+from ..measures.workers import BARE_CLAIMERS, GRACE, PROBE_PACE, RATIO_LIMIT, WAIT, interrupted, problems, summary
 from .text import fmt_ms, fmt_rate
 
 WORKERS_BEGIN = "<!-- workers:begin (written by `make bench-workers`; `make bench` keeps it) -->"
@@ -102,6 +102,14 @@ def render_workers(res: dict, info: dict) -> list[str]:
             ratio, mark = verdict(s, many)
             add(f"| claim round trip as the {who} workers see it | {_lat(s)} | {_bare(many)}; {_bare(one)} | "
                 f"{ratio}: {mark} |")
+        probe = run.get("probe")
+        if not title and probe and probe.get("n"):
+            beside = "; ".join(
+                f"{who} workers {verdict(summary(run.get('claims', {}).get(kind, [])), probe)[0]}"
+                for kind, who in (("socket", "socket"), ("http", "HTTP")))
+            add(f"| claim round trip of a bare claimer beside the workers (1 socket client, `queue_claim` + "
+                f"release every {PROBE_PACE * 1e3:g} ms, the whole run) | {_lat(probe)} | the workers' claims "
+                f"against it: {beside} | for information: what the loaded machine adds to any claim |")
         if title:
             add(f"| {title}faults | {_events(run)} | | |")
             cut = sorted(set(interrupted(run)))
@@ -122,7 +130,9 @@ def render_workers(res: dict, info: dict) -> list[str]:
         "`CHANT_DAEMON=http://127.0.0.1:<port>` and `CHANT_API_TOKEN`), and once each printed its start line and "
         "a second passed (its first long poll waiting), the gate is set `completed`: every spec ready at once. "
         "The run ends when the done file holds every ID and the daemon shows no ready spec (`list --ready`) and "
-        "no lease (`lock_list`), polled every 50 ms. Each worker records every claim's round trip with `CHANT_WORKER_TIMINGS` (around "
+        "no lease (`lock_list`), polled every 50 ms. Beside the workers, from the gate's opening until nothing "
+        f"is ready, one more bare claimer (the same program) claims and releases every {PROBE_PACE * 1e3:g} ms: "
+        "the same claim as the baseline's, under the workers' load. Each worker records every claim's round trip with `CHANT_WORKER_TIMINGS` (around "
         f"its `queue_claim` call: the client's encoding, the trip, the daemon); claims begun before the gate "
         f"opened (long polls, `--wait {WAIT:g}`) are left out, and so is the last long poll each worker's SIGTERM "
         f"cuts off (`--grace {GRACE:g}`). The fault run is the same on a fresh repository and daemon: when a "
