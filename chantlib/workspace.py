@@ -884,11 +884,10 @@ class Workspace:
             return 0
         return self._index.sync(parsed or None) or 0
 
-    def _completion(self, spec: str, outcome: str) -> _Completion:
-        """What :meth:`complete` writes into ``spec``, checked and worked out."""
+    def _completion(self, row, outcome: str) -> _Completion:
+        """What :meth:`complete` writes into the spec of ``row``, checked and worked out."""
         if outcome not in ("success", "failure"):
             raise InvalidValue(f"outcome must be success or failure, got {outcome!r}")
-        row = self._resolve(spec)
         if row.error is not None:
             raise SpecParseError(f"cannot edit {row.id}: {row.error}", spec=row.id)
         if row.archived:
@@ -913,7 +912,7 @@ class Workspace:
         renames it into place, or edits again if the file changed meanwhile; so a daemon holds
         its table lock, which claims and renewals wait for, for a rename, not for a disk's
         sync. Returns what :meth:`complete` takes as ``prepared`` (``discard()`` it if unused)."""
-        done = self._completion(spec, outcome)
+        done = self._completion(self._resolve(spec), outcome)
         done.staged = self.store.stage_text(done.relpath, _edit(done.spec_id, done.values))
         return done
 
@@ -924,13 +923,13 @@ class Workspace:
         happen in one critical section of the lock table, so a lease taken over meanwhile
         can never be written through (fencing). ``prepared``: see :meth:`prepare_complete`."""
         self._fresh()
-        if prepared is not None:
-            row = self._resolve(spec)
-            if row.path != prepared.relpath or row.error is not None:  # moved or broken since
-                prepared.discard()
-                prepared = None
-        done = prepared if prepared is not None else self._completion(spec, outcome)
-        row = self._resolve(done.spec_id)
+        row = self._resolve(spec)
+        done = prepared
+        if done is not None and (row.path != done.relpath or row.error is not None):  # moved or broken since
+            done.discard()
+            done = None
+        if done is None:
+            done = self._completion(row, outcome)
         try:
             released = self._complete_locked(row, done, owner, token, force)
         finally:
