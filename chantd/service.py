@@ -254,9 +254,10 @@ class Service:
         started = time.perf_counter()
         key = self._cache_key(cmd, params)
         raw = self._cache.get(key) if key is not None else None
-        if raw is None and key is not None and key[:2] in self._early:
+        if key is not None and key[:2] in self._early:
             # a batch of file events is making this answer before its index commit: wait for
-            # that, not for the batch (see _answer_early)
+            # that, not for the batch (see _answer_early), nor answer from before the batch
+            # (what the cache holds until the batch's step has changed the table)
             await asyncio.shield(self._early[key[:2]])
             key = self._cache_key(cmd, params)
             raw = self._cache.get(key)
