@@ -318,6 +318,9 @@ def test_a_worker_killed_with_sigkill_lets_its_lease_expire(repo, daemon_factory
     pids.append(pid_file)
     w = workers("--exec", "echo $$ > cmd.pid; exec sleep 60", "--ttl", "2")
     wait_until(lambda: d.call("lock_list")["leases"], what="the claim")
+    # killed once its agent runs: a kill between the claim and the spawn leaves no agent to check
+    wait_until(lambda: os.path.exists(pid_file) and read(pid_file).strip(), what="the command")
+    agent = int(read(pid_file).strip())
     before = metric(d, "chant_lock_expirations_total")
     w.signal(signal.SIGKILL)
     w.wait()
@@ -326,7 +329,6 @@ def test_a_worker_killed_with_sigkill_lets_its_lease_expire(repo, daemon_factory
     assert claim["spec"]["id"] == A
     assert metric(d, "chant_lock_expirations_total") >= before + 1
     if shutil.which("setpriv"):  # the agent died with its worker: no two agents on one spec
-        agent = int(read(pid_file).strip())
         wait_until(lambda: not _alive(agent), 10, "the killed worker's agent gone")
 
 
