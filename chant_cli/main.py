@@ -472,8 +472,14 @@ def _main(argv: list[str] | None) -> int:
 
             traceback.print_exc()
         if isinstance(exc, ChantError):
-            # an empty queue is an answer, not an error: a claim says what a peek says
-            out.note(exc.message if exc.code == "nothing_ready" else f"error: {exc.message}")
+            if exc.code == "nothing_ready":
+                # an empty queue is an answer, not an error: a claim says and prints what a
+                # peek does (`null` for --json)
+                out.note(exc.message)
+                if getattr(args, "json", False):
+                    out.json(None)
+                return exc.exit_code
+            out.note(f"error: {exc.message}")
             return exc.exit_code
         out.note(f"error: {error_envelope(exc)['message']}")
         return 1

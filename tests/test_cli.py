@@ -439,6 +439,9 @@ def test_an_empty_queue_says_the_same_with_and_without_claim(filled, chant):
         peek, claim = chant("queue", "next", *filters), chant("queue", "next", "--claim", *filters)
         assert (peek.code, peek.out, peek.err) == (5, "", words)
         assert (claim.code, claim.out, claim.err) == (5, "", words)
+        for claiming in ([], ["--claim"]):  # --json: `null` on stdout either way
+            r = chant("queue", "next", "--json", *claiming, *filters)
+            assert (r.code, r.out, r.err) == (5, "null\n", words), claiming
 
 
 def test_version(tmp_path):
