@@ -148,6 +148,8 @@ def status(args, out) -> int:
     for label, key in (("Active locks", "active_locks"), ("Queue depth", "queue_depth")):
         value = data.get(key)
         out.line(f"{label}: {value:,}" if isinstance(value, int) else f"{label}: (busy)")
+    if data.get("claims_waiting"):
+        out.line(f"Claims waiting: {data['claims_waiting']:,}")  # long polls: idle workers
     out.line(f"Version: {data['version']} (protocol {data['protocol']})")
     out.line(f"Socket: {data['socket']}")
     out.line(f"API: {data.get('api') or 'off'}")

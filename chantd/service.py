@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from chantlib._version import PROTOCOL_VERSION, VERSION
-from chantlib.errors import BadRequest, ChantError, Loading, NothingReady, error_envelope
+from chantlib.errors import BadRequest, ChantError, Loading, NothingReady, Unavailable, error_envelope
 from chantlib.ops import OPS, dispatch, dispatch_json, lookup, prepare
 
 log = logging.getLogger("chantd")
@@ -153,6 +153,7 @@ class Service:
         self._changed: asyncio.Event | None = None
         self._unwatch = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False  # set by end_waits: the daemon is on its way out
         #: the list requests asked since the last batch of file events (the last few): made
         #: again as soon as the next batch is in the table (see apply), not when next asked
         self._kept: dict[tuple, tuple[str, dict]] = {}
@@ -403,6 +404,9 @@ class Service:
         try:
             while True:
                 assert self._changed is not None  # made by _watch
+                if self._stopping:
+                    raise Unavailable(f"the daemon is stopping: `{cmd}` waited and was not done; send it again "
+                                      "once the daemon is back", stopping=True)
                 if gone is not None and gone():
                     raise NothingReady("the client left while its claim waited")
                 changed = self._changed  # taken before the attempt: a change during it wakes the wait
@@ -426,6 +430,20 @@ class Service:
                     await asyncio.wait_for(changed.wait(), max(0.0, timeout))
         finally:
             self._unwait()
+
+    async def end_waits(self, patience: float = 1.0) -> None:
+        """The daemon is stopping: every long poll is answered at once, ``unavailable`` with
+        ``details.stopping`` (nothing was done: a client may send it again, a worker backs off
+        and does), and none begins waiting. Returns once they have answered (or after
+        ``patience`` seconds), before the servers close their connections, so that each
+        answer is written: neither a socket client told the daemon left mid-request nor an
+        HTTP one held until uvicorn's graceful timeout cancels its request."""
+        self._stopping = True
+        self._wake()
+        deadline = time.monotonic() + patience
+        while self._waiters and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0)  # the handlers whose waits just ended write their answers
 
     def _give_back(self, result: dict) -> None:
         """A claim won for a client that has gone: its lease is released at once (by its
@@ -702,6 +720,7 @@ class Service:
             "watch": self.info.get("watch"),
             "loaded": self.loaded,
             "busy": (self.activity or "working") if busy else None,
+            "claims_waiting": self._waiters,  # long polls now waiting for work (idle workers)
         }
         if busy and self.progress is not None:
             out["progress"] = self.loading()

@@ -18,6 +18,7 @@ import pwd
 import socket as _socket
 import stat
 import struct
+import time
 
 from chantlib.client import MAX_LINE
 from chantlib.errors import BadRequest, Unavailable
@@ -119,6 +120,7 @@ class SocketServer:
         self.refused = 0  # connections turned away at the cap
         self.server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._closing = False  # set by close(): each connection ends after its current answer
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we made
 
     async def start(self) -> None:
@@ -173,14 +175,25 @@ class SocketServer:
                 old.close()  # stops accepting on the unlinked file; connections already open live on
             log.warning("the socket %s was removed; listening on it again", self.path)
 
-    async def close(self) -> None:
+    async def close(self, patience: float = 5.0) -> None:
+        """Stop listening, then end every connection: each handler is cancelled, and again
+        while it still runs (on Python 3.11 ``asyncio.wait_for`` can lose a cancellation that
+        lands as its inner wait completes: one lost cancel let a worker's persistent connection
+        be served on, and the stop hang, until the worker went); ``_closing`` ends a handler
+        that got past a cancel after its current answer. A handler still running after
+        ``patience`` seconds is logged and left to the loop's end."""
+        self._closing = True
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        deadline = time.monotonic() + patience
+        pending = set(self._tasks)
+        while pending and time.monotonic() < deadline:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.2)
+        if pending:
+            log.warning("%d socket connection(s) did not end within %g s of the stop", len(pending), patience)
         if self._intact():  # never another process's socket that took the path over
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
@@ -229,7 +242,7 @@ class SocketServer:
         persistent = False
         first = True
         try:
-            while True:
+            while not self._closing:
                 try:
                     try:
                         # a connection must speak soon after it opens, and a persistent one
@@ -260,7 +273,7 @@ class SocketServer:
                 first = False
                 writer.write(data)
                 await writer.drain()
-                if not persistent:
+                if not persistent or self._closing:
                     break
         except (ConnectionError, BrokenPipeError):
             pass

@@ -5,6 +5,7 @@ TestClient. No daemon process, no port bound."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -178,3 +179,61 @@ def test_every_rest_route_of_the_table_answers_through_the_starlette_app(service
         assert body["ok"] or body["error"]["code"] in ("conflict", "stale_token", "not_holder"), (name, body)
         if name == "queue_stats":
             assert set(body["result"]) >= {"depth", "held", "leased", "by_project"}
+
+
+def test_the_socket_server_closes_a_busy_persistent_connection_whose_handler_lost_a_cancel(tmp_path):
+    """Python 3.11's asyncio.wait_for can lose a cancellation that lands as its inner wait
+    completes: the handler then serves on. A client that keeps asking on its persistent
+    connection (a worker) must not hold the stop: the close cancels again and the handler
+    ends after its current answer."""
+    from chantd.service import encode_answer
+    from chantd.socket import SocketServer
+
+    class Service:  # answers every request; the first cancellation it sees is lost
+        metrics = None
+        lost = 0
+        inside: asyncio.Event | None = None  # set while a request is being answered
+
+        async def call_encoded(self, cmd, params, transport, owner, request_id, gone=None):
+            assert Service.inside is not None
+            Service.inside.set()
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if Service.lost:
+                    raise
+                Service.lost += 1  # swallowed, as the race does
+            finally:
+                Service.inside.clear()
+            return encode_answer({"ok": True, "result": {"cmd": cmd}}, request_id)
+
+    path = str(tmp_path / "s.sock")
+
+    async def go():
+        Service.inside = asyncio.Event()
+        server = SocketServer(Service(), path)
+        await server.start()
+        reader, writer = await asyncio.open_unix_connection(path)
+        answered = 0
+
+        async def client():
+            nonlocal answered
+            writer.write(b'{"cmd":"hello","id":0}\n')
+            with contextlib.suppress(ConnectionError):  # the daemon closed the connection
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        return
+                    answered += 1
+                    writer.write(b'{"cmd":"queue_next","id":1}\n')
+
+        asker = asyncio.create_task(client())
+        await asyncio.sleep(0.3)
+        assert answered > 3 and not asker.done()
+        await asyncio.wait_for(Service.inside.wait(), 5)  # the close lands while a request is answered
+        await asyncio.wait_for(server.close(patience=5.0), 10)  # returns: the handler ended
+        await asyncio.wait_for(asker, 5)  # and the client saw its connection closed
+        writer.close()
+        return Service.lost
+
+    assert asyncio.run(go()) == 1  # a cancellation was lost, and the close still ended it

@@ -194,6 +194,41 @@ def test_a_waiting_claim_wakes_when_a_lease_is_released(repo, daemon_factory):
         assert not thread.is_alive() and answer["claim"]["spec"]["id"] == A
 
 
+@pytest.mark.skipif(not (shutil.which("nc") and shutil.which("curl")), reason="nc and curl: .ci/run installs them")
+def test_a_daemon_stopping_answers_its_waiting_claims_unavailable_over_socket_and_http(repo, daemon_factory):
+    import json
+
+    d = daemon_factory(repo.root)  # no spec: every claim waits
+    line = '{"cmd":"queue_claim","owner":"w","wait":60}'
+    over_socket = subprocess.Popen(f"echo '{line}' | nc -U {d.socket}", shell=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    over_http = subprocess.Popen(
+        ["curl", "-s", "-w", "\n%{http_code}", "-H", f"Authorization: Bearer {d.token}", "-d", line,
+         f"{d.api}/api/rpc"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with d.client() as client:
+            wait_until(lambda: client.call("daemon_status")["claims_waiting"] == 2, what="both claims waiting")
+        assert "Claims waiting: 2" in subprocess.run(
+            [sys.executable, "-m", "chant_cli", "daemon", "status"], cwd=repo.root, capture_output=True, text=True,
+            timeout=60).stdout
+        d.stop()
+        socket_out, _ = over_socket.communicate(timeout=30)
+        http_out, _ = over_http.communicate(timeout=30)
+    finally:
+        for proc in (over_socket, over_http):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    # answered (nothing was claimed: send it again), not cut off: the socket's line, HTTP's 503
+    [answer] = [json.loads(x) for x in socket_out.splitlines()]
+    body, _, code = http_out.rpartition("\n")
+    for got in (answer, json.loads(body)):
+        assert got["ok"] is False and got["error"]["code"] == "unavailable", got
+        assert got["error"]["details"] == {"stopping": True}
+    assert code == "503"
+    assert "Traceback" not in read(d.log_path)
+
+
 def test_direct_mode_claim_waits_by_polling_the_files(repo):
     ws = repo.workspace()
     answer: dict = {}

@@ -24,12 +24,18 @@ def _bare(row: dict | None) -> str:
 
 
 def verdict(worker: dict, bare: dict | None) -> tuple[str, str]:
-    """(the ratios, the verdict): p50 and p99 each within RATIO_LIMIT x the bare claim's."""
+    """(the ratios, the verdict): p50 and p99 each within RATIO_LIMIT x those of ``bare`` (a summary)."""
     if not worker["n"] or not bare or bare.get("p50") is None:
         return "—", "❌ FAIL (not measured)"
     r50, r99 = worker["p50"] / bare["p50"], worker["p99"] / bare["p99"]
     ok = r50 <= RATIO_LIMIT and r99 <= RATIO_LIMIT
     return f"p50 {r50:.1f}×, p99 {r99:.1f}×", "✅ PASS" if ok else "❌ FAIL"
+
+
+def _against(probe: dict | None, idle: dict | None) -> str:
+    if not probe or not probe.get("n") or not idle or idle.get("p50") is None:
+        return "—"
+    return f"p50 {probe['p50'] / idle['p50']:.1f}×, p99 {probe['p99'] / idle['p99']:.1f}× the idle claim"
 
 
 def _checks(run: dict) -> tuple[str, str]:
@@ -93,23 +99,23 @@ def render_workers(res: dict, info: dict) -> list[str]:
             f"{run.get('by_transport', {}).get('http', 0):,} by HTTP workers) | bare claim + release: "
             f"{fmt_rate((one or {}).get('rate'))}/s with 1 claimer, {fmt_rate((many or {}).get('rate'))}/s with "
             f"{max(BARE_CLAIMERS)} | |")
+        probe = run.get("probe") if not title else None
+        if not title:
+            add(f"| the baseline: claim round trip of a bare claimer beside the workers (1 socket client, the "
+                f"idle baseline's program and claim, `queue_claim` + release every {PROBE_PACE * 1e3:g} ms, the "
+                f"whole run) | {_lat(probe) if probe else 'not measured'} | idle, before the workers: "
+                f"{_bare(many)}; {_bare(one)} | {_against(probe, many)}: what the loaded machine adds to any "
+                "claim |")
         for kind in ("socket", "http"):
             s = summary(run.get("claims", {}).get(kind, []))
             who = "socket" if kind == "socket" else "HTTP"
             if title:  # the fault run: for information (its claims include the waits the faults caused)
                 add(f"| {title}claim round trip, {who} workers | {_lat(s)} | | — |")
                 continue
-            ratio, mark = verdict(s, many)
-            add(f"| claim round trip as the {who} workers see it | {_lat(s)} | {_bare(many)}; {_bare(one)} | "
-                f"{ratio}: {mark} |")
-        probe = run.get("probe")
-        if not title and probe and probe.get("n"):
-            beside = "; ".join(
-                f"{who} workers {verdict(summary(run.get('claims', {}).get(kind, [])), probe)[0]}"
-                for kind, who in (("socket", "socket"), ("http", "HTTP")))
-            add(f"| claim round trip of a bare claimer beside the workers (1 socket client, `queue_claim` + "
-                f"release every {PROBE_PACE * 1e3:g} ms, the whole run) | {_lat(probe)} | the workers' claims "
-                f"against it: {beside} | for information: what the loaded machine adds to any claim |")
+            ratio, mark = verdict(s, probe)
+            add(f"| claim round trip as the {who} workers see it | {_lat(s)} | the bare claimer beside them; "
+                f"idle: {_bare(many)} | {ratio} the claim beside them: {mark} (against the idle "
+                f"{max(BARE_CLAIMERS)} claimers: {verdict(s, many)[0]}) |")
         if title:
             add(f"| {title}faults | {_events(run)} | | |")
             cut = sorted(set(interrupted(run)))
@@ -143,8 +149,12 @@ def render_workers(res: dict, info: dict) -> list[str]:
         "backoff while the daemon is away and a lease lost to it), their exit codes. Execution is at least once "
         "by design: a worker killed after its command ran but before `complete` leaves the lease to expire "
         "(the TTL) and the next worker runs the spec again; completion is exactly once (the fencing token). "
-        f"Verdict: a worker's claim within {RATIO_LIMIT:g}× the bare socket claim with {max(BARE_CLAIMERS)} "
-        "claimers, p50 and p99 each.")
+        f"Verdict: a worker's claim within {RATIO_LIMIT:g}× the bare socket claim measured beside it, p50 and "
+        "p99 each: the bare claimer's program and claim are the idle baseline's, its load is the workers' "
+        "(their commands, completions and log files on the same CPUs), so the ratio is what the worker adds "
+        f"to a claim. The ratio to the idle baseline ({max(BARE_CLAIMERS)} claimers before the workers start) "
+        "is shown too: it also holds what the loaded machine adds to every claim, the bare one's included "
+        "(the baseline row).")
     add("")
     for kind, run in (("plain", plain), ("fault", fault)):
         for line in (run or {}).get("unexpected", [])[:10]:
