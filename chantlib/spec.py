@@ -75,6 +75,16 @@ class _Dumper(_CSafeDumper):
     yaml_implicit_resolvers = _without_timestamps(_CSafeDumper.yaml_implicit_resolvers)
 
 
+# What we write is read by YAML 1.2 readers too (upstream chant's serde_yaml): a string that
+# 1.2 takes for a number is quoted, though PyYAML (1.1) would read it back as a string, as
+# the short hashes `0123458` (1.1: not octal; 1.2: an int) and `1e12345` (1.2: a float).
+for _tag, _rx in (
+    ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$"),
+    ("tag:yaml.org,2002:float", r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+):
+    _Dumper.add_implicit_resolver(_tag, re.compile(_rx), list("-+.0123456789"))
+
+
 _Dumper.add_representer(RawInt, lambda d, v: d.represent_scalar("tag:yaml.org,2002:int", v.raw))
 
 

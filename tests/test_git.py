@@ -55,7 +55,12 @@ def test_record_commit_is_lossless_idempotent_and_replaces(git, repo):
     first = git.commit("chant(aaa): the work", name="work.txt")
     out = ws.record_commit(first)  # the subject is asked of git
     assert out["recorded"] and out["ref"] == "aaa" and out["spec"]["id"] == A and out["commits"] == [first[:7]]
-    assert repo.read(A) == ORIGINAL.replace("- x\n---", f"- x\ncommits:\n- {first[:7]}\n---")
+    # a short hash of digits alone is quoted (unquoted, YAML would read it as a number)
+    from chantlib.spec import dump_yaml_value, load_yaml
+
+    written = dump_yaml_value("commits", [first[:7]])
+    assert load_yaml(written) == {"commits": [first[:7]]}
+    assert repo.read(A) == ORIGINAL.replace("- x\n---", f"- x\n{written}---")
     again = ws.record_commit(first, subject="chant(aaa): the work")
     assert not again["recorded"] and again["commits"] == [first[:7]]
     second = git.commit(f"chant({A}): more", name="work.txt")

@@ -271,3 +271,17 @@ def _key_text(spec: Spec, key: str) -> str:
     _opening, front, _closing, _body = split_document(spec.render())
     start, end, _comment = spec._spans(front)[key]
     return front[start:end]
+
+
+def test_a_written_string_a_yaml_1_2_reader_takes_for_a_number_is_quoted():
+    """Upstream chant reads specs with a YAML 1.2 parser: a short hash such as `0123458`
+    (1.1: a string, 1.2: an int) or `1e12345` (1.2: a float) is written quoted; hashes
+    with letters stay plain, and numbers stay numbers."""
+    from chantlib.spec import dump_yaml_value, load_yaml
+
+    for text, quoted in (("0123458", True), ("1e12345", True), ("3843479", True), ("-12", True),
+                         ("81ba38c", False), ("abcdef0", False), ("e1", False)):
+        written = dump_yaml_value("commits", [text])
+        assert written == (f"commits:\n- '{text}'\n" if quoted else f"commits:\n- {text}\n"), text
+        assert load_yaml(written) == {"commits": [text]}
+    assert dump_yaml_value("priority", 100) == "priority: 100\n"
