@@ -113,11 +113,11 @@ HTTP_IDLE_SECONDS = 5
 
 
 def _protocol(max_connections: int):
-    """uvicorn's httptools protocol (llhttp, C: h11's pure-Python parser cost an HTTP worker's
-    claim half again a socket one's under load) with two bounds: at most ``max_connections``
-    open (one more is answered 503 with the error envelope and closed at once), and a
-    connection whose request head does not come in time is closed (a client that connects and
-    says nothing, or trickles its headers, would hold a connection for ever)."""
+    """uvicorn's httptools protocol (llhttp, in C: one client's round trip on an idle daemon
+    0.37 ms p50 against h11's 0.49 ms) with two bounds: at most ``max_connections`` open (one
+    more is answered 503 with the error envelope and closed at once), and a connection whose
+    request head does not come in time is closed (a client that connects and says nothing, or
+    trickles its headers, would hold a connection for ever)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from chantlib.errors import Unavailable

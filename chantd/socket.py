@@ -273,7 +273,7 @@ class SocketServer:
                 first = False
                 writer.write(data)
                 await writer.drain()
-                if not persistent or self._closing:
+                if not persistent:
                     break
         except (ConnectionError, BrokenPipeError):
             pass

@@ -32,12 +32,6 @@ def verdict(worker: dict, bare: dict | None) -> tuple[str, str]:
     return f"p50 {r50:.1f}×, p99 {r99:.1f}×", "✅ PASS" if ok else "❌ FAIL"
 
 
-def _against(probe: dict | None, idle: dict | None) -> str:
-    if not probe or not probe.get("n") or not idle or idle.get("p50") is None:
-        return "—"
-    return f"p50 {probe['p50'] / idle['p50']:.1f}×, p99 {probe['p99'] / idle['p99']:.1f}× the idle claim"
-
-
 def _checks(run: dict) -> tuple[str, str]:
     bad = problems(run)
     n = run.get("specs", 0)
@@ -104,8 +98,8 @@ def render_workers(res: dict, info: dict) -> list[str]:
             add(f"| the baseline: claim round trip of a bare claimer beside the workers (1 socket client, the "
                 f"idle baseline's program and claim, `queue_claim` + release every {PROBE_PACE * 1e3:g} ms, the "
                 f"whole run) | {_lat(probe) if probe else 'not measured'} | idle, before the workers: "
-                f"{_bare(many)}; {_bare(one)} | {_against(probe, many)}: what the loaded machine adds to any "
-                "claim |")
+                f"{_bare(many)}; {_bare(one)} | {verdict(probe, many)[0] if probe else '—'} the idle claim: what "
+                "the loaded machine adds to any claim |")
         for kind in ("socket", "http"):
             s = summary(run.get("claims", {}).get(kind, []))
             who = "socket" if kind == "socket" else "HTTP"
